@@ -1,0 +1,114 @@
+"""The session-parallel mini-batch schedule, computed once per epoch with NumPy.
+
+`batch_size` slots each hold one session. At every step each slot feeds its current item and
+predicts the next one. A slot whose session has no next item takes the next session in order
+(its hidden state is reset); sessions of length 1 give no training pair and are passed over.
+When no session is left, finished slots are dropped and the batch shrinks, keeping slot order.
+
+Computing the whole schedule up front keeps the training loop free of Python-side bookkeeping:
+a step only slices precomputed index rows that already live on the training device.
+"""
+from __future__ import annotations
+
+import heapq
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass
+class Schedule:
+    """Event indices of every step, left-aligned in slot order.
+
+    inputs[t, :width[t]] are the event indices fed at step t (targets are the next events, +1);
+    starts[t, k] is True where that slot begins a new session (its hidden state must be zeroed);
+    shrink[t] (for the steps where the batch shrinks) are the rows of the previous step's hidden
+    state that carry over, in order.
+    """
+    inputs: np.ndarray      # (n_steps, batch_size) int64, -1 where the slot is empty
+    starts: np.ndarray      # (n_steps, batch_size) bool
+    width: np.ndarray       # (n_steps,) active slots per step
+    shrink: dict            # step -> np.ndarray of kept row positions
+
+    @property
+    def n_steps(self) -> int:
+        return len(self.width)
+
+    @property
+    def n_events(self) -> int:
+        """Number of training pairs (predictions) in the schedule."""
+        return int(self.width.sum())
+
+
+def assign_slots(lengths: np.ndarray, batch_size: int):
+    """Give each session (in processing order) a slot and a first step.
+
+    Returns (slot, first_step) per session, and the number of steps. Greedy list scheduling: the
+    next session goes to the slot that frees up first, the lowest slot number on ties, which is
+    what the references' batch iterator does.
+    """
+    n = len(lengths)
+    steps = np.maximum(np.asarray(lengths, dtype=np.int64) - 1, 0)
+    slot = np.empty(n, dtype=np.int64)
+    first = np.empty(n, dtype=np.int64)
+    k0 = min(batch_size, n)
+    slot[:k0] = np.arange(k0)
+    first[:k0] = 0
+    heap = [(int(steps[k]), k) for k in range(k0)]
+    heapq.heapify(heap)
+    steps_list = steps.tolist()
+    for k in range(k0, n):
+        free_at, s = heap[0]
+        slot[k] = s
+        first[k] = free_at
+        heapq.heapreplace(heap, (free_at + steps_list[k], s))
+    n_steps = max((t for t, _ in heap), default=0)
+    return slot, first, n_steps
+
+
+def build_schedule(offsets: np.ndarray, order: np.ndarray, batch_size: int, min_width: int = 1) -> Schedule:
+    """Schedule for sessions given by `offsets` (events of session k are offsets[k]:offsets[k+1]),
+    processed in `order`. Steps with fewer than `min_width` active slots end the epoch (training
+    without extra samples needs 2: a slot's only negatives are the other slots' targets).
+    """
+    offsets = np.asarray(offsets, dtype=np.int64)
+    order = np.asarray(order, dtype=np.int64)
+    lengths = offsets[order + 1] - offsets[order]
+    slot, first, n_steps = assign_slots(lengths, batch_size)
+    n_pairs = np.maximum(lengths - 1, 0)
+    total = int(n_pairs.sum())
+    # one entry per training pair: its step, slot and input event
+    within = np.arange(total, dtype=np.int64) - np.repeat(np.cumsum(n_pairs) - n_pairs, n_pairs)
+    step = np.repeat(first, n_pairs) + within
+    col = np.repeat(slot, n_pairs)
+    event = np.repeat(offsets[order], n_pairs) + within
+    width_cols = min(batch_size, max(len(order), 1))
+    grid = np.full((n_steps, width_cols), -1, dtype=np.int64)
+    grid[step, col] = event
+    start_grid = np.zeros((n_steps, width_cols), dtype=bool)
+    start_grid[step[within == 0], col[within == 0]] = True
+
+    active = grid >= 0
+    width = active.sum(axis=1)
+    if min_width > 1:
+        too_narrow = np.flatnonzero(width < min_width)
+        if len(too_narrow):
+            cut = too_narrow[0]
+            grid, start_grid, active, width = grid[:cut], start_grid[:cut], active[:cut], width[:cut]
+    # Empty slots only appear once sessions run out, and then never fill again; move the active
+    # ones to the left (stable, so slot order is kept) and record which hidden rows carry over.
+    shrink = {}
+    changed = np.flatnonzero(width < width_cols)
+    if len(changed):
+        left = np.argsort(~active, axis=1, kind="stable")
+        for t in changed:
+            prev_active = active[t - 1] if t > 0 else np.ones(width_cols, dtype=bool)
+            if t > 0 and width[t] == width[t - 1]:
+                continue
+            prev_slots = np.flatnonzero(prev_active)
+            keep = np.flatnonzero(active[t][prev_slots])
+            shrink[int(t)] = keep
+        rows = changed
+        grid[rows] = np.take_along_axis(grid[rows], left[rows], axis=1)
+        start_grid[rows] = np.take_along_axis(start_grid[rows], left[rows], axis=1)
+    return Schedule(inputs=grid, starts=start_grid, width=width, shrink=shrink)

@@ -1,0 +1,207 @@
+"""Final activations and losses over the (slots x scored columns) score matrix O.
+
+Column i of O is the target of row i (the diagonal of the first b columns); the other columns
+(the other slots' targets and the extra samples) are the negatives. Each loss returns its value
+(a 0-dim tensor, summed over rows) and dLoss/dO. The two losses the papers recommend,
+cross-entropy and BPR-max, have hand-written gradients for speed; the four legacy losses, which
+exist only for comparison, take their gradient from autograd.
+"""
+from __future__ import annotations
+
+import re
+
+import torch
+
+from .errors import ParameterError
+
+EPS = 1e-24  # added inside the logarithms, as the references do
+
+RANKING_LOSSES = ("bpr-max", "top1-max", "top1", "bpr")
+LOSSES = ("cross-entropy", "xe_logit") + RANKING_LOSSES
+_FLOAT = r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?"
+_RANKING_ACT = re.compile(rf"^(linear|relu|tanh|leaky-{_FLOAT}|elu-{_FLOAT}|selu-{_FLOAT}-{_FLOAT})$")
+RANKING_ACTIVATIONS = "linear, relu, tanh, leaky-X, elu-X, selu-X-Y"
+
+
+def valid_final_acts(loss: str) -> str:
+    return {"cross-entropy": "softmax", "xe_logit": "softmax_logit"}.get(loss, RANKING_ACTIVATIONS)
+
+
+def check_pairing(loss: str, final_act: str) -> None:
+    """Raise ParameterError when `final_act` cannot be used with `loss`."""
+    if loss not in LOSSES:
+        raise ParameterError(f"loss='{loss}' is not valid; expected one of: {', '.join(LOSSES)}")
+    ok = (final_act == "softmax") if loss == "cross-entropy" else \
+        (final_act == "softmax_logit") if loss == "xe_logit" else bool(_RANKING_ACT.match(final_act))
+    if not ok:
+        raise ParameterError(f"final_act='{final_act}' cannot be used with loss='{loss}'; "
+                             f"valid final_act for {loss}: {valid_final_acts(loss)}")
+
+
+# ------------------------------------------------------------------------------------------------
+# activations of the ranking losses: (value, derivative) pairs
+def make_activation(final_act: str):
+    """Return f(O) -> (A, dA/dO) for a ranking-loss final activation."""
+    name, *args = final_act.split("-", 1)
+    if name == "linear":
+        return lambda O: (O, None)
+    if name == "relu":
+        return lambda O: (torch.relu(O), (O > 0).to(O.dtype))
+    if name == "tanh":
+        def tanh(O):
+            A = torch.tanh(O)
+            return A, 1 - A * A
+        return tanh
+    if name == "leaky":
+        alpha = float(args[0])
+        return lambda O: (torch.where(O > 0, O, alpha * O), torch.where(O > 0, 1.0, alpha))
+    if name == "elu":
+        alpha = float(args[0])
+        def elu(O):
+            A = torch.nn.functional.elu(O, alpha)
+            return A, (A + alpha).masked_fill_(O > 0, 1.0)
+        return elu
+    if name == "selu":
+        # selu-X-Y: X is the scale (lambda), Y the alpha of the negative branch
+        scale_s, alpha_s = re.fullmatch(rf"({_FLOAT})-({_FLOAT})", args[0]).groups()
+        scale, alpha = float(scale_s), float(alpha_s)
+        def selu(O):
+            neg = alpha * torch.expm1(torch.clamp(O, max=0))
+            A = scale * torch.where(O > 0, O, neg)
+            return A, scale * torch.where(O > 0, torch.ones_like(O), neg + alpha)
+        return selu
+    raise ParameterError(f"final_act='{final_act}' is not a ranking activation ({RANKING_ACTIVATIONS})")
+
+
+def _diag(M):
+    """Diagonal of the first b columns of a (b, n) matrix, as a view."""
+    return M.diagonal()
+
+
+# ------------------------------------------------------------------------------------------------
+# losses: (O, offset, scale) -> (loss, scale * dLoss/dO)
+# `scale` (1 / batch_size in training) is folded into per-row factors, which saves a pass over O.
+def _rowdot(a, b):
+    """sum_j a_ij b_ij for every row i, without materialising the product."""
+    return torch.bmm(a.unsqueeze(1), b.unsqueeze(2)).view(-1, 1)
+
+
+def cross_entropy(O, offset=None, scale=1.0):
+    """-sum_i log(softmax(O - offset)[i, i] + 1e-24); offset is the log-Q correction per column."""
+    if offset is not None:
+        O = O - offset
+    X = torch.softmax(O, dim=1)
+    xd = _diag(X)
+    loss = -torch.log(xd + EPS).sum()
+    w = (xd * scale / (xd + EPS)).unsqueeze(1)  # d(-log(x_ii + eps)) / dO = (X - I) * x_ii / (x_ii + eps)
+    dO = X.mul_(w)
+    _diag(dO).sub_(w.squeeze(1))
+    return loss, dO
+
+
+def xe_logit(O, offset=None, scale=1.0):
+    """Cross-entropy computed from logits with log-softmax (no epsilon needed)."""
+    if offset is not None:
+        O = O - offset
+    logX = torch.log_softmax(O, dim=1)
+    loss = -_diag(logX).sum()
+    dO = logX.exp_().mul_(scale)
+    _diag(dO).sub_(scale)
+    return loss, dO
+
+
+def _softmax_negatives(A, inplace=True):
+    """Row-wise softmax over the negatives (the diagonal target excluded).
+
+    inplace=False avoids in-place writes, for use under autograd.
+    """
+    if inplace:
+        masked = A.clone()
+        _diag(masked).fill_(float("-inf"))
+        return torch.softmax(masked, dim=1)
+    e = torch.exp(A - A.max(dim=1, keepdim=True).values)
+    off_diagonal = torch.ones_like(e)
+    _diag(off_diagonal).zero_()
+    e = e * off_diagonal
+    return e / e.sum(dim=1, keepdim=True)
+
+
+def bpr_max(A, bpreg, scale=1.0):
+    """BPR-max on activated scores A; returns (loss, scale * dLoss/dA).
+
+    loss_i = -log(sum_j s_ij sigmoid(A_ii - A_ij) + eps) + bpreg * sum_j s_ij A_ij^2,
+    s_i = softmax of row i over the negatives.
+    """
+    s = _softmax_negatives(A)
+    sig = torch.sub(_diag(A).unsqueeze(1), A).sigmoid_()
+    P = _rowdot(s, sig)
+    T = A * A
+    Q = _rowdot(s, T)
+    loss = (-torch.log(P + EPS) + bpreg * Q).sum()
+    inv = scale / (P + EPS)
+    # d/dA_ik (k != i): s_ik [ (P_i - sig_ik^2) / (P_i + eps) + bpreg (A_ik^2 + 2 A_ik - Q_i) ]
+    sig.mul_(sig)                                  # sig^2
+    R = _rowdot(s, sig)
+    T.add_(A, alpha=2.0).mul_(bpreg * scale)       # bpreg (A^2 + 2A)
+    T.addcmul_(sig, inv, value=-1.0)               # - sig^2 / (P + eps)
+    T.add_(P * inv - (bpreg * scale) * Q)          # + P / (P + eps) - bpreg Q
+    dA = T.mul_(s)
+    # d/dA_ii = -sum_j s_ij sig_ij (1 - sig_ij) / (P_i + eps) = -(P_i - R_i) / (P_i + eps)
+    _diag(dA).copy_(((R - P) * inv).squeeze(1))
+    return loss, dA
+
+
+def _autograd_loss(fn):
+    def wrapped(A, scale=1.0):
+        with torch.enable_grad():
+            A = A.detach().requires_grad_(True)
+            loss = fn(A)
+            (dA,) = torch.autograd.grad(loss, A)
+        return loss.detach(), dA.mul_(scale)
+    return wrapped
+
+
+@_autograd_loss
+def top1_max(A):
+    """sum_i sum_j s_ij (sigmoid(A_ij - A_ii) + sigmoid(A_ij^2))."""
+    s = _softmax_negatives(A, inplace=False)
+    return (s * (torch.sigmoid(A - _diag(A).unsqueeze(1)) + torch.sigmoid(A * A))).sum()
+
+
+@_autograd_loss
+def bpr(A):
+    """sum_ij -log sigmoid(A_ii - A_ij)."""
+    return -torch.nn.functional.logsigmoid(_diag(A).unsqueeze(1) - A).sum()
+
+
+@_autograd_loss
+def top1(A):
+    """sum_i [mean_j (sigmoid(A_ij - A_ii) + sigmoid(A_ij^2)) - sigmoid(A_ii^2) / n_columns]."""
+    d = _diag(A)
+    per_row = (torch.sigmoid(A - d.unsqueeze(1)) + torch.sigmoid(A * A)).mean(dim=1) - torch.sigmoid(d * d) / A.shape[1]
+    return per_row.sum()
+
+
+class Loss:
+    """The configured loss with its final activation: __call__(O, offset, scale) -> (loss, scale * dO)."""
+
+    def __init__(self, loss: str, final_act: str, bpreg: float = 0.0):
+        check_pairing(loss, final_act)
+        self.name = loss
+        self.uses_logq = loss in ("cross-entropy", "xe_logit")
+        if self.uses_logq:
+            self._fn = cross_entropy if loss == "cross-entropy" else xe_logit
+            return
+        act = make_activation(final_act)
+        ranking = {"bpr-max": lambda A, scale: bpr_max(A, bpreg, scale), "top1-max": top1_max, "top1": top1,
+                   "bpr": bpr}[loss]
+
+        def fn(O, offset=None, scale=1.0):
+            A, dact = act(O)
+            loss_value, dA = ranking(A, scale)
+            return loss_value, (dA if dact is None else dA.mul_(dact))
+        self._fn = fn
+
+    def __call__(self, O, offset=None, scale=1.0):
+        """Loss summed over rows, and scale * dLoss/dO (O is not modified)."""
+        return self._fn(O, offset, scale)

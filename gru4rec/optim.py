@@ -1,0 +1,72 @@
+"""Adagrad with optional momentum, with row-sparse updates for the item matrices.
+
+    acc += g^2;  step = lr * g / sqrt(acc + eps)
+    momentum m > 0:  v = m * v - step;  p += v        otherwise:  p -= step
+
+Item matrices (output embedding WyBy, input embedding E, one-hot input weights) are updated only
+on the rows a step touched, and so are their accumulator and velocity rows. Updating them densely
+would be slow and would change the algorithm: momentum would keep moving rows with no gradient.
+A row that occurs several times in a step (repeated targets or samples) gets the sum of its
+gradients, as in the references.
+"""
+from __future__ import annotations
+
+import torch
+
+
+class AdagradM:
+    """Adagrad with momentum over a network's dense parameters and its item-matrix row tables."""
+
+    def __init__(self, net, learning_rate: float, momentum: float = 0.0, eps: float = 1e-6):
+        self.lr = float(learning_rate)
+        self.momentum = float(momentum)
+        self.eps = float(eps)
+        self.params = net.params
+        self.dense_names = list(net.dense_names)
+        self.acc = {n: torch.zeros_like(self.params[n]) for n in self.dense_names}
+        self.vel = {n: torch.zeros_like(self.params[n]) for n in self.dense_names} if self.momentum > 0 else {}
+        # item matrices: accumulator (slot 1) and velocity (slot 2) rows sit beside the parameter rows
+        self.tables = net.make_row_tables(2 if self.momentum > 0 else 1)
+
+    def step(self, dense_grads: dict[str, torch.Tensor], sparse_grads: dict):
+        self._dense_step(dense_grads)
+        for name, (touched, g) in sparse_grads.items():
+            self._sparse_step(self.tables[name], touched, g)
+
+    @torch.no_grad()
+    def _dense_step(self, grads):
+        names = [n for n in self.dense_names if n in grads]
+        if not names:
+            return
+        p = [self.params[n] for n in names]
+        g = [grads[n] for n in names]
+        acc = [self.acc[n] for n in names]
+        torch._foreach_addcmul_(acc, g, g)
+        denom = torch._foreach_add(acc, self.eps)
+        torch._foreach_sqrt_(denom)
+        if self.momentum > 0:
+            vel = [self.vel[n] for n in names]
+            torch._foreach_mul_(vel, self.momentum)
+            torch._foreach_addcdiv_(vel, g, denom, value=-self.lr)
+            torch._foreach_add_(p, vel)
+        else:
+            torch._foreach_addcdiv_(p, g, denom, value=-self.lr)
+
+    @torch.no_grad()
+    def _sparse_step(self, table, touched, g):
+        """Update the gathered rows (parameter and state) in place, then write them back once.
+
+        g holds one summed gradient per unique row, so repeated items get one update, as in the
+        references (which coalesce the sparse gradient first).
+        """
+        rows = touched.rows
+        param, acc = rows[:, 0], rows[:, 1]
+        acc.addcmul_(g, g)
+        denom = acc.add(self.eps).sqrt_()
+        if self.momentum > 0:
+            vel = rows[:, 2]
+            vel.mul_(self.momentum).addcdiv_(g, denom, value=-self.lr)
+            param.add_(vel)
+        else:
+            param.addcdiv_(g, denom, value=-self.lr)
+        table.index_copy_(0, touched.ids, rows)

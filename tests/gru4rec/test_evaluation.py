@@ -1,0 +1,130 @@
+"""Ranking under each tie mode against brute force; session-parallel evaluation against per-session scoring."""
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from gru4rec import GRU4Rec, evaluate, recommend
+from gru4rec.errors import DataError, ParameterError
+from gru4rec.evaluation import TIE_MODES, ranks_of_targets
+
+
+def brute_rank(row, target, mode, u=None):
+    t = row[target]
+    higher = sum(1 for v in row if v > t)
+    equal = sum(1 for v in row if v == t)
+    if mode == "standard":
+        return higher + 1
+    if mode == "conservative":
+        return higher + equal
+    if mode == "median":
+        return higher + 1 + 0.5 * (equal - 1)
+    return higher + 1 + int(np.floor(u * equal))
+
+
+@pytest.mark.parametrize("mode", ["standard", "conservative", "median"])
+def test_tie_modes_against_brute_force(mode):
+    rng = np.random.default_rng(0)
+    scores = rng.integers(0, 4, size=(50, 12)).astype(np.float32)  # many ties
+    targets = rng.integers(0, 12, size=50)
+    got = ranks_of_targets(torch.tensor(scores), torch.tensor(targets), mode).numpy()
+    want = [brute_rank(scores[i], targets[i], mode) for i in range(50)]
+    np.testing.assert_array_equal(got, want)
+
+
+def test_tiebreaking_places_the_target_uniformly_among_its_ties():
+    scores = torch.zeros((20000, 5))                 # all five items tie
+    targets = torch.zeros(20000, dtype=torch.long)
+    g = torch.Generator().manual_seed(0)
+    ranks = ranks_of_targets(scores, targets, "tiebreaking", g).numpy()
+    counts = np.bincount(ranks.astype(int), minlength=6)[1:]
+    assert set(np.unique(ranks)) == {1, 2, 3, 4, 5}
+    assert np.all(np.abs(counts / 20000 - 0.2) < 0.02)
+    again = ranks_of_targets(scores, targets, "tiebreaking", torch.Generator().manual_seed(0)).numpy()
+    np.testing.assert_array_equal(ranks, again)
+
+
+@pytest.fixture(scope="module")
+def small_model(markov_data):
+    train, _ = markov_data
+    model = GRU4Rec(layers=[32], n_epochs=2, batch_size=32, n_sample=64, loss="cross-entropy", seed=3, device="cpu")
+    model.fit(train, verbose=False)
+    return model
+
+
+def per_session_metrics(model, test, cutoffs, mode):
+    """Each session on its own, one event at a time, with a brute-force rank over all items."""
+    hits = {c: 0.0 for c in cutoffs}
+    rr = {c: 0.0 for c in cutoffs}
+    n = 0
+    net = model.net
+    for _, g in test.sort_values(["SessionId", "Time"], kind="stable").groupby("SessionId", sort=False):
+        idx = model.item_index(g.ItemId.to_numpy())
+        idx = idx[idx >= 0]
+        H = net.init_hidden(1)
+        for k in range(len(idx) - 1):
+            with torch.no_grad():
+                out = net.forward_hidden(torch.tensor([idx[k]]), H)
+                scores = net.score_all(out)[0].numpy()
+            r = brute_rank(scores, idx[k + 1], mode)
+            n += 1
+            for c in cutoffs:
+                if r <= c:
+                    hits[c] += 1
+                    rr[c] += 1.0 / r
+    return {c: hits[c] / n for c in cutoffs}, {c: rr[c] / n for c in cutoffs}, n
+
+
+@pytest.mark.parametrize("mode", ["standard", "conservative"])
+def test_session_parallel_evaluation_equals_per_session_scoring(small_model, markov_data, mode):
+    _, test = markov_data
+    test = test[test.SessionId < test.SessionId.min() + 120]
+    # an unknown item in the middle of a session is dropped; the session continues around it
+    test = pd.concat([test, pd.DataFrame({"SessionId": [test.SessionId.iloc[0]], "ItemId": [10**9], "Time": [test.Time.iloc[0] + 1]})])
+    res = evaluate(small_model, test, cutoffs=(1, 5, 20), mode=mode, batch_size=7)
+    recall, mrr, n = per_session_metrics(small_model, test, (1, 5, 20), mode)
+    assert res.n_dropped == 1
+    assert res.n_predictions == n
+    for c in (1, 5, 20):
+        assert res.recall[c] == pytest.approx(recall[c], abs=1e-12)
+        assert res.mrr[c] == pytest.approx(mrr[c], rel=1e-9)
+    assert res.format_lines()[2].startswith("Recall@20: ") and " MRR@20: " in res.format_lines()[2]
+
+
+def test_evaluation_batch_size_does_not_change_results(small_model, markov_data):
+    _, test = markov_data
+    a = evaluate(small_model, test, cutoffs=(5, 20), batch_size=3)
+    b = evaluate(small_model, test, cutoffs=(5, 20), batch_size=500)
+    assert a.recall == pytest.approx(b.recall) and a.mrr == pytest.approx(b.mrr)
+
+
+def test_bad_evaluation_arguments(small_model, markov_data):
+    _, test = markov_data
+    with pytest.raises(ParameterError, match="tie mode"):
+        evaluate(small_model, test, mode="random")
+    with pytest.raises(ParameterError, match="cut-offs"):
+        evaluate(small_model, test, cutoffs=(0, 20))
+    unknown = pd.DataFrame({"SessionId": [1, 1], "ItemId": [10**9, 10**9 + 1], "Time": [1, 2]})
+    with pytest.raises(DataError, match="no test event"):
+        evaluate(small_model, unknown)
+
+
+def test_recommend_matches_full_scores(small_model, markov_data):
+    train, _ = markov_data
+    sessions = [list(train.ItemId[:3]), list(train.ItemId[10:11]), [10**9], list(train.ItemId[20:27])]
+    recs, n_unknown = recommend(small_model, sessions, k=5)
+    assert n_unknown == 1 and recs[2] == []
+    for s, r in zip(sessions, recs):
+        if not r:
+            continue
+        idx = small_model.item_index(s)
+        H = small_model.net.init_hidden(1)
+        with torch.no_grad():
+            for i in idx:
+                out = small_model.net.forward_hidden(torch.tensor([i]), H)
+            scores = small_model.net.score_all(out)[0]
+        top = torch.topk(scores, 5)
+        assert [item for item, _ in r] == list(small_model.item_ids[top.indices.numpy()])
+        np.testing.assert_allclose([sc for _, sc in r], top.values.numpy(), rtol=1e-5)
+    single, _ = recommend(small_model, sessions[0], k=3)
+    assert [i for i, _ in single[0]] == [i for i, _ in recs[0][:3]]

@@ -26,6 +26,8 @@ def _common_eval(p):
     p.add_argument("-e", "--eval-type", default="standard",
                    choices=["standard", "conservative", "median", "tiebreaking"],
                    help="how to rank items with the same score as the target (default: standard)")
+    p.add_argument("--targets", choices=["all", "last"], default="all",
+                   help="score every next event (all, default) or only each session's last event (last)")
     p.add_argument("--eval-batch-size", type=int, default=512, help="sessions evaluated in parallel (default: 512)")
 
 
@@ -88,7 +90,8 @@ def _evaluate_files(model, args):
         test = read_events(path, args.session_key, args.item_key, args.time_key)
         _log(f"Evaluating on {path} (cut-off={args.measure}, {args.eval_type} mode for ties)")
         res = evaluate(model, test, cutoffs=args.measure, mode=args.eval_type, batch_size=args.eval_batch_size,
-                       session_key=args.session_key, item_key=args.item_key, time_key=args.time_key)
+                       session_key=args.session_key, item_key=args.item_key, time_key=args.time_key,
+                       targets=args.targets)
         if res.n_dropped:
             _log(f"Dropped {res.n_dropped} test event(s) whose item is unknown to the model")
         _log(f"Evaluation took {res.seconds:.2f}s ({res.n_predictions} predictions, {res.n_sessions} sessions)")

@@ -80,12 +80,19 @@ def _check_cutoffs(cutoffs):
 @torch.no_grad()
 def evaluate(model, data, cutoffs=(20,), mode: str = "standard", batch_size: int = 512,
              session_key: str = "SessionId", item_key: str = "ItemId", time_key: str = "Time",
-             seed: int = 0) -> EvaluationResult:
-    """Recall@N and MRR@N of `model` on the test events in `data`, for every N in `cutoffs` at once."""
+             seed: int = 0, targets: str = "all") -> EvaluationResult:
+    """Recall@N and MRR@N of `model` on the test events in `data`, for every N in `cutoffs` at once.
+
+    targets="all" scores every next event (session-based protocol); targets="last" scores only
+    each session's last event, after running the model over the rest of it (the sequence-aware
+    "last item" protocol).
+    """
     from .data import validate_events
     cutoffs = _check_cutoffs(cutoffs)
     if mode not in TIE_MODES:
         raise ParameterError(f"tie mode '{mode}' is not valid; expected one of: {', '.join(TIE_MODES)}")
+    if targets not in ("all", "last"):
+        raise ParameterError(f"targets must be 'all' or 'last', got '{targets}'")
     if int(batch_size) < 1:
         raise ParameterError(f"evaluation batch_size must be >= 1, got {batch_size}")
     model._require_trained()
@@ -113,6 +120,12 @@ def evaluate(model, data, cutoffs=(20,), mode: str = "standard", batch_size: int
     cut = torch.tensor(cutoffs, dtype=torch.float64, device=dev).unsqueeze(1)
     g = torch.Generator(device=dev)
     g.manual_seed(seed)
+    scored = None
+    if targets == "last":
+        is_last = np.zeros(len(sd.items), dtype=bool)
+        is_last[sd.offsets[1:] - 1] = True
+        scored = torch.from_numpy(is_last).to(dev)
+    n = 0
     H = net.init_hidden(int(sched.width[0]) if sched.n_steps else 1)
     for t in range(sched.n_steps):
         w = int(sched.width[t])
@@ -122,11 +135,16 @@ def evaluate(model, data, cutoffs=(20,), mode: str = "standard", batch_size: int
         H = [h.masked_fill(new, 0.0) for h in H]
         ev = events[t, :w]
         out = net.forward_hidden(items[ev], H)
+        if scored is not None:
+            keep = scored[ev + 1]
+            out, ev = out[keep], ev[keep]
+            if len(ev) == 0:
+                continue
         ranks = ranks_of_targets(net.score_all(out), items[ev + 1], mode, g)
+        n += len(ev)
         inside = ranks.unsqueeze(0) <= cut
         hits += inside.sum(dim=1)
         rr += (inside / ranks.unsqueeze(0)).sum(dim=1)
-    n = sched.n_events
     result.n_predictions = n
     if n == 0:
         raise DataError("no test session has 2 or more events with known items: nothing to evaluate")

@@ -34,3 +34,8 @@ def markov_data():
     df = markov_sessions()
     cut = df.SessionId.max() * 0.85
     return df[df.SessionId <= cut].reset_index(drop=True), df[df.SessionId > cut].reset_index(drop=True)
+
+
+@pytest.fixture(scope="session")
+def shared_dir():
+    return SHARED

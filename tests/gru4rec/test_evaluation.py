@@ -91,6 +91,23 @@ def test_session_parallel_evaluation_equals_per_session_scoring(small_model, mar
     assert res.format_lines()[2].startswith("Recall@20: ") and " MRR@20: " in res.format_lines()[2]
 
 
+def test_last_target_protocol_scores_only_each_sessions_last_event(small_model, markov_data):
+    _, test = markov_data
+    test = test[test.SessionId < test.SessionId.min() + 60]
+    res = evaluate(small_model, test, cutoffs=(5,), targets="last", batch_size=4)
+    hits, n = 0, 0
+    for _, g in test.sort_values(["SessionId", "Time"]).groupby("SessionId"):
+        idx = small_model.item_index(g.ItemId.to_numpy())
+        H = small_model.net.init_hidden(1)
+        with torch.no_grad():
+            for i in idx[:-1]:
+                out = small_model.net.forward_hidden(torch.tensor([i]), H)
+            scores = small_model.net.score_all(out)[0].numpy()
+        hits += brute_rank(scores, idx[-1], "standard") <= 5
+        n += 1
+    assert res.n_predictions == n and res.recall[5] == pytest.approx(hits / n)
+
+
 def test_evaluation_batch_size_does_not_change_results(small_model, markov_data):
     _, test = markov_data
     a = evaluate(small_model, test, cutoffs=(5, 20), batch_size=3)

@@ -1,16 +1,20 @@
 """Raw session logs -> the four splits of the experiments (train_full/test, train_tr/train_valid).
 
     import preprocessing
-    stats = preprocessing.preprocess("retailrocket", raw_dir="resources/raw/retailrocket", out_dir="results/retailrocket/splits")
+    stats = preprocessing.preprocess("retailrocket", "resources/raw/retailrocket", "results/retailrocket/splits")
     stats = preprocessing.preprocess("synthetic", None, "out/", {"n_sessions": 8000, "seed": 1})
     stats = preprocessing.preprocess("custom", "data/", "out/", {"files": ["log.csv"], "columns": {...}, "split": {"mode": "last"}})
+    paths = preprocessing.download("rees46", "resources/raw/rees46")
+
+See preprocessing/README.md for every dataset, option and custom config key.
 """
 from __future__ import annotations
 
+import inspect
 from pathlib import Path
 
-from .fetch import download
 from .errors import DownloadError, PreprocessingError
+from .fetch import download
 
 DATASETS = ("rsc15", "yoochoose", "rees46", "coveo", "retailrocket", "diginetica", "custom", "synthetic")
 
@@ -18,6 +22,8 @@ DATASETS = ("rsc15", "yoochoose", "rees46", "coveo", "retailrocket", "diginetica
 def preprocess(dataset: str, raw_dir, out_dir, options: dict | None = None, quiet: bool = False) -> dict:
     """Run a dataset's recipe and write the splits, full.parquet, stats.tsv and stats.md into out_dir.
 
+    options: for 'synthetic' the generator's arguments (n_sessions, n_items, days, seed, ...) plus
+    test_days; for 'custom' the config dict (or {'config': 'file.yaml'}); nothing for the others.
     Returns {split: {statistic: value}}. Nothing is written unless every output is complete.
     """
     from . import custom, recipes, synthetic
@@ -25,28 +31,31 @@ def preprocess(dataset: str, raw_dir, out_dir, options: dict | None = None, quie
     if dataset not in DATASETS:
         raise PreprocessingError(f"unknown dataset '{dataset}'; expected one of: {', '.join(DATASETS)}")
     if dataset == "synthetic":
-        unknown = set(options) - set(synthetic.DEFAULTS) - {"n_successors", "p_follow", "zipf", "mean_length", "test_days"}
+        valid = list(inspect.signature(synthetic.generate_events).parameters) + ["test_days"]
+        unknown = sorted(set(options) - set(valid))
         if unknown:
-            raise PreprocessingError(f"unknown synthetic option(s) {', '.join(sorted(unknown))}; valid: "
-                                     f"{', '.join(list(synthetic.DEFAULTS) + ['n_successors', 'p_follow', 'zipf', 'mean_length', 'test_days'])}")
+            raise PreprocessingError(f"unknown synthetic option(s) {', '.join(unknown)}; valid: {', '.join(valid)}")
         test_days = float(options.pop("test_days", 1))
-        df = synthetic.generate_events(**options)
-        recipe = recipes.Recipe("synthetic", (), None, recipes.SECONDS, test_days=test_days)
+        try:
+            df = synthetic.generate_events(**options)
+        except (TypeError, ValueError) as e:
+            raise PreprocessingError(f"synthetic: {e}") from None
+        recipe = recipes.Recipe("synthetic", None, recipes.SECONDS, test_days=test_days)
         return recipes.run(recipe, df, out_dir, quiet)
     if raw_dir is None:
-        raise PreprocessingError(f"dataset '{dataset}' needs a raw data directory")
+        raise PreprocessingError(f"dataset '{dataset}' needs a raw data directory (--raw DIR)")
     raw = Path(raw_dir)
     if not raw.is_dir():
         raise PreprocessingError(f"{raw}: raw data directory not found")
+    if dataset == "custom":
+        config = custom.load_config(options)
+        return recipes.run(custom.recipe(config), custom.read(raw, config, quiet), out_dir, quiet)
+    if options:
+        raise PreprocessingError(f"dataset '{dataset}' takes no options (got {', '.join(map(str, options))})")
     if dataset == "rsc15":
         return recipes.rsc15(raw, out_dir, quiet)
-    if dataset == "custom":
-        config = custom.load_config(options.get("config", options) if options else None)
-        return recipes.run(custom.recipe(config), custom.read(raw, config), out_dir, quiet)
-    if options:
-        raise PreprocessingError(f"dataset '{dataset}' takes no options (got {', '.join(options)})")
     recipe = recipes.RECIPES[dataset]
-    return recipes.run(recipe, recipe.read(raw), out_dir, quiet)
+    return recipes.run(recipe, recipe.read(raw, quiet=quiet), out_dir, quiet)
 
 
 __all__ = ["DATASETS", "preprocess", "download", "PreprocessingError", "DownloadError"]

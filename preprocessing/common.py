@@ -1,7 +1,13 @@
 """The preprocessing steps shared by the datasets, written once.
 
-Every step takes and returns a DataFrame with integer/str columns SessionId, ItemId, Time (and
-User/Event where a reader provides them) and prints one progress line with what is left.
+Inside the pipeline every id column holds integer codes (pandas.factorize with sort=True, so the
+code order is the order of the original ids); the original ids are restored only when the splits
+are written. Codes keep a 100M-event log in a few GiB and let the per-session and per-item counts
+be np.bincount calls instead of hash group-bys, which matters because the filter below is
+repeated until it is stable.
+
+Every step takes and returns a DataFrame with SessionId, ItemId, Time (User / Event before
+sessions are built) and prints one progress line with what is left.
 """
 from __future__ import annotations
 
@@ -17,43 +23,79 @@ import pandas as pd
 from .errors import PreprocessingError
 
 S, I, T = "SessionId", "ItemId", "Time"
+USER, EVENT = "User", "Event"
 SPLITS = ("train_full", "test", "train_tr", "train_valid")
+
+
+# ---------------------------------------------------------------- progress and counting
+def n_distinct(values) -> int:
+    v = np.asarray(values)
+    if len(v) == 0:
+        return 0
+    if v.dtype.kind in "iu" and v.min() >= 0 and v.max() <= 4 * len(v) + 1024:
+        return int(np.count_nonzero(np.bincount(v)))
+    return int(pd.unique(v).size)
 
 
 def log(step: str, df: pd.DataFrame | None = None, quiet: bool = False):
     if quiet:
         return
-    if df is None:
-        print(step, flush=True)
-        return
-    groups = f"{df[S].nunique():,} sessions" if S in df else f"{df['User'].nunique():,} users"
-    print(f"{step}: {len(df):,} events, {groups}, {df[I].nunique():,} items", flush=True)
+    if df is not None:
+        groups = f"{n_distinct(df[S]):,} sessions" if S in df else f"{n_distinct(df[USER]):,} users"
+        step = f"{step}: {len(df):,} events, {groups}, {n_distinct(df[I]):,} items"
+    print(step, flush=True)
 
 
-def sessionise(df: pd.DataFrame, gap, user: str = "User") -> pd.DataFrame:
-    """A new session starts when the user changes or when the gap to their previous event is
-    strictly greater than `gap` (same unit as Time). Session ids are 1, 2, ... in (user, time) order."""
-    order = np.lexsort((df[T].to_numpy(), df[user].to_numpy()))
-    df = df.iloc[order]
-    u, t = df[user].to_numpy(), df[T].to_numpy()
+def require_events(df: pd.DataFrame, what: str):
+    if len(df) == 0:
+        raise PreprocessingError(f"no events left {what}")
+
+
+# ---------------------------------------------------------------- ids
+def encode(df: pd.DataFrame, column: str) -> pd.Index:
+    """Replace `column` by integer codes in place (missing values become -1); return the labels."""
+    codes, labels = pd.factorize(df[column], sort=True)
+    df[column] = codes.astype(np.int32 if len(labels) < 2**31 - 1 else np.int64, copy=False)
+    return pd.Index(labels)
+
+
+def _take(df: pd.DataFrame, mask: np.ndarray) -> pd.DataFrame:
+    return df[mask].reset_index(drop=True)
+
+
+# ---------------------------------------------------------------- steps
+def sessionise(df: pd.DataFrame, gap) -> pd.DataFrame:
+    """A new session starts when the user changes or when the gap to the user's previous event is
+    strictly greater than `gap` (Time units). Session codes are 0, 1, ... in (user, time) order;
+    the User column is dropped."""
+    order = np.lexsort((df[T].to_numpy(), df[USER].to_numpy()))
+    df = df.take(order)
+    u, t = df[USER].to_numpy(), df[T].to_numpy()
     new = np.ones(len(df), dtype=bool)
     new[1:] = (u[1:] != u[:-1]) | ((t[1:] - t[:-1]) > gap)
-    return df.assign(**{S: np.cumsum(new)}).drop(columns=[user]).reset_index(drop=True)
+    session = np.cumsum(new) - 1
+    return df.drop(columns=[USER]).assign(**{S: session}).reset_index(drop=True)
 
 
-def keep_events(df: pd.DataFrame, column: str, value) -> pd.DataFrame:
-    return df[df[column] == value].drop(columns=[column]).reset_index(drop=True)
+def keep_events(df: pd.DataFrame, value) -> pd.DataFrame:
+    """Keep the events whose Event equals `value` (e.g. item views), drop the Event column."""
+    keep = (df[EVENT] == value).to_numpy(dtype=bool, na_value=False)
+    return _take(df, keep).drop(columns=[EVENT])
+
+
+def drop_missing_items(df: pd.DataFrame, quiet=False) -> pd.DataFrame:
+    """Events without an item (code -1) cannot be recommended; say how many go."""
+    missing = df[I].to_numpy() < 0
+    if missing.any():
+        log(f"Dropped {int(missing.sum()):,} event(s) without an item id", quiet=quiet)
+        df = _take(df, ~missing)
+    return df
 
 
 def sort_events(df: pd.DataFrame) -> pd.DataFrame:
-    """Sort by (session, time, item)."""
-    order = np.lexsort((_sort_key(df[I]), df[T].to_numpy(), _sort_key(df[S])))
-    return df.iloc[order].reset_index(drop=True)
-
-
-def _sort_key(col: pd.Series):
-    v = col.to_numpy()
-    return v if v.dtype.kind in "iuf" else pd.factorize(col, sort=True)[0]
+    """Sort by (session, time, item); codes sort like the ids they stand for."""
+    order = np.lexsort((df[I].to_numpy(), df[T].to_numpy(), df[S].to_numpy()))
+    return df.take(order).reset_index(drop=True)
 
 
 def drop_consecutive_duplicates(df: pd.DataFrame) -> pd.DataFrame:
@@ -61,21 +103,25 @@ def drop_consecutive_duplicates(df: pd.DataFrame) -> pd.DataFrame:
     s, i = df[S].to_numpy(), df[I].to_numpy()
     repeat = np.zeros(len(df), dtype=bool)
     repeat[1:] = (s[1:] == s[:-1]) & (i[1:] == i[:-1])
-    return df[~repeat].reset_index(drop=True)
+    return _take(df, ~repeat)
+
+
+def _counts_of(codes: np.ndarray) -> np.ndarray:
+    """How often each event's own code occurs (a group size broadcast to the events)."""
+    return np.bincount(codes)[codes] if len(codes) else codes
 
 
 def drop_short_sessions(df: pd.DataFrame, min_length: int = 2) -> pd.DataFrame:
-    length = df.groupby(S, sort=False)[S].transform("size").to_numpy()
-    return df[length >= min_length].reset_index(drop=True)
+    return _take(df, _counts_of(df[S].to_numpy()) >= min_length)
 
 
 def drop_rare_items(df: pd.DataFrame, min_support: int = 5) -> pd.DataFrame:
-    support = df.groupby(I, sort=False)[I].transform("size").to_numpy()
-    return df[support >= min_support].reset_index(drop=True)
+    return _take(df, _counts_of(df[I].to_numpy()) >= min_support)
 
 
 def filter_until_stable(df: pd.DataFrame, min_session_length=2, min_item_support=5, quiet=False) -> pd.DataFrame:
-    """Repeat: drop sessions shorter than min_session_length, then items with less support, until nothing changes."""
+    """Repeat "drop sessions shorter than min_session_length, then items with less support"
+    until a round changes nothing (dropping an item can make a session too short and back)."""
     rounds = 0
     while True:
         n = len(df)
@@ -88,30 +134,45 @@ def filter_until_stable(df: pd.DataFrame, min_session_length=2, min_item_support
     return df
 
 
+# ---------------------------------------------------------------- splits (df sorted by session, time)
+def _session_starts(df: pd.DataFrame) -> np.ndarray:
+    s = df[S].to_numpy()
+    start = np.ones(len(s), dtype=bool)
+    start[1:] = s[1:] != s[:-1]
+    return start
+
+
+def session_first_time(df: pd.DataFrame) -> np.ndarray:
+    """Each event's session start time."""
+    start = _session_starts(df)
+    return df[T].to_numpy()[start][np.cumsum(start) - 1]
+
+
 def time_split(df: pd.DataFrame, boundary):
     """test = sessions whose first event is at or after `boundary`; train = the events before it,
-    in sessions that keep more than one event (a session straddling the boundary is cut)."""
-    first = df.groupby(S, sort=False)[T].transform("min").to_numpy()
-    test = df[first >= boundary]
-    train = drop_short_sessions(df[df[T].to_numpy() < boundary])
-    return train.reset_index(drop=True), test.reset_index(drop=True)
+    in sessions that keep more than one event (a session straddling the boundary is cut, and
+    its first part stays in train)."""
+    test = _take(df, session_first_time(df) >= boundary)
+    train = drop_short_sessions(_take(df, df[T].to_numpy() < boundary), 2)
+    return train, test
 
 
 def last_event_split(df: pd.DataFrame):
-    """Sequence-aware protocol: train = every sequence without its last event; test = the full
-    sequences (the model warms up on the prefix and is scored on the last event only)."""
-    is_last = np.zeros(len(df), dtype=bool)
-    s = df[S].to_numpy()
-    is_last[-1:] = True
-    is_last[:-1] = s[1:] != s[:-1]
-    train = drop_short_sessions(df[~is_last])
-    test = df[df[S].isin(train[S].unique())]
-    return train.reset_index(drop=True), test.reset_index(drop=True)
+    """Sequence-aware "last item" protocol: train = every sequence without its last event (and
+    at least 2 events left); test = those sequences in full, scored on their last event only
+    after warming the model up on the rest."""
+    start = _session_starts(df)
+    is_last = np.ones(len(df), dtype=bool)
+    is_last[:-1] = start[1:]
+    train = drop_short_sessions(_take(df, ~is_last), 2)
+    test = _take(df, np.isin(df[S].to_numpy(), train[S].to_numpy()))
+    return train, test
 
 
-@dataclass
+# ---------------------------------------------------------------- statistics and output
+@dataclass(frozen=True)
 class TimeUnit:
-    per_second: float   # Time units in one second (1 for seconds, 1000 for milliseconds)
+    per_second: int   # Time units in one second (1 for seconds, 1000 for milliseconds)
 
     @property
     def day(self):
@@ -121,8 +182,9 @@ class TimeUnit:
     def hour(self):
         return 3600 * self.per_second
 
-    def to_timestamp(self, t):
-        return pd.Timestamp(float(t) / self.per_second, unit="s")
+    def to_timestamp(self, t) -> str:
+        ms = int(round(float(t) * 1000 / self.per_second))
+        return pd.Timestamp(ms, unit="ms").isoformat()
 
 
 def split_stats(df: pd.DataFrame, unit: TimeUnit) -> dict:
@@ -130,37 +192,40 @@ def split_stats(df: pd.DataFrame, unit: TimeUnit) -> dict:
         return {"events": 0, "sessions": 0, "items": 0, "days": 0.0, "first_time": "", "last_time": "",
                 "session_length_mean": 0.0, "session_length_min": 0, "session_length_max": 0,
                 "item_support_mean": 0.0}
-    lengths = df.groupby(S, sort=False).size()
-    n_items = df[I].nunique()
-    t0, t1 = df[T].min(), df[T].max()
-    return {"events": int(len(df)), "sessions": int(len(lengths)), "items": int(n_items),
+    lengths = np.diff(np.flatnonzero(np.append(_session_starts(df), True)))
+    n_items = n_distinct(df[I])
+    t = df[T].to_numpy()
+    t0, t1 = t.min(), t.max()
+    return {"events": int(len(df)), "sessions": int(len(lengths)), "items": n_items,
             "days": round(float(t1 - t0) / unit.day, 3),
-            "first_time": unit.to_timestamp(t0).isoformat(), "last_time": unit.to_timestamp(t1).isoformat(),
+            "first_time": unit.to_timestamp(t0), "last_time": unit.to_timestamp(t1),
             "session_length_mean": round(float(lengths.mean()), 3), "session_length_min": int(lengths.min()),
             "session_length_max": int(lengths.max()), "item_support_mean": round(len(df) / n_items, 3)}
 
 
-def write_outputs(out_dir, splits: dict, full: pd.DataFrame, unit: TimeUnit, quiet=False) -> dict:
-    """Write the splits, full.parquet and the statistics into out_dir, all or nothing.
+def write_outputs(out_dir, splits: dict, full: pd.DataFrame, labels: dict, unit: TimeUnit, quiet=False) -> dict:
+    """Write the splits (original ids), full.parquet and the statistics into out_dir, all or nothing.
 
-    Everything is written into a temporary directory beside out_dir first and moved into place
-    only when every file is complete.
+    Everything goes into a temporary directory beside out_dir first and is moved into place only
+    when every file is complete, so a failure never leaves a mix of old and half-new files.
     """
     import pyarrow as pa
     import pyarrow.parquet as pq
     out_dir = Path(out_dir)
+    parts = list(splits.items()) + [("full", full)]
+    stats = {name: split_stats(df, unit) for name, df in parts}
     out_dir.parent.mkdir(parents=True, exist_ok=True)
-    stats = {name: split_stats(df, unit) for name, df in list(splits.items()) + [("full", full)]}
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
     try:
-        for name, df in list(splits.items()) + [("full", full)]:
-            table = pa.Table.from_pandas(df[[S, I, T]].reset_index(drop=True), preserve_index=False)
+        for name, df in parts:
+            table = pa.table({c: pa.array(labels[c].take(df[c].to_numpy())) if labels.get(c) is not None
+                              else pa.array(df[c].to_numpy()) for c in (S, I, T)})
             pq.write_table(table, tmp / f"{name}.parquet")
         table = pd.DataFrame(stats).T.rename_axis("split")
         table.to_csv(tmp / "stats.tsv", sep="\t")
         (tmp / "stats.md").write_text(_markdown(table))
         out_dir.mkdir(parents=True, exist_ok=True)
-        for f in tmp.iterdir():
+        for f in sorted(tmp.iterdir()):
             os.replace(f, out_dir / f.name)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -177,8 +242,3 @@ def _markdown(table: pd.DataFrame) -> str:
     for name, row in table.iterrows():
         lines.append("| " + " | ".join([str(name)] + [str(v) for v in row.tolist()]) + " |")
     return "\n".join(lines) + "\n"
-
-
-def require_events(df: pd.DataFrame, what: str):
-    if len(df) == 0:
-        raise PreprocessingError(f"no events left {what}")

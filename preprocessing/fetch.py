@@ -1,95 +1,227 @@
 """Fetching raw data where it can be fetched, and saying exactly what to place where otherwise.
 
-Kaggle datasets are fetched with the Kaggle API when the `kaggle` package is installed and
-credentials exist (~/.kaggle/kaggle.json or KAGGLE_USERNAME/KAGGLE_KEY). Coveo and Diginetica
-need a sign-up on their sites and are always placed by hand. Files arrive in a temporary
-directory, are checked (present, non-empty, and at least a known minimum size), and only then are
-moved into place, so a broken download never looks complete.
+- Direct URLs (Rees46 is published by REES46 itself as .csv.gz) are streamed to a hidden
+  `.NAME.part` file beside the destination, decompressed on the fly (gzip's CRC checks the
+  whole stream), checked (byte count against Content-Length, SHA-256 where known, a minimum
+  size, the expected header line) and only then renamed into place.
+- Kaggle datasets are fetched with the Kaggle API when the `kaggle` package is installed and
+  credentials exist (~/.kaggle/kaggle.json or KAGGLE_USERNAME/KAGGLE_KEY), into a temporary
+  directory, checked the same way, then moved into place.
+- Coveo and Diginetica need a sign-up on their sites: they are always placed by hand.
+
+Whatever cannot be fetched ends in a DownloadError whose message has one line per file: where
+to get it and the exact path to put it at.
 """
 from __future__ import annotations
 
+import gzip
+import hashlib
 import os
 import shutil
 import tempfile
+import urllib.request
+from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import DownloadError
 
+CHUNK = 1 << 20
+
+
+@dataclass(frozen=True)
+class RawFile:
+    name: str
+    min_size: int                 # bytes of the (decompressed) file: less means a broken download
+    header: str | None = None     # the start of the first line, where the file has a header
+    url: str | None = None        # a direct download (may be .gz, decompressed on the fly)
+    sha256: str | None = None     # of the downloaded bytes, where published
+
+
+@dataclass(frozen=True)
+class Source:
+    files: tuple
+    page: str                     # where a person gets the files by hand
+    kaggle: str | None = None     # owner/dataset slug for the Kaggle API
+
+
+_RSC = Source((RawFile("yoochoose-clicks.dat", 1_000_000_000), RawFile("yoochoose-test.dat", 300_000_000)),
+              "https://www.kaggle.com/datasets/chadgostopp/recsys-challenge-2015", "chadgostopp/recsys-challenge-2015")
+_REES46_URL = "https://data.rees46.com/datasets/marketplace/{}.csv.gz"
 SOURCES = {
-    # dataset: (kaggle slug or None, page for manual download, {file: minimum size in bytes})
-    "yoochoose": ("chadgostopp/recsys-challenge-2015", "https://www.kaggle.com/datasets/chadgostopp/recsys-challenge-2015",
-                  {"yoochoose-clicks.dat": 1_000_000_000, "yoochoose-test.dat": 300_000_000}),
-    "rsc15": ("chadgostopp/recsys-challenge-2015", "https://www.kaggle.com/datasets/chadgostopp/recsys-challenge-2015",
-              {"yoochoose-clicks.dat": 1_000_000_000}),
-    "rees46": ("mkechinov/ecommerce-behavior-data-from-multi-category-store",
-               "https://www.kaggle.com/datasets/mkechinov/ecommerce-behavior-data-from-multi-category-store",
-               {"2019-Oct.csv": 5_000_000_000, "2019-Nov.csv": 8_000_000_000}),
-    "retailrocket": ("retailrocket/ecommerce-dataset", "https://www.kaggle.com/datasets/retailrocket/ecommerce-dataset",
-                     {"events.csv": 90_000_000}),
-    "coveo": (None, "https://github.com/coveooss/shopper-intent-prediction-nature-2020 (browsing data, after sign-up)",
-              {"release_10_23_2020.csv": 100_000_000}),
-    "diginetica": (None, "https://competitions.codalab.org/competitions/11161 (CIKM Cup 2016, after sign-up)",
-                   {"train-item-views.csv": 10_000_000}),
+    "yoochoose": _RSC,
+    "rsc15": Source(_RSC.files[:1], _RSC.page, _RSC.kaggle),
+    "rees46": Source(tuple(RawFile(f"{m}.csv", size, "event_time,event_type,product_id", _REES46_URL.format(m))
+                           for m, size in (("2019-Oct", 5_000_000_000), ("2019-Nov", 8_000_000_000))),
+                     "https://rees46.com/en/open-cdp (or https://www.kaggle.com/datasets/mkechinov/"
+                     "ecommerce-behavior-data-from-multi-category-store)",
+                     "mkechinov/ecommerce-behavior-data-from-multi-category-store"),
+    "retailrocket": Source((RawFile("events.csv", 90_000_000, "timestamp,visitorid,event,itemid"),),
+                           "https://www.kaggle.com/datasets/retailrocket/ecommerce-dataset",
+                           "retailrocket/ecommerce-dataset"),
+    "coveo": Source((RawFile("release_10_23_2020.csv", 100_000_000),),
+                    "https://github.com/coveooss/shopper-intent-prediction-nature-2020 (browsing data, after sign-up)"),
+    "diginetica": Source((RawFile("train-item-views.csv", 10_000_000),),
+                         "https://competitions.codalab.org/competitions/11161 (CIKM Cup 2016 track 2, after sign-up)"),
 }
 
 
-def _have_kaggle() -> bool:
-    try:
-        import kaggle  # noqa: F401  (imports authenticate, and raise without credentials)
-        return True
-    except Exception:
-        return False
+def download(dataset: str, raw_dir, options: dict | None = None, quiet: bool = False) -> list[Path]:
+    """Make sure the raw files of `dataset` are in raw_dir, fetching them where possible.
 
-
-def _missing_message(dataset, raw, files, page, why):
-    where = "; ".join(f"{raw / f}" for f in files)
-    return DownloadError(f"{dataset}: {why}; place {', '.join(files)} from {page} at: {where}")
-
-
-def download(dataset: str, raw_dir, min_sizes: bool = True) -> list[Path]:
-    """Make sure the raw files of `dataset` are in raw_dir, fetching them where possible."""
-    if dataset in ("synthetic", "custom"):
-        return []
-    if dataset not in SOURCES:
-        raise DownloadError(f"no download source for dataset '{dataset}'")
-    slug, page, files = SOURCES[dataset]
+    Returns the paths of the raw files. For 'custom' (given its config as `options`) it checks
+    that the configured files exist; for 'synthetic' there is nothing to fetch.
+    """
     raw = Path(raw_dir)
-    missing = [f for f in files if not (raw / f).is_file() or (raw / f).stat().st_size == 0]
-    if not missing:
-        return [raw / f for f in files]
-    if slug is None:
-        raise _missing_message(dataset, raw, missing, page, "needs a manual download")
-    if not _have_kaggle():
-        raise _missing_message(dataset, raw, missing, page,
-                               "the Kaggle API is not available (pip install kaggle, and put your API token in "
-                               "~/.kaggle/kaggle.json), or download by hand")
+    if dataset == "synthetic":
+        return []
+    if dataset == "custom":
+        return _custom_files(raw, options)
+    if dataset not in SOURCES:
+        raise DownloadError(f"no download source for dataset '{dataset}'; known: {', '.join(SOURCES)}")
+    source = SOURCES[dataset]
+    problems = {}
+    for f in _missing(raw, source.files):
+        if f.url:
+            try:
+                fetch_url(f.url, raw / f.name, f, quiet=quiet)
+            except DownloadError as e:
+                problems[f.name] = str(e)
+    missing = _missing(raw, source.files)
+    if missing and source.kaggle:
+        why = _kaggle_unavailable()
+        if why is None:
+            try:
+                fetch_kaggle(source.kaggle, raw, missing, quiet=quiet)
+            except DownloadError as e:
+                why = str(e)
+        problems.update({f.name: problems.get(f.name, why) for f in missing})
+    missing = _missing(raw, source.files)
+    if missing:
+        raise missing_files_error(dataset, raw, missing, source.page, problems)
+    return [raw / f.name for f in source.files]
+
+
+def _missing(raw: Path, files) -> list[RawFile]:
+    return [f for f in files if not (raw / f.name).is_file() or (raw / f.name).stat().st_size == 0]
+
+
+def missing_files_error(dataset, raw: Path, files, page, problems: dict | None = None) -> DownloadError:
+    """One line per file: which file, where to get it, the exact path, and why it was not fetched."""
+    lines = [f"{dataset}: {len(files)} raw file(s) to place by hand (from {page}):"]
+    for f in files:
+        why = (problems or {}).get(f.name) or "needs a manual download"
+        lines.append(f"  {f.name} -> {(raw / f.name).resolve()}  [{why}]")
+    return DownloadError("\n".join(lines))
+
+
+def _custom_files(raw: Path, options) -> list[Path]:
+    if not options:
+        return []
+    from . import custom
+    paths = custom.files(raw, custom.load_config(options))
+    absent = [p for p in paths if not p.is_file()]
+    if absent:
+        lines = [f"custom: {len(absent)} configured file(s) not found:"] + [f"  {p.name} -> {p.resolve()}" for p in absent]
+        raise DownloadError("\n".join(lines))
+    return paths
+
+
+# ---------------------------------------------------------------- direct URLs
+def fetch_url(url: str, dest: Path, expect: RawFile | None = None, quiet: bool = False) -> Path:
+    """Stream `url` into dest (gunzipped if it ends in .gz), verified, via a hidden .part file.
+
+    Nothing is left at `dest` unless every check passed; the .part file is removed on failure.
+    """
+    from tqdm import tqdm
+    dest = Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    part = dest.with_name(f".{dest.name}.part")
+    digest = hashlib.sha256()
+    received = 0
+    try:
+        with urllib.request.urlopen(url, timeout=60) as response:
+            length = response.headers.get("Content-Length")
+            total = int(length) if length and length.isdigit() else None
+
+            class Counting:   # hashes and counts the compressed bytes as gzip pulls them
+                def read(self, n=-1):
+                    nonlocal received
+                    data = response.read(n)
+                    received += len(data)
+                    digest.update(data)
+                    bar.update(len(data))
+                    return data
+
+            with tqdm(total=total, unit="B", unit_scale=True, desc=dest.name, disable=quiet) as bar, \
+                    open(part, "wb") as out:
+                stream = gzip.GzipFile(fileobj=Counting()) if url.endswith(".gz") else Counting()
+                shutil.copyfileobj(stream, out, CHUNK)
+        if total is not None and received != total:
+            raise DownloadError(f"{url}: transfer stopped at {received:,} of {total:,} bytes")
+        if expect is not None:
+            if expect.sha256 and digest.hexdigest() != expect.sha256:
+                raise DownloadError(f"{url}: SHA-256 {digest.hexdigest()} differs from the published {expect.sha256}")
+            check_file(part, expect, url)
+        os.replace(part, dest)
+        return dest
+    except DownloadError:
+        raise
+    except (OSError, EOFError, gzip.BadGzipFile, ValueError) as e:
+        raise DownloadError(f"{url}: download failed ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})") from None
+    finally:
+        part.unlink(missing_ok=True)
+
+
+def check_file(path: Path, expect: RawFile, origin) -> None:
+    """Size and header checks of a file that arrived, before it is moved into place."""
+    size = path.stat().st_size
+    if size < expect.min_size:
+        raise DownloadError(f"{origin}: {expect.name} arrived incomplete ({size:,} bytes, expected at least "
+                            f"{expect.min_size:,})")
+    if expect.header:
+        with open(path, "rb") as f:
+            first = f.readline(4096).decode("utf-8", errors="replace").lstrip("\ufeff")
+        if not first.startswith(expect.header):
+            raise DownloadError(f"{origin}: {expect.name} does not start with the header '{expect.header}' "
+                                f"(got {first[:60]!r})")
+
+
+# ---------------------------------------------------------------- Kaggle
+def _kaggle_unavailable() -> str | None:
+    """None when the Kaggle API can be used, else why not."""
+    try:
+        import kaggle  # noqa: F401  (importing authenticates, and raises without credentials)
+    except ImportError:
+        return "the Kaggle API is not installed (pip install kaggle) or download by hand"
+    except Exception as e:
+        return f"no Kaggle credentials (~/.kaggle/kaggle.json): {str(e).splitlines()[0] if str(e) else type(e).__name__}"
+    return None
+
+
+def fetch_kaggle(slug: str, raw: Path, files, quiet=False):
     raw.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".download.", dir=raw))
     try:
         import kaggle
-        print(f"Downloading {slug} from Kaggle into {raw} ...", flush=True)
-        kaggle.api.dataset_download_files(slug, path=str(tmp), unzip=True, quiet=False)
-        fetch_into(tmp, raw, {f: files[f] for f in missing} if min_sizes else {f: 1 for f in missing}, dataset, page)
-    except DownloadError:
-        raise
-    except Exception as e:
-        raise _missing_message(dataset, raw, missing, page, f"the Kaggle download failed ({str(e).splitlines()[0]})") from None
+        if not quiet:
+            print(f"Downloading {slug} from Kaggle into {raw} ...", flush=True)
+        try:
+            kaggle.api.dataset_download_files(slug, path=str(tmp), unzip=True, quiet=quiet)
+        except Exception as e:
+            raise DownloadError(f"the Kaggle download failed ({str(e).splitlines()[0] if str(e) else type(e).__name__})") from None
+        move_verified(tmp, raw, files, f"kaggle:{slug}")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    return [raw / f for f in files]
 
 
-def fetch_into(tmp: Path, raw: Path, expected: dict, dataset: str, page: str):
-    """Check the files that arrived in tmp, then move them into raw (only if all are good)."""
+def move_verified(tmp: Path, raw: Path, files, origin):
+    """Check every expected file that arrived in tmp, then move them into raw (all or none)."""
     found = {}
-    for name, min_size in expected.items():
-        hits = [p for p in tmp.rglob(name) if p.is_file()]
+    for f in files:
+        hits = sorted(p for p in tmp.rglob(f.name) if p.is_file())
         if not hits:
-            raise _missing_message(dataset, raw, [name], page, f"{name} was not in the download")
-        size = hits[0].stat().st_size
-        if size < min_size:
-            raise _missing_message(dataset, raw, [name], page,
-                                   f"{name} arrived incomplete ({size:,} bytes, expected at least {min_size:,})")
-        found[name] = hits[0]
+            raise DownloadError(f"{origin}: {f.name} was not in the download")
+        check_file(hits[0], f, origin)
+        found[f.name] = hits[0]
     for name, path in found.items():
         os.replace(path, raw / name)

@@ -1,11 +1,17 @@
-"""Readers of the public datasets' raw formats: column-selective, ids as in the source.
+"""Readers of the raw formats: column-selective and streamed in blocks, ids as in the source.
 
-Each returns a DataFrame with ItemId, Time and either SessionId (sessions given by the source)
-or User (sessions built later), plus Event where the source has several event types.
+A reader returns a DataFrame with ItemId, Time (a number in the dataset's time unit) and either
+SessionId (sessions given by the source) or User (sessions built later), plus Event where the
+source has several event types and the events are filtered after sessions are built. Only the
+needed columns are parsed, with explicit types, block by block; a block is reduced (event filter,
+time parsed to an integer) before the next one is read, so the peak memory follows what is kept,
+not the size of the text file.
 """
 from __future__ import annotations
 
+import re
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import pandas as pd
@@ -15,8 +21,12 @@ import pyarrow.csv as pacsv
 
 from .errors import PreprocessingError
 
+BLOCK = 1 << 24   # bytes of text per parsed block
+NULLS = ["", "NA", "NaN", "null", "NULL"]
+STRING_IDS = pa.dictionary(pa.int32(), pa.string())   # hashed ids: stored once, categorical in pandas
 
-def _require(path: Path):
+
+def require_file(path: Path):
     if not path.exists():
         raise PreprocessingError(f"{path}: raw file not found (see `python -m preprocessing download --help`)")
     if path.is_dir():
@@ -25,129 +35,192 @@ def _require(path: Path):
         raise PreprocessingError(f"{path}: the file is empty")
 
 
-def read_csv_columns(path: Path, wanted: dict, sep=",", header=True, names=None, types=None) -> pa.Table:
-    """Read only the needed columns. wanted maps output name -> accepted source column names."""
-    _require(path)
-    read = pacsv.ReadOptions(column_names=names, block_size=1 << 26) if not header else pacsv.ReadOptions(block_size=1 << 26)
+def _header(path: Path, sep: str) -> list[str]:
+    with open(path, "rb") as f:
+        first = f.readline().decode("utf-8", errors="replace").lstrip("\ufeff").rstrip("\r\n")
+    return [c.strip('"') for c in first.split(sep)]
+
+
+def choose_columns(path: Path, present: list[str], wanted: dict, sep: str) -> dict:
+    """wanted: output name -> accepted source names (first match wins); returns output -> source."""
+    chosen = {}
+    for out, options in wanted.items():
+        match = next((c for c in options if c in present), None)
+        if match is None:
+            hint = f" (wrong separator? expected {sep!r})" if len(present) == 1 else ""
+            raise PreprocessingError(f"{path}: missing column {' / '.join(options)}; the header has: "
+                                     f"{', '.join(present[:12])}{hint}")
+        chosen[out] = match
+    return chosen
+
+
+def read_csv(path: Path, wanted: dict, types: dict, sep=",", header=True, names=None,
+             reduce: Callable[[pa.Table, int], pa.Table] | None = None) -> pa.Table:
+    """Stream the needed columns of a delimited text file, renamed to the wanted output names.
+
+    wanted: output name -> accepted source names; types: output name -> Arrow type;
+    reduce(block, first_row) shrinks each block (filter, parse times) before the next is read.
+    """
+    require_file(path)
+    present = _header(path, sep) if header else list(names)
+    chosen = choose_columns(path, present, wanted, sep)
+    source_to_out = {v: k for k, v in chosen.items()}
+    read = pacsv.ReadOptions(block_size=BLOCK, column_names=None if header else list(names))
+    convert = pacsv.ConvertOptions(include_columns=list(chosen.values()),
+                                   column_types={chosen[k]: t for k, t in types.items() if k in chosen},
+                                   null_values=NULLS, strings_can_be_null=True)
+    blocks, row = [], 0
     try:
-        if header:
-            with open(path, "rb") as f:
-                first = f.readline().decode("utf-8", errors="replace").rstrip("\r\n")
-            present = first.split(sep)
-        else:
-            present = list(names)
-        chosen = {}
-        for out, options in wanted.items():
-            match = next((c for c in options if c in present), None)
-            if match is None:
-                raise PreprocessingError(
-                    f"{path}: missing column {' / '.join(options)}; the header has: {', '.join(present[:12])}"
-                    f"{' (wrong separator? expected ' + repr(sep) + ')' if len(present) == 1 else ''}")
-            chosen[out] = match
-        convert = pacsv.ConvertOptions(include_columns=list(chosen.values()),
-                                       column_types={chosen[k]: v for k, v in (types or {}).items()},
-                                       strings_can_be_null=True, null_values=["", "NA", "NaN", "null"])
-        table = pacsv.read_csv(path, read_options=read, parse_options=pacsv.ParseOptions(delimiter=sep),
-                               convert_options=convert)
+        reader = pacsv.open_csv(path, read_options=read, parse_options=pacsv.ParseOptions(delimiter=sep),
+                                convert_options=convert)
+        for batch in reader:
+            block = pa.Table.from_batches([batch]).rename_columns([source_to_out[c] for c in batch.schema.names])
+            blocks.append(reduce(block, row) if reduce else block)
+            row += batch.num_rows
     except pa.ArrowInvalid as e:
-        raise PreprocessingError(f"{path}: cannot parse: {str(e).splitlines()[0]}") from None
-    if table.num_rows == 0:
-        raise PreprocessingError(f"{path}: no events (header only)")
-    return table.rename_columns([next(k for k, v in chosen.items() if v == c) for c in table.column_names])
+        raise PreprocessingError(f"{path}: {_explain(str(e), list(chosen.values()), row)}") from None
+    if row == 0:
+        raise PreprocessingError(f"{path}: no events (only a header)")
+    return pa.concat_tables(blocks)
 
 
-def parse_time(table: pa.Table, column: str, fmt: str, unit: str, path: Path) -> pa.Table:
-    """Parse a text time column to numbers (seconds or milliseconds since the epoch, UTC)."""
+def _explain(message: str, columns: list[str], row: int) -> str:
+    """Turn Arrow's 'In CSV column #1: CSV conversion error to int64: invalid value 'x'' into a
+    line naming the column; other parse errors (ragged rows) keep Arrow's first line."""
+    first = message.strip().splitlines()[0]
+    m = re.search(r"column #(\d+): CSV conversion error to (\w+): invalid value '(.*)'", first)
+    if m and int(m.group(1)) < len(columns):
+        what = {"int64": "an integer", "double": "a number", "date32": "a date (YYYY-MM-DD)"}.get(m.group(2), m.group(2))
+        return f"column {columns[int(m.group(1))]}: expected {what}, found {m.group(3)!r} (after data row {row:,})"
+    return f"cannot parse: {first}"
+
+
+def parse_time(table: pa.Table, column: str, fmt: str, path: Path, first_row: int, seconds: str = "int",
+               label: str | None = None) -> pa.Table:
+    """Parse a text time column (UTC) to a number: whole seconds (seconds='int', floored),
+    fractional seconds ('float'), or milliseconds ('ms'). fmt: a strptime format or 'ISO8601'.
+    label: the column's name in the file, for the error message."""
     col = table[column]
-    try:
-        if pa.types.is_date(col.type) or pa.types.is_timestamp(col.type):  # already parsed by the CSV reader
-            ts = pc.cast(pc.cast(col, pa.timestamp("ms")) if pa.types.is_date(col.type) else col, pa.timestamp("ms"))
-        elif fmt == "ISO8601":  # e.g. 2014-04-07T10:51:09.277Z
-            parsed = pd.to_datetime(col.to_pandas(), format="ISO8601", utc=True, errors="coerce")
-            ts = pa.chunked_array([pa.array(parsed.dt.tz_localize(None).astype("datetime64[ms]"))])
-        else:
-            ts = pc.strptime(col, format=fmt, unit="ms", error_is_null=True)
-    except (pa.ArrowInvalid, ValueError) as e:
-        raise PreprocessingError(f"{path}: column {column}: {str(e).splitlines()[0]}") from None
-    bad = pc.and_(pc.is_null(ts), pc.is_valid(col))
-    if pc.any(bad).as_py() or col.null_count:
-        idx = pc.indices_nonzero(pc.or_(bad, pc.is_null(col)))[0].as_py()
-        raise PreprocessingError(f"{path}: column {column}: cannot parse time {col[idx].as_py()!r} at data row "
-                                 f"{idx + 1} (expected format {fmt})")
-    ms = pc.cast(pc.cast(ts, pa.timestamp("ms")), pa.int64())
-    values = ms if unit == "ms" else pc.divide(pc.cast(ms, pa.float64()), 1000.0)
-    return table.set_column(table.column_names.index(column), column, values)
+    label = label or column
+    if col.null_count:
+        idx = pc.indices_nonzero(pc.is_null(col))[0].as_py()
+        raise PreprocessingError(f"{path}: column {label}: missing time at data row {first_row + idx + 1:,}")
+    if fmt == "ISO8601":
+        text = pd.Series(col.to_numpy(zero_copy_only=False))
+        parsed = pd.to_datetime(text, format="ISO8601", utc=True, errors="coerce")
+        bad = parsed.isna().to_numpy()
+        if bad.any():
+            idx = int(np.flatnonzero(bad)[0])
+            raise PreprocessingError(f"{path}: column {label}: cannot parse time {text.iloc[idx]!r} at data row "
+                                     f"{first_row + idx + 1:,} (expected ISO 8601, e.g. 2014-04-01T03:00:00.124Z)")
+        ns = parsed.dt.tz_localize(None).to_numpy().astype("datetime64[ns]").astype(np.int64)
+    else:
+        ts = pc.strptime(col, format=fmt, unit="ms", error_is_null=True)
+        if ts.null_count:
+            idx = pc.indices_nonzero(pc.is_null(ts))[0].as_py()
+            raise PreprocessingError(f"{path}: column {label}: cannot parse time {col[idx].as_py()!r} at data row "
+                                     f"{first_row + idx + 1:,} (expected format {fmt})")
+        ns = pc.cast(ts, pa.int64()).to_numpy() * 1_000_000
+    values = {"int": ns // 1_000_000_000, "float": ns / 1e9, "ms": ns // 1_000_000}[seconds]
+    return table.set_column(table.column_names.index(column), column, pa.array(values))
 
 
-def numeric(table: pa.Table, column: str, path: Path) -> pa.Table:
+def require_numeric(table: pa.Table, column: str, path: Path) -> pa.Table:
     col = table[column]
-    if pa.types.is_integer(col.type) or pa.types.is_floating(col.type):
-        if col.null_count:
-            raise PreprocessingError(f"{path}: column {column} has {col.null_count} missing value(s)")
-        return table
-    raise PreprocessingError(f"{path}: column {column} must be numeric, found {col.type} "
-                             f"(first value {col[0].as_py()!r})")
+    if col.null_count:
+        raise PreprocessingError(f"{path}: column {column} has {col.null_count:,} missing value(s)")
+    return table
 
 
-def to_frame(table: pa.Table, path: Path, id_columns=("ItemId", "SessionId", "User")) -> pd.DataFrame:
-    for c in id_columns:
+def drop_null_ids(table: pa.Table, columns, path: Path, quiet=False) -> pa.Table:
+    """Events without a session / user id cannot be placed in a session; say how many go."""
+    for c in columns:
         if c in table.column_names and table[c].null_count:
             n = table[c].null_count
             table = table.filter(pc.is_valid(table[c]))
-            print(f"{path.name}: dropped {n:,} event(s) without {c}", flush=True)
-    return table.to_pandas()
+            if not quiet:
+                print(f"{path.name}: dropped {n:,} event(s) without {c}", flush=True)
+    return table
+
+
+def to_frame(table: pa.Table) -> pd.DataFrame:
+    return table.to_pandas(split_blocks=True, self_destruct=True)
 
 
 # ------------------------------------------------------------------------------------------------
-def read_yoochoose(raw: Path, files=("yoochoose-clicks.dat", "yoochoose-test.dat")) -> pd.DataFrame:
+# One reader per raw format. Time units: Yoochoose and Rees46 in seconds, the others in ms.
+
+def read_yoochoose(raw: Path, files=("yoochoose-clicks.dat", "yoochoose-test.dat"), seconds="int",
+                   quiet=False) -> pd.DataFrame:
+    """No header: session, ISO time, item, category. The newer recipe floors times to whole
+    seconds; RSC15 (the first paper) keeps the fraction (seconds='float')."""
+    names = ["SessionId", "TimeStr", "ItemId", "Category"]
     parts = []
     for name in files:
         path = raw / name
-        t = read_csv_columns(path, {"SessionId": ["SessionId"], "TimeStr": ["TimeStr"], "ItemId": ["ItemId"]},
-                             header=False, names=["SessionId", "TimeStr", "ItemId", "Category"],
-                             types={"SessionId": pa.int64(), "ItemId": pa.int64()})
-        t = parse_time(t, "TimeStr", "ISO8601", "s", path)
-        parts.append(to_frame(t.rename_columns(["Time" if c == "TimeStr" else c for c in t.column_names]), path))
-    return pd.concat(parts, ignore_index=True)
+
+        def reduce(block, first_row, path=path):
+            return parse_time(block, "Time", "ISO8601", path, first_row, seconds, "2 (time)")
+        t = read_csv(path, {"SessionId": ["SessionId"], "Time": ["TimeStr"], "ItemId": ["ItemId"]},
+                     {"SessionId": pa.int64(), "Time": pa.string(), "ItemId": pa.int64()},
+                     header=False, names=names, reduce=reduce)
+        parts.append(drop_null_ids(t, ("SessionId", "ItemId"), path, quiet))
+    return to_frame(pa.concat_tables(parts))
 
 
-def read_rees46(raw: Path, files=("2019-Oct.csv", "2019-Nov.csv")) -> pd.DataFrame:
+def read_rees46(raw: Path, files=("2019-Oct.csv", "2019-Nov.csv"), quiet=False) -> pd.DataFrame:
+    """event_time ('2019-10-01 00:00:00 UTC'), event_type, product_id, ..., user_id. The views are
+    kept block by block (Rees46 builds sessions on views only), so only they are ever held."""
     parts = []
     for name in files:
         path = raw / name
-        t = read_csv_columns(path, {"Time": ["event_time"], "Event": ["event_type"], "ItemId": ["product_id"],
-                                    "User": ["user_id"]}, types={"Event": pa.dictionary(pa.int32(), pa.string())})
-        t = t.filter(pc.equal(pc.cast(t["Event"], pa.string()), "view")).drop_columns(["Event"])
-        t = parse_time(t, "Time", "%Y-%m-%d %H:%M:%S UTC", "s", path)
-        parts.append(to_frame(t, path))
-    return pd.concat(parts, ignore_index=True)
+
+        def reduce(block, first_row, path=path):
+            block = block.filter(pc.equal(block["Event"], "view")).drop_columns(["Event"])
+            return parse_time(block, "Time", "%Y-%m-%d %H:%M:%S UTC", path, first_row, "int", "event_time")
+        t = read_csv(path, {"Time": ["event_time"], "Event": ["event_type"], "ItemId": ["product_id"],
+                            "User": ["user_id"]},
+                     {"Time": pa.string(), "Event": pa.string(), "ItemId": pa.int64(), "User": pa.int64()},
+                     reduce=reduce)
+        parts.append(drop_null_ids(t, ("User",), path, quiet))
+    return to_frame(pa.concat_tables(parts))
 
 
-def read_coveo(raw: Path, files=("release_10_23_2020.csv",)) -> pd.DataFrame:
+def read_coveo(raw: Path, files=("release_10_23_2020.csv",), quiet=False) -> pd.DataFrame:
+    """browsing events: session_id_hash, product_action ('detail' = view), product_skus_hash,
+    server_timestamp_epoch_ms. Sessions are built on ALL events (a pageview without a product
+    bridges a gap), so every event is kept here with its action."""
     path = raw / files[0]
-    t = read_csv_columns(path, {"User": ["session_id_hash"], "Event": ["product_action"],
-                                "ItemId": ["product_skus_hash", "product_sku_hash"],
-                                "Time": ["server_timestamp_epoch_ms"]})
-    t = numeric(t, "Time", path)
-    # sessions are built on ALL events (pageviews without a product included), views kept afterwards
-    return t.to_pandas()
+    t = read_csv(path, {"User": ["session_id_hash"], "Event": ["product_action"],
+                        "ItemId": ["product_skus_hash", "product_sku_hash"], "Time": ["server_timestamp_epoch_ms"]},
+                 {"User": STRING_IDS, "Event": STRING_IDS, "ItemId": STRING_IDS, "Time": pa.int64()})
+    t = require_numeric(t, "Time", path)
+    return to_frame(drop_null_ids(t, ("User",), path, quiet))
 
 
-def read_retailrocket(raw: Path, files=("events.csv",)) -> pd.DataFrame:
+def read_retailrocket(raw: Path, files=("events.csv",), quiet=False) -> pd.DataFrame:
+    """timestamp (ms), visitorid, event (view / addtocart / transaction), itemid, transactionid.
+    Sessions are built on all events, then the views are kept."""
     path = raw / files[0]
-    t = read_csv_columns(path, {"Time": ["timestamp"], "User": ["visitorid"], "Event": ["event"], "ItemId": ["itemid"]})
-    t = numeric(t, "Time", path)
-    return to_frame(t, path, id_columns=("User",))
+    t = read_csv(path, {"Time": ["timestamp"], "User": ["visitorid"], "Event": ["event"], "ItemId": ["itemid"]},
+                 {"Time": pa.int64(), "User": pa.int64(), "Event": STRING_IDS, "ItemId": pa.int64()})
+    t = require_numeric(t, "Time", path)
+    return to_frame(drop_null_ids(t, ("User",), path, quiet))
 
 
-def read_diginetica(raw: Path, files=("train-item-views.csv",)) -> pd.DataFrame:
+def read_diginetica(raw: Path, files=("train-item-views.csv",), quiet=False) -> pd.DataFrame:
+    """';'-separated sessionId;userId;itemId;timeframe;eventdate (the shared sample spells the
+    header in snake_case). Time (ms) = midnight UTC of the session's earliest eventdate + timeframe."""
     path = raw / files[0]
-    t = read_csv_columns(path, {"SessionId": ["sessionId", "session_id"], "ItemId": ["itemId", "item_id"],
-                                "timeframe": ["timeframe"], "eventdate": ["eventdate"]}, sep=";")
-    t = numeric(t, "timeframe", path)
-    t = parse_time(t, "eventdate", "%Y-%m-%d", "ms", path)
-    df = to_frame(t, path)
-    # time (ms) = midnight of the session's earliest eventdate + timeframe
-    start = df.groupby("SessionId")["eventdate"].transform("min")
-    df["Time"] = start.to_numpy(dtype=np.int64) + df["timeframe"].to_numpy(dtype=np.int64)
+    t = read_csv(path, {"SessionId": ["sessionId", "session_id"], "ItemId": ["itemId", "item_id"],
+                        "timeframe": ["timeframe"], "eventdate": ["eventdate"]},
+                 {"SessionId": pa.int64(), "ItemId": pa.int64(), "timeframe": pa.int64(), "eventdate": pa.date32()},
+                 sep=";")
+    for c in ("timeframe", "eventdate"):
+        t = require_numeric(t, c, path)
+    t = t.set_column(t.column_names.index("eventdate"), "eventdate", pc.cast(t["eventdate"], pa.int32()))
+    df = to_frame(drop_null_ids(t, ("SessionId", "ItemId"), path, quiet))
+    day_ms = df["eventdate"].to_numpy(dtype=np.int64) * 86_400_000   # days since 1970-01-01 -> ms
+    start = pd.Series(day_ms).groupby(df["SessionId"].to_numpy()).transform("min").to_numpy()
+    df["Time"] = start + df["timeframe"].to_numpy(dtype=np.int64)
     return df.drop(columns=["eventdate", "timeframe"])

@@ -16,14 +16,15 @@ DEFAULTS = dict(n_sessions=8000, n_items=1000, days=30, seed=42)
 
 def generate_events(n_sessions: int = 8000, n_items: int = 1000, days: int = 30, seed: int = 42,
                     n_successors: int = 3, p_follow: float = 0.8, zipf: float = 1.1,
-                    mean_length: float = 5.0, t0: int = 1_600_000_000) -> pd.DataFrame:
+                    mean_length: float = 5.0, successor_skew: float = 1.0, t0: int = 1_600_000_000) -> pd.DataFrame:
     """Events (SessionId, ItemId, Time in seconds), sorted by session and time."""
     if n_sessions < 1 or n_items < 2 or days < 1:
         raise ValueError("n_sessions >= 1, n_items >= 2 and days >= 1 are required")
     rng = np.random.default_rng(seed)
     popularity = 1.0 / np.arange(1, n_items + 1) ** zipf
     popularity /= popularity.sum()
-    successors = rng.choice(n_items, size=(n_items, n_successors), p=popularity)
+    succ_pop = popularity ** successor_skew
+    successors = rng.choice(n_items, size=(n_items, n_successors), p=succ_pop / succ_pop.sum())
     succ_p = rng.dirichlet(np.ones(n_successors), size=n_items).cumsum(axis=1)
     lengths = np.minimum(1 + rng.geometric(1.0 / (mean_length - 1), size=n_sessions), 60)
     total = int(lengths.sum())

@@ -191,7 +191,8 @@ def test_diginetica_real_sample_end_to_end(tmp_path, shared_dir):
     ("timestamp,visitorid,event\n1,2,view\n", "missing column itemid"),
     ("timestamp;visitorid;event;itemid\n1;2;view;3\n", "wrong separator"),
     ("timestamp,visitorid,event,itemid,transactionid\n", "no events"),
-    ("timestamp,visitorid,event,itemid,transactionid\nnoon,1,view,3,\n", "must be numeric"),
+    ("timestamp,visitorid,event,itemid,transactionid\nnoon,1,view,3,\n", "column timestamp: expected an integer, found 'noon'"),
+    ("timestamp,visitorid,event,itemid\n1,2,view\n", "cannot parse: .*Expected 4 columns"),
     ("timestamp,visitorid,event,itemid,transactionid\n1,1,addtocart,3,\n", "no events left"),
     ("timestamp,visitorid,event,itemid,transactionid\n1,1,view,3,\n2,1,view,4,\n", "no events left after filtering"),
 ])
@@ -208,5 +209,5 @@ def test_unparsable_timestamp(tmp_path):
     header = "event_time,event_type,product_id,category_id,category_code,brand,price,user_id,user_session"
     (tmp_path / "2019-Oct.csv").write_text(header + "\n2019-10-01 00:00:00 UTC,view,1,1,,,1,1,x\nyesterday,view,1,1,,,1,1,x\n")
     (tmp_path / "2019-Nov.csv").write_text(header + "\n")
-    with pytest.raises(PreprocessingError, match=r"2019-Oct.csv: column Time: cannot parse time 'yesterday' at data row 2"):
+    with pytest.raises(PreprocessingError, match=r"2019-Oct.csv: column event_time: cannot parse time 'yesterday' at data row 2"):
         preprocessing.preprocess("rees46", tmp_path, tmp_path / "out", quiet=True)

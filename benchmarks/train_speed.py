@@ -1,0 +1,127 @@
+"""Training and evaluation speed of GRU4Rec on one dataset with one parameter set.
+
+Prints mini-batches/s and events/s per epoch, the median over epochs, and the evaluation time.
+With --reference-repo pointing at a checkout of hidasib/GRU4Rec_PyTorch_Official, the official
+PyTorch port is trained on the same data with the same parameters in the same run, and the
+ratio of the two speeds is printed (compare ratios, not absolute figures: machines are noisy).
+
+    python benchmarks/train_speed.py --preset rsc15 --preset retailrocket
+    python benchmarks/train_speed.py --data train.tsv --test test.tsv -ps layers=100,batch_size=32,...
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from gru4rec import GRU4Rec, evaluate  # noqa: E402
+from gru4rec.params import parse_param_string  # noqa: E402
+
+# best parameters of the seed README (shared embedding), as -ps strings
+PRESETS = {
+    "rsc15": "loss=cross-entropy,constrained_embedding=True,embedding=0,layers=100,batch_size=32,dropout_p_embed=0.1,"
+             "dropout_p_hidden=0.0,learning_rate=0.1,momentum=0.0,n_sample=2048,sample_alpha=0.75,bpreg=0.0,logq=1.0",
+    "retailrocket": "loss=bpr-max,constrained_embedding=True,embedding=0,elu_param=0.5,layers=224,batch_size=80,"
+                    "dropout_p_embed=0.5,dropout_p_hidden=0.05,learning_rate=0.05,momentum=0.4,n_sample=2048,"
+                    "sample_alpha=0.4,bpreg=1.95,logq=0.0",
+}
+
+
+def synthetic(n_events, seed):
+    from preprocessing.synthetic import generate_events
+    n_sessions = max(10, n_events // 5)
+    df = generate_events(n_sessions=n_sessions, seed=seed)
+    return df
+
+
+def load(path):
+    from gru4rec import read_events
+    return read_events(path)
+
+
+def split_last_sessions(df, frac=0.1):
+    sessions = df.groupby("SessionId")["Time"].min().sort_values()
+    cut = sessions.index[int(len(sessions) * (1 - frac)):]
+    test = df[df.SessionId.isin(cut)]
+    return df[~df.SessionId.isin(cut)], test
+
+
+def run_ours(train, test, params, epochs, device):
+    model = GRU4Rec(params, device=device, seed=42, n_epochs=epochs)
+    hist = model.fit(train, verbose=False)
+    res = evaluate(model, test, cutoffs=(1, 5, 10, 20))
+    return hist, res
+
+
+def run_reference(repo, train, test, params, epochs, device):
+    sys.path.insert(0, str(repo))
+    import gru4rec_pytorch as ref  # the official port, from the user's checkout
+    import evaluation as ref_eval
+    p = dict(params)
+    p["n_epochs"] = epochs
+    elu = p.pop("final_act", "elu-1")
+    if p["loss"] == "bpr-max":
+        p["elu_param"] = float(elu.split("-")[1]) if elu.startswith("elu-") else 0.0
+    keep = {"layers", "loss", "batch_size", "dropout_p_embed", "dropout_p_hidden", "learning_rate", "momentum",
+            "sample_alpha", "n_sample", "embedding", "constrained_embedding", "n_epochs", "bpreg", "elu_param", "logq"}
+    model = ref.GRU4Rec(device=torch.device(device), **{k: v for k, v in p.items() if k in keep})
+    import io
+    import contextlib
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        model.fit(train.copy())
+    lines = [ln for ln in out.getvalue().splitlines() if ln.startswith("Epoch")]
+    eps = [float(ln.split("|")[1].split("e/s")[0]) for ln in lines]
+    mbs = [float(ln.split("[")[1].split("mb/s")[0]) for ln in lines]
+    t0 = time.perf_counter()
+    recall, mrr = ref_eval.batch_eval(model, test.copy(), cutoff=[20], mode="standard")
+    return mbs, eps, time.perf_counter() - t0, recall[20], mrr[20]
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data", help="training events file (default: synthetic data)")
+    ap.add_argument("--test", help="test events file (default: the last 10%% of sessions of --data)")
+    ap.add_argument("--events", type=int, default=70000, help="size of the synthetic dataset (default 70000)")
+    ap.add_argument("--preset", action="append", choices=sorted(PRESETS), help="parameter preset(s) (default: both)")
+    ap.add_argument("-ps", "--params", help="parameter string instead of a preset")
+    ap.add_argument("--epochs", type=int, default=3)
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's choice)")
+    ap.add_argument("--reference-repo", type=Path, help="checkout of hidasib/GRU4Rec_PyTorch_Official to compare with")
+    a = ap.parse_args(argv)
+    if a.threads:
+        torch.set_num_threads(a.threads)
+    df = load(a.data) if a.data else synthetic(a.events, seed=1)
+    train, test = (df, load(a.test)) if a.test else split_last_sessions(df)
+    print(f"data: {len(train)} training events, {train.SessionId.nunique()} sessions, {train.ItemId.nunique()} items;"
+          f" {len(test)} test events; device {a.device}, torch threads {torch.get_num_threads()}")
+    runs = [("custom", a.params)] if a.params else [(p, PRESETS[p]) for p in (a.preset or sorted(PRESETS))]
+    for name, ps in runs:
+        params = parse_param_string(ps)
+        hist, res = run_ours(train, test, params, a.epochs, a.device)
+        mb = statistics.median(h["mb_per_s"] for h in hist)
+        ev = statistics.median(h["events_per_s"] for h in hist)
+        print(f"[{name}] ours: {mb:.1f} mb/s, {ev:.0f} events/s (median of {len(hist)} epochs); "
+              f"evaluation {res.seconds:.2f}s; Recall@20 {res.recall[20]:.4f} MRR@20 {res.mrr[20]:.4f}")
+        if a.reference_repo:
+            from gru4rec.params import validate_params
+            rmbs, reps, rsec, rrec, rmrr = run_reference(a.reference_repo, train, test, validate_params(params),
+                                                         a.epochs, a.device)
+            rmb, rev = statistics.median(rmbs), statistics.median(reps)
+            # the port counts batch_size events per mini-batch; compare mini-batch rates for a like-for-like ratio
+            print(f"[{name}] official port: {rmb:.1f} mb/s, {rev:.0f} events/s; evaluation {rsec:.2f}s; "
+                  f"Recall@20 {float(rrec):.4f} MRR@20 {float(rmrr):.4f}")
+            print(f"[{name}] speed ratio ours/official (mini-batches/s): {mb / rmb:.2f}x")
+
+
+if __name__ == "__main__":
+    main()

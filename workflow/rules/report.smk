@@ -1,0 +1,25 @@
+rule tables:
+    """Every dataset x loss x embedding mode, and our figures beside the published ones."""
+    input:
+        metrics=all_metrics(),
+        stats=[f"{RESULTS}/{d}/splits/stats.tsv" for d in config["datasets"]],
+    output:
+        summary_md=report(f"{RESULTS}/tables/summary.md", category="Tables", caption="../report/summary.rst"),
+        summary_csv=f"{RESULTS}/tables/summary.csv",
+        paper_md=report(f"{RESULTS}/tables/paper_comparison.md", category="Tables", caption="../report/paper.rst"),
+        paper_csv=f"{RESULTS}/tables/paper_comparison.csv",
+    params:
+        datasets=config["datasets"],
+        published=PUBLISHED,
+    script:
+        "../scripts/tables.py"
+
+
+rule plots:
+    input:
+        summary=f"{RESULTS}/tables/summary.csv",
+    output:
+        metrics=report(f"{RESULTS}/plots/metrics.png", category="Plots", caption="../report/metrics.rst"),
+        speed=report(f"{RESULTS}/plots/speed.png", category="Plots", caption="../report/speed.rst"),
+    script:
+        "../scripts/plots.py"

@@ -35,11 +35,9 @@ PRESETS = {
 }
 
 
-def synthetic(n_events, seed):
+def synthetic(n_events, n_items, seed):
     from preprocessing.synthetic import generate_events
-    n_sessions = max(10, n_events // 5)
-    df = generate_events(n_sessions=n_sessions, seed=seed)
-    return df
+    return generate_events(n_sessions=max(10, n_events // 5), n_items=n_items, days=30, seed=seed)
 
 
 def load(path):
@@ -65,6 +63,15 @@ def run_reference(repo, train, test, params, epochs, device):
     sys.path.insert(0, str(repo))
     import gru4rec_pytorch as ref  # the official port, from the user's checkout
     import evaluation as ref_eval
+
+    class _Torch:  # the port passes a pandas Series to torch.tensor, which pandas 3 no longer allows
+        def __getattr__(self, name):
+            return getattr(torch, name)
+
+        @staticmethod
+        def tensor(x, *args, **kwargs):
+            return torch.tensor(x.to_numpy() if isinstance(x, pd.Series) else x, *args, **kwargs)
+    ref.torch = _Torch()
     p = dict(params)
     p["n_epochs"] = epochs
     elu = p.pop("final_act", "elu-1")
@@ -77,7 +84,7 @@ def run_reference(repo, train, test, params, epochs, device):
     import contextlib
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
-        model.fit(train.copy())
+        model.fit(train.copy(), compatibility_mode=False)  # its numpy init fails with numpy 2; speed is the same
     lines = [ln for ln in out.getvalue().splitlines() if ln.startswith("Epoch")]
     eps = [float(ln.split("|")[1].split("e/s")[0]) for ln in lines]
     mbs = [float(ln.split("[")[1].split("mb/s")[0]) for ln in lines]
@@ -91,6 +98,7 @@ def main(argv=None):
     ap.add_argument("--data", help="training events file (default: synthetic data)")
     ap.add_argument("--test", help="test events file (default: the last 10%% of sessions of --data)")
     ap.add_argument("--events", type=int, default=70000, help="size of the synthetic dataset (default 70000)")
+    ap.add_argument("--items", type=int, default=5000, help="items of the synthetic dataset (default 5000)")
     ap.add_argument("--preset", action="append", choices=sorted(PRESETS), help="parameter preset(s) (default: both)")
     ap.add_argument("-ps", "--params", help="parameter string instead of a preset")
     ap.add_argument("--epochs", type=int, default=3)
@@ -100,7 +108,7 @@ def main(argv=None):
     a = ap.parse_args(argv)
     if a.threads:
         torch.set_num_threads(a.threads)
-    df = load(a.data) if a.data else synthetic(a.events, seed=1)
+    df = load(a.data) if a.data else synthetic(a.events, a.items, seed=1)
     train, test = (df, load(a.test)) if a.test else split_last_sessions(df)
     print(f"data: {len(train)} training events, {train.SessionId.nunique()} sessions, {train.ItemId.nunique()} items;"
           f" {len(test)} test events; device {a.device}, torch threads {torch.get_num_threads()}")

@@ -1,4 +1,5 @@
-"""python -m preprocessing DATASET --raw DIR --out DIR   |   python -m preprocessing download DATASET --raw DIR"""
+"""python -m preprocessing DATASET --raw DIR --out DIR [--download] [--config FILE.yaml] [synthetic options]
+python -m preprocessing download DATASET --raw DIR [--config FILE.yaml]"""
 from __future__ import annotations
 
 import argparse
@@ -6,49 +7,61 @@ import sys
 
 from . import DATASETS, PreprocessingError, download, preprocess
 
+SYNTHETIC = (("n_sessions", int, "number of sessions (default 8000)"), ("n_items", int, "number of items (default 1000)"),
+             ("days", int, "days covered (default 30)"), ("seed", int, "random seed (default 42)"),
+             ("test_days", float, "test period D in days (default 1)"))
+
+
+def _error(e: Exception) -> int:
+    print(f"preprocessing: error: {e}", file=sys.stderr)
+    return 2
+
+
+def _download_main(argv) -> int:
+    ap = argparse.ArgumentParser(prog="python -m preprocessing download",
+                                 description="Fetch a dataset's raw files (direct URL or Kaggle API where possible) "
+                                             "and verify them; otherwise say which file to place where.")
+    ap.add_argument("dataset", choices=DATASETS)
+    ap.add_argument("--raw", required=True, help="directory for the raw files")
+    ap.add_argument("--config", help="custom: the dataset config (YAML); checks that its files exist")
+    ap.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    a = ap.parse_args(argv)
+    try:
+        for path in download(a.dataset, a.raw, {"config": a.config} if a.config else None, quiet=a.quiet):
+            print(f"ok: {path}")
+    except PreprocessingError as e:
+        return _error(e)
+    return 0
+
 
 def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["download"]:
-        ap = argparse.ArgumentParser(prog="python -m preprocessing download",
-                                     description="Fetch a dataset's raw files (Kaggle API where possible), or say where to put them.")
-        ap.add_argument("dataset", choices=DATASETS)
-        ap.add_argument("--raw", required=True, help="directory for the raw files")
-        a = ap.parse_args(argv[1:])
-        try:
-            for path in download(a.dataset, a.raw):
-                print(f"ok: {path}")
-        except PreprocessingError as e:
-            print(f"preprocessing: error: {e}", file=sys.stderr)
-            return 2
-        return 0
+        return _download_main(argv[1:])
     ap = argparse.ArgumentParser(prog="python -m preprocessing",
-                                 description="Preprocess a dataset into train_full/test/train_tr/train_valid splits.",
-                                 epilog="Also: python -m preprocessing download DATASET --raw DIR")
+                                 description="Preprocess a dataset into train_full/test/train_tr/train_valid splits, "
+                                             "full.parquet and statistics (see preprocessing/README.md).",
+                                 epilog="Fetch raw files only: python -m preprocessing download DATASET --raw DIR")
     ap.add_argument("dataset", choices=DATASETS)
     ap.add_argument("--raw", help="directory with the raw files (not needed for synthetic)")
     ap.add_argument("--out", required=True, help="output directory for the splits and statistics")
     ap.add_argument("--config", help="custom: the dataset config (YAML)")
-    ap.add_argument("--download", action="store_true", help="fetch the raw files first (where possible)")
-    ap.add_argument("--n-sessions", type=int, help="synthetic: number of sessions")
-    ap.add_argument("--n-items", type=int, help="synthetic: number of items")
-    ap.add_argument("--days", type=int, help="synthetic: days covered")
-    ap.add_argument("--seed", type=int, help="synthetic: random seed")
-    ap.add_argument("-q", "--quiet", action="store_true")
+    ap.add_argument("--download", action="store_true", help="fetch and verify the raw files first, where possible")
+    for name, kind, text in SYNTHETIC:
+        ap.add_argument(f"--{name.replace('_', '-')}", type=kind, help=f"synthetic: {text}")
+    ap.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
     a = ap.parse_args(argv)
-    options = {}
-    if a.dataset == "synthetic":
-        options = {k: v for k, v in dict(n_sessions=a.n_sessions, n_items=a.n_items, days=a.days, seed=a.seed).items()
-                   if v is not None}
-    elif a.dataset == "custom":
-        options = {"config": a.config} if a.config else {}
+    given = {name: getattr(a, name) for name, _, _ in SYNTHETIC if getattr(a, name) is not None}
+    if given and a.dataset != "synthetic":
+        return _error(PreprocessingError(f"--{', --'.join(n.replace('_', '-') for n in given)}: only for the "
+                                         f"synthetic dataset"))
+    options = given if a.dataset == "synthetic" else ({"config": a.config} if a.config else {})
     try:
         if a.download:
-            download(a.dataset, a.raw)
+            download(a.dataset, a.raw, options if a.dataset == "custom" else None, quiet=a.quiet)
         preprocess(a.dataset, a.raw, a.out, options, quiet=a.quiet)
     except PreprocessingError as e:
-        print(f"preprocessing: error: {e}", file=sys.stderr)
-        return 2
+        return _error(e)
     return 0
 
 

@@ -29,12 +29,16 @@ SPLITS = ("train_full", "test", "train_tr", "train_valid")
 
 # ---------------------------------------------------------------- progress and counting
 def n_distinct(values) -> int:
+    """Distinct non-missing values; cheap for integer codes and categoricals."""
+    if isinstance(values, pd.Series) and isinstance(values.dtype, pd.CategoricalDtype):
+        values = values.cat.codes.to_numpy()
+        values = values[values >= 0]
     v = np.asarray(values)
     if len(v) == 0:
         return 0
     if v.dtype.kind in "iu" and v.min() >= 0 and v.max() <= 4 * len(v) + 1024:
         return int(np.count_nonzero(np.bincount(v)))
-    return int(pd.unique(v).size)
+    return int(pd.Series(v).nunique())
 
 
 def log(step: str, df: pd.DataFrame | None = None, quiet: bool = False):
@@ -56,7 +60,10 @@ def encode(df: pd.DataFrame, column: str) -> pd.Index:
     """Replace `column` by integer codes in place (missing values become -1); return the labels."""
     codes, labels = pd.factorize(df[column], sort=True)
     df[column] = codes.astype(np.int32 if len(labels) < 2**31 - 1 else np.int64, copy=False)
-    return pd.Index(labels)
+    labels = pd.Index(labels)
+    if labels.dtype.kind == "f" and np.all(np.mod(labels.to_numpy(), 1) == 0):
+        labels = labels.astype(np.int64)   # integer ids read as float because some were missing
+    return labels
 
 
 def _take(df: pd.DataFrame, mask: np.ndarray) -> pd.DataFrame:
@@ -64,23 +71,34 @@ def _take(df: pd.DataFrame, mask: np.ndarray) -> pd.DataFrame:
 
 
 # ---------------------------------------------------------------- steps
+def _reorder(df: pd.DataFrame, order: np.ndarray, drop=(), **extra) -> pd.DataFrame:
+    """df's rows in `order`, column by column (one copy of each column, never of the frame)."""
+    columns = {c: df[c].to_numpy()[order] for c in df.columns if c not in drop}
+    return pd.DataFrame({**columns, **extra}, copy=False)
+
+
 def sessionise(df: pd.DataFrame, gap) -> pd.DataFrame:
     """A new session starts when the user changes or when the gap to the user's previous event is
     strictly greater than `gap` (Time units). Session codes are 0, 1, ... in (user, time) order;
     the User column is dropped."""
-    order = np.lexsort((df[T].to_numpy(), df[USER].to_numpy()))
-    df = df.take(order)
-    u, t = df[USER].to_numpy(), df[T].to_numpy()
+    order = np.lexsort((df[I].to_numpy(), df[T].to_numpy(), df[USER].to_numpy()))   # also sorts sessions by (time, item)
+    u, t = df[USER].to_numpy()[order], df[T].to_numpy()[order]
     new = np.ones(len(df), dtype=bool)
     new[1:] = (u[1:] != u[:-1]) | ((t[1:] - t[:-1]) > gap)
-    session = np.cumsum(new) - 1
-    return df.drop(columns=[USER]).assign(**{S: session}).reset_index(drop=True)
+    del u
+    session = (np.cumsum(new) - 1).astype(np.int32 if len(df) < 2**31 - 1 else np.int64)
+    return _reorder(df, order, drop=(USER, T), **{S: session, T: t})
 
 
-def keep_events(df: pd.DataFrame, value) -> pd.DataFrame:
-    """Keep the events whose Event equals `value` (e.g. item views), drop the Event column."""
-    keep = (df[EVENT] == value).to_numpy(dtype=bool, na_value=False)
-    return _take(df, keep).drop(columns=[EVENT])
+def mark_events(df: pd.DataFrame, value):
+    """Replace the Event column by a flag: does the event equal `value` (e.g. an item view)?
+    One byte an event instead of a category, and it travels through the re-sorting."""
+    df[EVENT] = (df[EVENT] == value).to_numpy(dtype=bool, na_value=False)
+
+
+def keep_events(df: pd.DataFrame) -> pd.DataFrame:
+    """Keep the flagged events (see mark_events), drop the flag."""
+    return _take(df, df[EVENT].to_numpy()).drop(columns=[EVENT])
 
 
 def drop_missing_items(df: pd.DataFrame, quiet=False) -> pd.DataFrame:
@@ -93,9 +111,13 @@ def drop_missing_items(df: pd.DataFrame, quiet=False) -> pd.DataFrame:
 
 
 def sort_events(df: pd.DataFrame) -> pd.DataFrame:
-    """Sort by (session, time, item); codes sort like the ids they stand for."""
-    order = np.lexsort((df[I].to_numpy(), df[T].to_numpy(), df[S].to_numpy()))
-    return df.take(order).reset_index(drop=True)
+    """Sort by (session, time, item); codes sort like the ids they stand for. Events that come
+    out of sessionise() are in this order already: checking is O(n), sorting is not."""
+    s, t, i = df[S].to_numpy(), df[T].to_numpy(), df[I].to_numpy()
+    ds, dt = np.diff(s), np.diff(t)
+    if np.all((ds > 0) | ((ds == 0) & ((dt > 0) | ((dt == 0) & (np.diff(i) >= 0))))):
+        return df
+    return _reorder(df, np.lexsort((i, t, s)))
 
 
 def drop_consecutive_duplicates(df: pd.DataFrame) -> pd.DataFrame:
@@ -135,6 +157,8 @@ def filter_until_stable(df: pd.DataFrame, min_session_length=2, min_item_support
 
 
 # ---------------------------------------------------------------- splits (df sorted by session, time)
+# A split is a boolean mask over the cleaned events: every split is a subset of them, so the four
+# splits cost 4 bytes an event instead of four copies of the data.
 def _session_starts(df: pd.DataFrame) -> np.ndarray:
     s = df[S].to_numpy()
     start = np.ones(len(s), dtype=bool)
@@ -148,24 +172,40 @@ def session_first_time(df: pd.DataFrame) -> np.ndarray:
     return df[T].to_numpy()[start][np.cumsum(start) - 1]
 
 
-def time_split(df: pd.DataFrame, boundary):
-    """test = sessions whose first event is at or after `boundary`; train = the events before it,
-    in sessions that keep more than one event (a session straddling the boundary is cut, and
-    its first part stays in train)."""
-    test = _take(df, session_first_time(df) >= boundary)
-    train = drop_short_sessions(_take(df, df[T].to_numpy() < boundary), 2)
+def _events_in_session(s: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """For every event, how many events of its session are in `mask`."""
+    return np.bincount(s[mask], minlength=int(s.max()) + 1)[s] if len(s) else np.zeros(0, dtype=np.int64)
+
+
+def _all(df) -> np.ndarray:
+    return np.ones(len(df), dtype=bool)
+
+
+def time_split(df: pd.DataFrame, boundary, within: np.ndarray | None = None):
+    """(train, test) masks. test = sessions whose first event is at or after `boundary`; train =
+    the events before it, in sessions that keep more than one event (a session straddling the
+    boundary is cut, and its first part stays in train). `within` restricts both to a subset of
+    whole sessions whose first events it contains (train_full, for the re-split)."""
+    within = _all(df) if within is None else within
+    test = within & (session_first_time(df) >= boundary)
+    train = within & (df[T].to_numpy() < boundary)
+    train &= _events_in_session(df[S].to_numpy(), train) > 1
     return train, test
 
 
-def last_event_split(df: pd.DataFrame):
-    """Sequence-aware "last item" protocol: train = every sequence without its last event (and
-    at least 2 events left); test = those sequences in full, scored on their last event only
-    after warming the model up on the rest."""
-    start = _session_starts(df)
-    is_last = np.ones(len(df), dtype=bool)
-    is_last[:-1] = start[1:]
-    train = drop_short_sessions(_take(df, ~is_last), 2)
-    test = _take(df, np.isin(df[S].to_numpy(), train[S].to_numpy()))
+def last_event_split(df: pd.DataFrame, within: np.ndarray | None = None):
+    """(train, test) masks for the sequence-aware "last item" protocol: train = every sequence
+    without its last event (at least 2 events left); test = those sequences in full, scored on
+    their last event only after warming the model up on the rest."""
+    within = _all(df) if within is None else within
+    s = df[S].to_numpy()
+    idx = np.flatnonzero(within)
+    is_last = np.ones(len(idx), dtype=bool)
+    is_last[:-1] = s[idx][1:] != s[idx][:-1]
+    train = within.copy()
+    train[idx[is_last]] = False
+    train &= _events_in_session(s, train) > 1
+    test = within & (_events_in_session(s, train) > 0)
     return train, test
 
 
@@ -203,8 +243,9 @@ def split_stats(df: pd.DataFrame, unit: TimeUnit) -> dict:
             "session_length_max": int(lengths.max()), "item_support_mean": round(len(df) / n_items, 3)}
 
 
-def write_outputs(out_dir, splits: dict, full: pd.DataFrame, labels: dict, unit: TimeUnit, quiet=False) -> dict:
-    """Write the splits (original ids), full.parquet and the statistics into out_dir, all or nothing.
+def write_outputs(out_dir, df: pd.DataFrame, splits: dict, labels: dict, unit: TimeUnit, quiet=False) -> dict:
+    """Write the splits (masks over df, written with the original ids), full.parquet (df) and the
+    statistics into out_dir, all or nothing.
 
     Everything goes into a temporary directory beside out_dir first and is moved into place only
     when every file is complete, so a failure never leaves a mix of old and half-new files.
@@ -212,15 +253,17 @@ def write_outputs(out_dir, splits: dict, full: pd.DataFrame, labels: dict, unit:
     import pyarrow as pa
     import pyarrow.parquet as pq
     out_dir = Path(out_dir)
-    parts = list(splits.items()) + [("full", full)]
-    stats = {name: split_stats(df, unit) for name, df in parts}
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+    stats = {}
     try:
-        for name, df in parts:
-            table = pa.table({c: pa.array(labels[c].take(df[c].to_numpy())) if labels.get(c) is not None
-                              else pa.array(df[c].to_numpy()) for c in (S, I, T)})
+        for name, mask in list(splits.items()) + [("full", None)]:
+            part = df if mask is None else df[mask]          # one split in memory at a time
+            stats[name] = split_stats(part, unit)
+            table = pa.table({c: pa.array(labels[c].take(part[c].to_numpy())) if labels.get(c) is not None
+                              else pa.array(part[c].to_numpy()) for c in (S, I, T)})
             pq.write_table(table, tmp / f"{name}.parquet")
+            del part, table
         table = pd.DataFrame(stats).T.rename_axis("split")
         table.to_csv(tmp / "stats.tsv", sep="\t")
         (tmp / "stats.md").write_text(_markdown(table))

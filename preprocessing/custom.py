@@ -98,6 +98,8 @@ def _validate(c: dict):
         _fail(f"split.mode must be 'time' or 'last', got {split['mode']!r}")
     if "test_days" in split and not _positive(split["test_days"]):
         _fail(f"split.test_days must be a positive number, got {split['test_days']!r}")
+    if "t_split" in split and not _positive(split["t_split"]):
+        _fail(f"split.t_split must be a time in the data's unit (a number), got {split['t_split']!r}")
 
 
 def _positive(v) -> bool:

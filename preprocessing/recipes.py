@@ -23,6 +23,7 @@ from typing import Callable
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from . import common, readers
 from .common import EVENT, I, S, T, USER, TimeUnit, log
@@ -67,8 +68,14 @@ def clean(df: pd.DataFrame, recipe: Recipe, quiet=False):
         labels[S] = common.encode(df, S)
     if USER in df:
         common.encode(df, USER)
+    if recipe.keep_event is not None:
+        if EVENT not in df:
+            raise PreprocessingError(f"{recipe.name}: keeping '{recipe.keep_event}' events needs an event column")
+        common.mark_events(df, recipe.keep_event)
+    pa.default_memory_pool().release_unused()   # the raw ids' Arrow buffers: give them back now
+    log(f"Read {recipe.name}", df, quiet)
     if recipe.keep_event is not None and not recipe.sessionise_first:
-        df = common.keep_events(df, recipe.keep_event)
+        df = common.keep_events(df)
         log(f"Kept '{recipe.keep_event}' events", df, quiet)
     if recipe.session_gap_hours is not None:
         if USER not in df:
@@ -77,7 +84,7 @@ def clean(df: pd.DataFrame, recipe: Recipe, quiet=False):
         labels[S] = pd.RangeIndex(1, int(df[S].max()) + 2 if len(df) else 1)   # new sessions: ids 1, 2, ...
         log(f"Built sessions: same user, gaps up to {recipe.session_gap_hours:g} h", df, quiet)
     if recipe.keep_event is not None and recipe.sessionise_first:
-        df = common.keep_events(df, recipe.keep_event)
+        df = common.keep_events(df)
         log(f"Kept '{recipe.keep_event}' events", df, quiet)
     df = common.drop_missing_items(df, quiet)
     common.require_events(df, f"after keeping the '{recipe.keep_event}' events" if recipe.keep_event is not None
@@ -93,29 +100,33 @@ def clean(df: pd.DataFrame, recipe: Recipe, quiet=False):
 
 
 def split(df: pd.DataFrame, recipe: Recipe) -> dict:
+    """The four splits as boolean masks over the cleaned events."""
     if recipe.split == "last":
         train_full, test = common.last_event_split(df)
-        train_tr, train_valid = common.last_event_split(train_full)
+        train_tr, train_valid = common.last_event_split(df, within=train_full)
         why = "too few sequences with 3 or more events"
     else:
         t_split = recipe.t_split if recipe.t_split is not None else df[T].max()
         d = recipe.test_days * recipe.unit.day
         train_full, test = common.time_split(df, t_split - d)
-        train_tr, train_valid = common.time_split(train_full, t_split - 2 * d)
+        train_tr, train_valid = common.time_split(df, t_split - 2 * d, within=train_full)
         why = f"the data must cover more than {2 * recipe.test_days:g} days before the split point"
-    splits = {"train_full": train_full, "test": test, "train_tr": train_tr, "train_valid": train_valid}
-    empty = [name for name, part in splits.items() if len(part) == 0]
+    return _nonempty(recipe.name, {"train_full": train_full, "test": test, "train_tr": train_tr,
+                                   "train_valid": train_valid}, why)
+
+
+def _nonempty(name: str, splits: dict, why: str) -> dict:
+    empty = [split for split, mask in splits.items() if not mask.any()]
     if empty:
-        raise PreprocessingError(f"{recipe.name}: the {', '.join(empty)} split(s) would be empty: {why}")
+        raise PreprocessingError(f"{name}: the {', '.join(empty)} split(s) would be empty: {why}")
     return splits
 
 
 def run(recipe: Recipe, df: pd.DataFrame, out_dir, quiet=False) -> dict:
     """Clean, split and write one dataset; the whole recipe in one place."""
-    log(f"Read {recipe.name}", df, quiet)
     df, labels = clean(df, recipe, quiet)
     splits = split(df, recipe)
-    stats = common.write_outputs(out_dir, splits, df, labels, recipe.unit, quiet)
+    stats = common.write_outputs(out_dir, df, splits, labels, recipe.unit, quiet)
     log(f"Done: {recipe.name} -> {out_dir}: train_full {stats['train_full']['events']:,} events, "
         f"test {stats['test']['events']:,} events, {stats['full']['items']:,} items", quiet=quiet)
     return stats
@@ -126,8 +137,8 @@ def rsc15(raw: Path, out_dir, quiet=False) -> dict:
     """The first paper's RSC15 recipe: clicks only, no dedup, one pass of each filter (sessions of
     length 1, items below 5, sessions below 2), split on each session's LAST event."""
     df = readers.read_yoochoose(Path(raw), files=("yoochoose-clicks.dat",), seconds="float", quiet=quiet)
-    log("Read rsc15", df, quiet)
     labels = {I: common.encode(df, I), S: common.encode(df, S)}
+    log("Read rsc15", df, quiet)
     df = common.drop_short_sessions(df, 2)
     df = common.drop_rare_items(df, 5)
     df = common.drop_short_sessions(df, 2)
@@ -135,29 +146,26 @@ def rsc15(raw: Path, out_dir, quiet=False) -> dict:
     common.require_events(df, "after filtering short sessions and rare items")
     df = common.sort_events(df)
     train_full, test = _rsc15_split(df)
-    train_tr, train_valid = _rsc15_split(train_full)
-    splits = {"train_full": train_full, "test": test, "train_tr": train_tr, "train_valid": train_valid}
-    empty = [name for name, part in splits.items() if len(part) == 0]
-    if empty:
-        raise PreprocessingError(f"rsc15: the {', '.join(empty)} split(s) would be empty: the data must cover "
-                                 f"more than two days")
-    stats = common.write_outputs(out_dir, splits, df, labels, SECONDS, quiet)
+    train_tr, train_valid = _rsc15_split(df, within=train_full)
+    splits = _nonempty("rsc15", {"train_full": train_full, "test": test, "train_tr": train_tr,
+                                 "train_valid": train_valid}, "the data must cover more than two days")
+    stats = common.write_outputs(out_dir, df, splits, labels, SECONDS, quiet)
     log(f"Done: rsc15 -> {out_dir}: train_full {stats['train_full']['events']:,} events, "
         f"test {stats['test']['events']:,} events", quiet=quiet)
     return stats
 
 
-def _rsc15_split(df: pd.DataFrame):
-    """test = sessions ending in the last day, less the items unknown to train, then sessions
-    of at least 2 events."""
+def _rsc15_split(df: pd.DataFrame, within: np.ndarray | None = None):
+    """(train, test) masks: test = sessions ending in the last day (of `within`), less the items
+    unknown to train, then sessions of at least 2 events; train = the sessions ending before."""
+    within = np.ones(len(df), dtype=bool) if within is None else within
+    s, t, i = df[S].to_numpy(), df[T].to_numpy(), df[I].to_numpy()
     start = np.ones(len(df), dtype=bool)
-    s = df[S].to_numpy()
     start[1:] = s[1:] != s[:-1]
-    run = np.cumsum(start) - 1
-    last = np.maximum.reduceat(df[T].to_numpy(), np.flatnonzero(start))[run] if len(df) else df[T].to_numpy()
-    boundary = df[T].max() - 86400
-    train = df[last < boundary].reset_index(drop=True)
-    test = df[last >= boundary]
-    test = test[np.isin(test[I].to_numpy(), train[I].to_numpy())]
-    test = common.drop_short_sessions(test.reset_index(drop=True), 2)
+    last = np.maximum.reduceat(t, np.flatnonzero(start))[np.cumsum(start) - 1]   # each event's session end
+    boundary = t[within].max() - 86400
+    train = within & (last < boundary)
+    test = within & (last >= boundary)
+    test &= np.bincount(i[train], minlength=int(i.max()) + 1)[i] > 0
+    test &= np.bincount(s[test], minlength=int(s.max()) + 1)[s] >= 2
     return train, test

@@ -112,6 +112,7 @@ BASE = {"files": ["x.csv"], "columns": {"session": "a", "item": "b", "time": "c"
     ({"dedup": "yes"}, "'dedup' must be true or false"),
     ({"split": {"mode": "random"}}, "split.mode must be 'time' or 'last'"),
     ({"split": {"test_days": -1}}, "test_days must be a positive number"),
+    ({"split": {"t_split": "2024-01-01"}}, "split.t_split must be a time in the data's unit"),
     ({"files": ["missing.csv"]}, "missing.csv: raw file not found"),
     ({"columns": {"session": "a", "item": "B", "time": "c"}}, "x.csv: missing column B; the header has: a, b, c"),
     ({"time_unit": "days"}, "time_unit must be s, ms, iso8601 or a strptime format"),

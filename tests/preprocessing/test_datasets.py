@@ -211,3 +211,60 @@ def test_unparsable_timestamp(tmp_path):
     (tmp_path / "2019-Nov.csv").write_text(header + "\n")
     with pytest.raises(PreprocessingError, match=r"2019-Oct.csv: column event_time: cannot parse time 'yesterday' at data row 2"):
         preprocessing.preprocess("rees46", tmp_path, tmp_path / "out", quiet=True)
+
+
+def test_yoochoose_floors_to_whole_seconds_and_rsc15_keeps_the_fraction(tmp_path):
+    rows = [(1, 1, "2014-04-01T10:00:00.900Z"), (1, 2, "2014-04-01T10:00:00.100Z"), (1, 1, "2014-04-01T10:00:01.500Z")]
+    rows += [(s, 1 + (s + k) % 2, f"2014-04-0{d}T1{k}:00:00.000Z") for s, d in ((2, 1), (3, 2), (4, 3), (5, 4))
+             for k in range(3)]
+    lines = [f"{s},{t},{i},0" for s, i, t in rows]
+    (tmp_path / "yoochoose-clicks.dat").write_text("\n".join(lines) + "\n")
+    (tmp_path / "yoochoose-test.dat").write_text("")
+    with pytest.raises(PreprocessingError, match="yoochoose-test.dat: the file is empty"):
+        preprocessing.preprocess("yoochoose", tmp_path, tmp_path / "out", quiet=True)
+    (tmp_path / "yoochoose-test.dat").write_text(lines[-1] + "\n")
+    preprocessing.preprocess("yoochoose", tmp_path, tmp_path / "out", quiet=True)
+    s1 = pd.read_parquet(tmp_path / "out" / "full.parquet").query("SessionId == 1")
+    # whole seconds: the first two clicks tie at 10:00:00 and are ordered by item, so the repeat of
+    # item 1 at 10:00:01 is not consecutive and survives (the reference recipe does the same)
+    assert s1.ItemId.tolist() == [1, 2, 1] and s1.Time.tolist() == [1396346400, 1396346400, 1396346401]
+    preprocessing.preprocess("rsc15", tmp_path, tmp_path / "rsc", quiet=True)
+    s1 = pd.read_parquet(tmp_path / "rsc" / "full.parquet").query("SessionId == 1")
+    assert s1.Time.tolist() == [1396346400.1, 1396346400.9, 1396346401.5] and s1.ItemId.tolist() == [2, 1, 1]
+
+
+def test_filter_repeats_until_stable():
+    """Item 9 (4 events) goes in round 1, which leaves session 5 and sessions 10-12 with one event;
+    they go in round 2, which takes item 8 from 5 events to 4; it goes too, which leaves sessions
+    6 and 20-22 with one event; they go in round 3. Items 1-3 keep exactly 5 events each."""
+    from preprocessing import common
+    rows = [(s, i) for s in range(5) for i in (1, 2, 3)]
+    rows += [(5, 9), (5, 8)] + [(s, i) for s in (10, 11, 12) for i in (9, 1)]
+    rows += [(6, 8), (6, 1)] + [(s, i) for s in (20, 21, 22) for i in (8, 2)]
+    df = pd.DataFrame(rows, columns=["SessionId", "ItemId"]).assign(Time=range(len(rows)))
+    one_round = common.drop_rare_items(common.drop_short_sessions(df, 2), 5)
+    assert {5, 6, 20}.issubset(set(one_round.SessionId))
+    out = common.filter_until_stable(df, 2, 5, quiet=True)
+    assert sorted(set(out.SessionId)) == [0, 1, 2, 3, 4] and len(out) == 15
+    assert out.groupby("ItemId").size().to_dict() == {1: 5, 2: 5, 3: 5}
+
+
+def test_diginetica_wrong_separator(tmp_path):
+    (tmp_path / "train-item-views.csv").write_text("sessionId,userId,itemId,timeframe,eventdate\n1,NA,2,3,2016-01-01\n")
+    with pytest.raises(PreprocessingError, match=r"train-item-views.csv: missing column sessionId / session_id; .*"
+                                                 r"wrong separator\? expected ';'"):
+        preprocessing.preprocess("diginetica", tmp_path, tmp_path / "out", quiet=True)
+
+
+def test_events_without_an_item_are_dropped_and_counted_and_ids_stay_integers(tmp_path, capsys):
+    rows = scenario(1442545200, 7 * 86400, True, last_before_split=600)
+    lines = ["timestamp,visitorid,event,itemid,transactionid"]
+    users = {}
+    for u, item, t, ev in rows:
+        lines.append(f"{t * 1000},{users.setdefault(u, len(users))},{ev if ev == 'view' else 'addtocart'},{item},")
+    lines.append(f"{rows[0][2] * 1000 + 1},{users[rows[0][0]]},view,,")   # a view without an item
+    (tmp_path / "events.csv").write_text("\n".join(lines) + "\n")
+    preprocessing.preprocess("retailrocket", tmp_path, tmp_path / "out")
+    assert "Dropped 1 event(s) without an item id" in capsys.readouterr().out
+    check(tmp_path / "out", bridge=True)
+    assert pd.read_parquet(tmp_path / "out" / "full.parquet").ItemId.dtype == "int64"

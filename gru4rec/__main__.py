@@ -1,5 +1,7 @@
+"""`python -m gru4rec` runs the `gru4rec` command."""
 import sys
 
 from .cli import main
 
-sys.exit(main())
+if __name__ == "__main__":
+    sys.exit(main())

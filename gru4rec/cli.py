@@ -1,10 +1,12 @@
-"""The `gru4rec` command: train, evaluate and recommend (also `python -m gru4rec`)."""
+"""The `gru4rec` command: train, evaluate and recommend (also `python -m gru4rec`).
+
+User mistakes (bad parameters, unreadable or malformed data, a foreign model file) end with one
+line `gru4rec: error: ...` on stderr and exit code 2; a diverged training exits with 1.
+"""
 from __future__ import annotations
 
 import argparse
-import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -17,194 +19,259 @@ EPILOG = """examples:
   gru4rec recommend model.safetensors --items 214536502 214536500 -k 10
   gru4rec recommend model.safetensors --sessions test.tsv -o recs.tsv
 """
+TIE_MODES = ("standard", "conservative", "median", "tiebreaking")
 
 
-def _common_eval(p):
-    p.add_argument("-t", "--test", nargs="+", default=[], metavar="TEST", help="test file(s) to evaluate on")
-    p.add_argument("-m", "--measure", nargs="+", type=int, default=[20], metavar="N",
-                   help="cut-offs for Recall@N and MRR@N (default: 20)")
-    p.add_argument("-e", "--eval-type", default="standard",
-                   choices=["standard", "conservative", "median", "tiebreaking"],
-                   help="how to rank items with the same score as the target (default: standard)")
+class _Parser(argparse.ArgumentParser):
+    """Usage mistakes get the same one-line error as every other mistake (argparse prints the usage too)."""
+
+    def error(self, message):
+        self.exit(2, f"gru4rec: error: {message} (see '{self.prog} -h')\n")
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got '{text}'") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got '{text}'")
+    return value
+
+
+def _add_eval_options(p, test_required=False):
+    p.add_argument("-t", "--test", nargs="+", default=[], required=test_required, metavar="TEST",
+                   help="test file(s) to evaluate on (same formats as the training data)")
+    p.add_argument("-m", "--measure", nargs="+", type=_positive_int, default=[20], metavar="N",
+                   help="cut-offs for Recall@N and MRR@N, e.g. -m 1 5 10 20 (default: 20)")
+    p.add_argument("-e", "--eval-type", default="standard", choices=TIE_MODES, metavar="MODE",
+                   help="how to rank the target among items with the same score: standard (items scored strictly "
+                        "higher count), conservative (ties count against it), median (half of the ties count), "
+                        "tiebreaking (random tiny noise) (default: standard)")
     p.add_argument("--targets", choices=["all", "last"], default="all",
-                   help="score every next event (all, default) or only each session's last event (last)")
-    p.add_argument("--eval-batch-size", type=int, default=512, help="sessions evaluated in parallel (default: 512)")
+                   help="score every next event (all: the session-based protocol, default) or only each "
+                        "session's last event (last)")
+    p.add_argument("--eval-batch-size", type=_positive_int, default=512, metavar="B",
+                   help="test sessions evaluated in parallel (default: 512)")
 
 
-def _common_io(p):
-    p.add_argument("-d", "--device", default="auto", help="auto (CUDA if available), cpu, cuda or cuda:N (default: auto)")
-    p.add_argument("-sk", "--session-key", default="SessionId", help="session id column (default: SessionId)")
-    p.add_argument("-ik", "--item-key", default="ItemId", help="item id column (default: ItemId)")
-    p.add_argument("-tk", "--time-key", default="Time", help="time column (default: Time)")
+def _add_io_options(p):
+    p.add_argument("-d", "--device", default="auto",
+                   help="auto (CUDA when available, else CPU), cpu, cuda or cuda:N (default: auto)")
+    p.add_argument("-sk", "--session-key", default="SessionId", metavar="NAME",
+                   help="session id column (default: SessionId)")
+    p.add_argument("-ik", "--item-key", default="ItemId", metavar="NAME", help="item id column (default: ItemId)")
+    p.add_argument("-tk", "--time-key", default="Time", metavar="NAME", help="time column (default: Time)")
+
+
+def _param_help() -> str:
+    from .params import PARAMETERS
+    rows = [f"  {name:<22} {str(spec.default):<14} {spec.description}"
+            + (f"; in {spec.interval()}" if spec.low is not None else "") for name, spec in PARAMETERS.items()]
+    return "training parameters (-ps / -pf):\n  " + f"{'name':<22} {'default':<14} meaning\n" + "\n".join(rows)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="gru4rec", description="GRU4Rec: session-based recommendation with RNNs.",
+    ap = _Parser(prog="gru4rec", description="GRU4Rec: session-based recommendation with RNNs "
+                                 "(Hidasi et al., ICLR 2016, CIKM 2018). Data: TSV/TXT, CSV or Parquet events "
+                                 "with session id, item id and time columns.",
                                  epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="command", required=True, metavar="{train,evaluate,recommend}")
 
-    tr = sub.add_parser("train", help="train a model (and optionally evaluate and save it)",
-                        formatter_class=argparse.RawDescriptionHelpFormatter,
-                        epilog="parameters (name: default): " + _param_summary())
+    tr = sub.add_parser("train", help="train a model (and optionally save and evaluate it)",
+                        description="Train GRU4Rec on an events file; optionally save the model and evaluate it "
+                                    "on test files.",
+                        formatter_class=argparse.RawDescriptionHelpFormatter, epilog=_param_help())
     tr.add_argument("train", metavar="TRAIN", help="training events (.tsv/.txt, .csv or .parquet)")
     g = tr.add_mutually_exclusive_group()
     g.add_argument("-ps", "--parameter-string", metavar="PARAMS",
-                   help="parameters as name=value,name=value (lists with /, e.g. layers=200/200)")
+                   help="parameters in the reference syntax: name=value,name=value (lists with /, e.g. "
+                        "layers=200/200; booleans True/False)")
     g.add_argument("-pf", "--parameter-file", metavar="FILE",
-                   help="parameter file: the reference's .py files (read as data), .yaml or .json")
+                   help="parameter file: the reference's .py files (an OrderedDict named gru4rec_params, read as "
+                        "data and never executed), or a .yaml/.json mapping")
     tr.add_argument("-s", "--save-model", metavar="MODEL", help="save the trained model here (.safetensors)")
-    tr.add_argument("--seed", type=int, default=42, help="random seed (default: 42)")
+    tr.add_argument("--seed", type=int, default=42, help="random seed of initialisation and sampling (default: 42)")
     tr.add_argument("-q", "--quiet", action="store_true", help="no per-epoch output")
-    _common_eval(tr)
-    _common_io(tr)
+    _add_eval_options(tr)
+    _add_io_options(tr)
 
-    ev = sub.add_parser("evaluate", help="evaluate a saved model")
-    ev.add_argument("model", metavar="MODEL", help="a model saved with -s")
-    _common_eval(ev)
-    _common_io(ev)
+    ev = sub.add_parser("evaluate", help="evaluate a saved model on test files",
+                        description="Recall@N and MRR@N of a saved model, ranking the next item of every test event "
+                                    "against all items of the training set.")
+    ev.add_argument("model", metavar="MODEL", help="a model saved with train -s")
+    _add_eval_options(ev, test_required=True)
+    _add_io_options(ev)
 
-    rc = sub.add_parser("recommend", help="top-k recommendations after sessions, as TSV")
-    rc.add_argument("model", metavar="MODEL", help="a model saved with -s")
+    rc = sub.add_parser("recommend", help="top-k recommendations after sessions, as TSV",
+                        description="Top-k items after each session, as TSV: SessionId, Rank, ItemId, Score. "
+                                    "Input items unknown to the model are skipped (their number goes to stderr).")
+    rc.add_argument("model", metavar="MODEL", help="a model saved with train -s")
     src = rc.add_mutually_exclusive_group(required=True)
     src.add_argument("--items", nargs="+", metavar="ITEM", help="one session: its item ids in order")
-    src.add_argument("--sessions", metavar="FILE", help="events file: one recommendation list per session")
-    rc.add_argument("-k", type=int, default=20, help="number of recommendations (default: 20)")
-    rc.add_argument("-o", "--output", metavar="FILE", help="write the TSV here instead of standard output")
-    _common_io(rc)
+    src.add_argument("--sessions", metavar="FILE",
+                     help="events file: one recommendation list per session, after its last event")
+    rc.add_argument("-k", type=_positive_int, default=20, help="number of recommendations (default: 20)")
+    rc.add_argument("-o", "--output", metavar="FILE", help="write the TSV here (atomically) instead of to stdout")
+    _add_io_options(rc)
     return ap
-
-
-def _param_summary() -> str:
-    from .params import PARAMETERS
-    return ", ".join(f"{n}: {s.default}" for n, s in PARAMETERS.items())
 
 
 def _log(msg):
     print(msg, flush=True)
 
 
-def _evaluate_files(model, args):
+def _read(path, args):
     from .data import read_events
+    return read_events(path, args.session_key, args.item_key, args.time_key)
+
+
+def _evaluate(model, tests, args):
+    """tests: (path, events) pairs; prints the reference's metric lines for each."""
     from .evaluation import evaluate
-    for path in args.test:
-        test = read_events(path, args.session_key, args.item_key, args.time_key)
-        _log(f"Evaluating on {path} (cut-off={args.measure}, {args.eval_type} mode for ties)")
+    for path, test in tests:
+        _log(f"Evaluating on {path}: {len(test)} events, {test[args.session_key].nunique()} sessions "
+             f"(cut-offs {', '.join(map(str, args.measure))}; {args.eval_type} mode for ties)")
         res = evaluate(model, test, cutoffs=args.measure, mode=args.eval_type, batch_size=args.eval_batch_size,
                        session_key=args.session_key, item_key=args.item_key, time_key=args.time_key,
                        targets=args.targets)
-        if res.n_dropped:
-            _log(f"Dropped {res.n_dropped} test event(s) whose item is unknown to the model")
-        _log(f"Evaluation took {res.seconds:.2f}s ({res.n_predictions} predictions, {res.n_sessions} sessions)")
+        _log(f"Dropped {res.n_dropped} test event(s) whose item is unknown to the model")
+        _log(f"Evaluation took {res.seconds:.2f}s ({res.n_predictions} predictions)")
         for line in res.format_lines():
             _log(line)
 
 
 def cmd_train(args):
     from .core import GRU4Rec
-    from .data import read_events
-    from .params import load_param_file, parse_param_string
+    from .params import format_param_string, load_param_file, parse_param_string
     if args.parameter_file:
         params = load_param_file(args.parameter_file)
     else:
         params = parse_param_string(args.parameter_string or "")
     model = GRU4Rec(params, device=args.device, seed=args.seed)
     if args.save_model:
-        _check_writable(args.save_model)
-    for path in args.test:  # fail on a bad test file before spending the training time
-        read_events(path, args.session_key, args.item_key, args.time_key)
+        _check_output_path(args.save_model, "-s")
+    # read the test files first: a bad one should fail before the training time is spent
+    tests = [(path, _read(path, args)) for path in args.test]
+    _log(f"Parameters: {format_param_string(model.params)} (seed {args.seed}, device {model.device})")
     _log(f"Loading training data from {args.train}")
-    train = read_events(args.train, args.session_key, args.item_key, args.time_key)
+    train = _read(args.train, args)
     model.fit(train, args.session_key, args.item_key, args.time_key, verbose=not args.quiet)
     if args.save_model:
         model.save(args.save_model)
         _log(f"Saved the model to {args.save_model}")
-    _evaluate_files(model, args)
+    _evaluate(model, tests, args)
+
+
+def _load(args, stream=None):
+    from .core import GRU4Rec
+    model = GRU4Rec.load(args.model, device=args.device)
+    print(f"Loaded {args.model} ({model.n_items} items) on {model.device}", file=stream or sys.stdout, flush=True)
+    return model
 
 
 def cmd_evaluate(args):
-    from .core import GRU4Rec
-    if not args.test:
-        raise ParameterError("evaluate needs at least one test file (-t TEST)")
-    model = GRU4Rec.load(args.model, device=args.device)
-    _log(f"Loaded {args.model} ({model.n_items} items) on {model.device}")
-    _evaluate_files(model, args)
+    model = _load(args)
+    _evaluate(model, [(path, _read(path, args)) for path in args.test], args)
+
+
+def _as_model_ids(model, values):
+    """Item ids in the model's id type: (ids, usable). Text that cannot be one of a model's integer
+    ids is marked unusable, to be counted with the unknown items (np.asarray of a mixed list would
+    silently turn every id into text)."""
+    import numpy as np
+    values = np.asarray(values, dtype=object) if isinstance(values, list) else values
+    if model.item_ids.dtype.kind not in "iu":
+        return values.astype(str).astype(object), np.ones(len(values), dtype=bool)
+    if values.dtype.kind in "iu":
+        return values.astype(np.int64), np.ones(len(values), dtype=bool)
+    ids, usable = np.full(len(values), -1, dtype=np.int64), np.zeros(len(values), dtype=bool)
+    for i, x in enumerate(values):
+        try:
+            ids[i], usable[i] = int(x), True
+        except (ValueError, OverflowError):
+            pass
+    return ids, usable
+
+
+def _sessions_of(df, args, model):
+    """(session names, item sequences, n unusable ids): sessions in order of first appearance,
+    each one's events in time order."""
+    import numpy as np
+    codes, names = df[args.session_key].factorize()  # keeps the file's order of sessions
+    order = np.lexsort((df[args.time_key].to_numpy(), codes))
+    ids, usable = _as_model_ids(model, df[args.item_key].to_numpy()[order])
+    codes, ids = codes[order][usable], ids[usable]
+    bounds = np.searchsorted(codes, np.arange(1, len(names)))  # sessions left empty stay in the output
+    return [str(n) for n in names], [list(chunk) for chunk in np.split(ids, bounds)], int((~usable).sum())
 
 
 def cmd_recommend(args):
-    from .core import GRU4Rec
-    from .data import read_events
     from .recommend import recommend
-    model = GRU4Rec.load(args.model, device=args.device)
+    if args.output:
+        _check_output_path(args.output, "-o")
+    model = _load(args, stream=sys.stderr)  # stdout carries the TSV
     if args.items:
-        ids = _typed_ids(model, args.items)
-        names, sessions = ["1"], [ids]
+        ids, usable = _as_model_ids(model, list(args.items))
+        names, sessions, n_unusable = ["1"], [list(ids[usable])], int((~usable).sum())
     else:
-        df = read_events(args.sessions, args.session_key, args.item_key, args.time_key)
-        df = df.sort_values([args.session_key, args.time_key], kind="stable")
-        groups = df.groupby(args.session_key, sort=False)[args.item_key]
-        names = [str(k) for k in groups.groups.keys()]
-        sessions = [list(v) for _, v in groups]
+        names, sessions, n_unusable = _sessions_of(_read(args.sessions, args), args, model)
     recs, n_unknown = recommend(model, sessions, k=args.k)
+    n_unknown += n_unusable
+    n_items = sum(len(s) for s in sessions) + n_unusable
     if n_unknown:
-        print(f"gru4rec: note: skipped {n_unknown} input item(s) unknown to the model", file=sys.stderr)
+        print(f"gru4rec: note: skipped {n_unknown} of {n_items} input item(s): unknown to the model", file=sys.stderr)
     empty = sum(1 for r in recs if not r)
     if empty:
-        print(f"gru4rec: note: {empty} session(s) had no known item and got no recommendations", file=sys.stderr)
+        print(f"gru4rec: note: {empty} of {len(recs)} session(s) had no known item and got no recommendations",
+              file=sys.stderr)
     lines = ["SessionId\tRank\tItemId\tScore"]
     for name, rec in zip(names, recs):
         lines += [f"{name}\t{rank}\t{item}\t{score:.6g}" for rank, (item, score) in enumerate(rec, 1)]
     text = "\n".join(lines) + "\n"
     if args.output:
         _write_atomic(args.output, text)
+        print(f"Wrote {len(lines) - 1} recommendations for {len(recs)} session(s) to {args.output}", file=sys.stderr)
     else:
         sys.stdout.write(text)
 
 
-def _typed_ids(model, items):
-    """Command-line ids are strings; match the model's id type (integer ids stay integers)."""
-    if model.item_ids is not None and model.item_ids.dtype.kind in "iu":
-        out = []
-        for x in items:
-            try:
-                out.append(int(x))
-            except ValueError:
-                out.append(x)  # cannot be a known integer id; counted as unknown
-        return out
-    return list(items)
-
-
-def _check_writable(path):
+def _check_output_path(path, option):
     p = Path(path)
     if p.is_dir():
-        raise ParameterError(f"{p}: is a directory, expected a file path for the model (-s)")
+        raise ParameterError(f"{p}: is a directory, expected a file path for {option}")
     if not p.parent.exists():
-        raise ParameterError(f"{p.parent}: directory does not exist (for -s {p})")
+        raise ParameterError(f"{p}: directory {p.parent} does not exist (for {option})")
 
 
 def _write_atomic(path, text):
-    p = Path(path)
-    _check_writable(p)
-    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.replace(tmp, p)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    from .serialization import atomic_output
+    with atomic_output(Path(path)) as tmp, open(tmp, "w", encoding="utf-8") as f:
+        f.write(text)
+
+
+COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "recommend": cmd_recommend}
 
 
 def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
+    """Run the command line; returns the exit code (0 ok, 1 diverged or I/O failure, 2 user error)."""
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as e:  # argparse exits on -h and on usage errors; callers of main() want a code
+        return e.code if isinstance(e.code, int) else 2
     t0 = time.perf_counter()
     try:
-        {"train": cmd_train, "evaluate": cmd_evaluate, "recommend": cmd_recommend}[args.command](args)
+        COMMANDS[args.command](args)
     except TrainingDivergedError as e:
         print(f"gru4rec: error: {e}", file=sys.stderr)
         return 1
     except GRU4RecError as e:
         print(f"gru4rec: error: {e}", file=sys.stderr)
         return 2
+    except OSError as e:  # disk full, permission denied, ...: not worth a traceback either
+        where = f"{e.filename}: " if getattr(e, "filename", None) else ""
+        print(f"gru4rec: error: {where}{e.strerror or e}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("gru4rec: interrupted", file=sys.stderr)
         return 130

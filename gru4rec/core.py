@@ -76,7 +76,11 @@ class GRU4Rec:
         """Model indices of the given original item ids; -1 where an id is unknown to the model."""
         if self._item_lookup is None:
             self._item_lookup = pd.Index(self.item_ids)
-        return self._item_lookup.get_indexer(pd.Index(np.asarray(ids)))
+        if isinstance(ids, (pd.Series, pd.Index, np.ndarray)):
+            target = pd.Index(ids)
+        else:  # a Python list may mix types ([3, 7, "x"]): keep each id's own type
+            target = pd.Index(list(ids), dtype=object)
+        return self._item_lookup.get_indexer(target)
 
     def _require_trained(self):
         if not self.trained or self.net is None:
@@ -112,8 +116,6 @@ class GRU4Rec:
         loss_fn = Loss(p["loss"], p["final_act"], p["bpreg"])
         support = torch.from_numpy(np.bincount(sd.items, minlength=n_items).astype(np.float32)).to(self.device)
         store = None
-        if p["n_sample"] > 0:
-            store = SampleStore(support, p["n_sample"], p["sample_alpha"], p["sample_store_size"], g)
         log_q = None
         if p["logq"] > 0 and loss_fn.uses_logq:
             log_support = p["logq"] * torch.log(support)
@@ -134,9 +136,13 @@ class GRU4Rec:
                     order = np.argsort(sd.first_time, kind="stable")
                 else:
                     order = np.arange(n_sessions)
-                epoch_plan = _EpochPlan(sd, order, p["batch_size"], 1 if store is not None else 2, items)
+                epoch_plan = _EpochPlan(sd, order, p["batch_size"], 1 if p["n_sample"] > 0 else 2, items)
                 if epoch_plan.n_steps == 0:
                     raise DataError("training data has no session with at least 2 events: nothing to train on")
+            if store is None and p["n_sample"] > 0:
+                # a store larger than all the epochs need would only cost drawing time
+                rows = min(p["sample_store_size"] // p["n_sample"], epoch_plan.n_steps * p["n_epochs"])
+                store = SampleStore(support, p["n_sample"], p["sample_alpha"], rows * p["n_sample"], g)
             info = self._train_epoch(epoch, epoch_plan, optimiser, loss_fn, store, log_q, g, verbose)
             self.history.append(info)
             if verbose:

@@ -23,12 +23,7 @@ def train_and_evaluate(train_path, test_path, params: dict, out_dir, cutoffs=(1,
     train, test = read_events(train_path), read_events(test_path)
     with tracker.run(label, tags=dict(tags or {}, kind="final", device=str(model.device))) as run:
         tracker.params(run, dict(model.params, seed=seed, device=str(model.device)))
-        if stats_path and Path(stats_path).exists():
-            import pandas as pd
-            stats = pd.read_csv(stats_path, sep="\t", index_col=0)
-            tracker.params(run, {f"data.{split}.{col}": stats.loc[split, col] for split in stats.index
-                                 for col in ("events", "sessions", "items")})
-            tracker.artifact(run, stats_path)
+        tracker.dataset_stats(run, stats_path)
         t0 = time.perf_counter()
         history = model.fit(train, callback=tracker.epoch_logger(run))
         train_seconds = time.perf_counter() - t0

@@ -9,19 +9,34 @@ from __future__ import annotations
 import ast
 import difflib
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from .errors import ParameterError
-from .losses import LOSSES, check_pairing
+from .losses import LOSSES, RANKING_LOSSES, check_pairing
 
 
 @dataclass(frozen=True)
 class Spec:
-    kind: str          # int, float, bool, str, layers, embedding
+    type: str          # int, float, bool, str, layers, embedding
     default: Any
-    help: str
+    description: str
+    low: float | None = None      # bounds checked after coercion
+    high: float | None = None
+    low_open: bool = False        # True: the bound itself is not allowed
+    high_open: bool = False
+
+    def interval(self) -> str:
+        lo = "(" if self.low_open else "["
+        hi = ")" if self.high_open or self.high is None else "]"
+        return f"{lo}{self.low:g}, {'inf' if self.high is None else format(self.high, 'g')}{hi}"
+
+    def in_bounds(self, v) -> bool:
+        if self.low is not None and (v < self.low or (self.low_open and v == self.low)):
+            return False
+        return self.high is None or not (v > self.high or (self.high_open and v == self.high))
 
 
 PARAMETERS: dict[str, Spec] = {
@@ -29,29 +44,22 @@ PARAMETERS: dict[str, Spec] = {
     "loss": Spec("str", "cross-entropy", "cross-entropy | bpr-max (recommended); xe_logit | top1-max | top1 | bpr"),
     "final_act": Spec("str", None, "final activation; default from the loss: softmax (cross-entropy), softmax_logit "
                                    "(xe_logit), elu-1 (ranking losses: linear, relu, tanh, leaky-X, elu-X, selu-X-Y)"),
-    "elu_param": Spec("float", None, "reference shorthand for final_act=elu-X (0 means linear); ranking losses only"),
-    "batch_size": Spec("int", 64, "session-parallel mini-batch size (>= 1)"),
-    "dropout_p_embed": Spec("float", 0.0, "dropout on the input embedding, in [0, 1)"),
-    "dropout_p_hidden": Spec("float", 0.0, "dropout on every GRU layer's output, in [0, 1)"),
-    "learning_rate": Spec("float", 0.05, "Adagrad learning rate (> 0)"),
-    "momentum": Spec("float", 0.0, "momentum of the Adagrad update, in [0, 1)"),
-    "sample_alpha": Spec("float", 0.5, "negative samples are drawn by support^sample_alpha (>= 0)"),
-    "n_sample": Spec("int", 2048, "extra negative samples per mini-batch (>= 0)"),
-    "embedding": Spec("embedding", 0, "input embedding size for the separate mode: 0, K or 'layersize'"),
+    "elu_param": Spec("float", None, "reference shorthand for final_act=elu-X (X <= 0 means linear); ranking losses"),
+    "batch_size": Spec("int", 64, "session-parallel mini-batch size", low=1),
+    "dropout_p_embed": Spec("float", 0.0, "dropout on the input embedding", low=0, high=1, high_open=True),
+    "dropout_p_hidden": Spec("float", 0.0, "dropout on every GRU layer's output", low=0, high=1, high_open=True),
+    "learning_rate": Spec("float", 0.05, "Adagrad learning rate", low=0, low_open=True),
+    "momentum": Spec("float", 0.0, "momentum of the Adagrad update", low=0, high=1, high_open=True),
+    "sample_alpha": Spec("float", 0.5, "negative samples are drawn by support^sample_alpha", low=0),
+    "n_sample": Spec("int", 2048, "extra negative samples per mini-batch", low=0),
+    "embedding": Spec("embedding", 0, "input embedding size for the separate mode: 0, K or 'layersize'", low=0),
     "constrained_embedding": Spec("bool", True, "shared input/output embedding"),
-    "n_epochs": Spec("int", 10, "number of epochs (>= 1)"),
-    "bpreg": Spec("float", 1.0, "score regularisation of the BPR-max loss (>= 0)"),
-    "logq": Spec("float", 0.0, "log-Q correction strength for cross-entropy (>= 0; 1.0 is usual)"),
-    "sample_store_size": Spec("int", 10_000_000, "negative samples drawn at once on the device (>= 0)"),
+    "n_epochs": Spec("int", 10, "number of epochs", low=1),
+    "bpreg": Spec("float", 1.0, "score regularisation of the BPR-max loss", low=0),
+    "logq": Spec("float", 0.0, "log-Q correction strength for cross-entropy (1.0 is usual)", low=0),
+    "sample_store_size": Spec("int", 10_000_000, "negative samples drawn at once on the device", low=0),
     "time_sort": Spec("bool", True, "process training sessions in order of their first event"),
     "train_random_order": Spec("bool", False, "shuffle the training sessions every epoch instead"),
-}
-
-_RANGES = {  # name: (low, high, low inclusive, high inclusive)
-    "batch_size": (1, None, True, True), "n_epochs": (1, None, True, True), "n_sample": (0, None, True, True),
-    "sample_store_size": (0, None, True, True), "dropout_p_embed": (0, 1, True, False),
-    "dropout_p_hidden": (0, 1, True, False), "learning_rate": (0, None, False, True), "momentum": (0, 1, True, False),
-    "sample_alpha": (0, None, True, True), "bpreg": (0, None, True, True), "logq": (0, None, True, True),
 }
 
 
@@ -76,6 +84,7 @@ def _to_bool(name, v):
 
 
 def _to_int(name, v):
+    # bools are ints in Python; 'n_epochs=True' is a mistake, not 1
     if isinstance(v, bool):
         raise _bad(name, v, "an integer")
     if isinstance(v, int):
@@ -84,11 +93,11 @@ def _to_int(name, v):
         return int(v)
     if isinstance(v, str):
         try:
-            f = float(v)
+            f = float(v)  # accepts '1e3' as the reference's float-typed parsing did
         except ValueError:
             raise _bad(name, v, "an integer") from None
         if f.is_integer():
-            return int(f)
+            return int(v) if v.strip().lstrip("+-").isdigit() else int(f)
     raise _bad(name, v, "an integer")
 
 
@@ -96,9 +105,12 @@ def _to_float(name, v):
     if isinstance(v, bool):
         raise _bad(name, v, "a number")
     try:
-        return float(v)
+        f = float(v)
     except (TypeError, ValueError):
         raise _bad(name, v, "a number") from None
+    if not math.isfinite(f):  # NaN would slip through every range check below
+        raise _bad(name, v, "a finite number")
+    return f
 
 
 def _to_layers(name, v):
@@ -117,28 +129,66 @@ def _to_layers(name, v):
     return layers
 
 
+def _to_str(name, v):
+    if not isinstance(v, str):
+        raise _bad(name, v, "a string")
+    return v.strip()
+
+
+def _to_embedding(name, v):
+    if isinstance(v, str) and v.strip().lower() == "layersize":
+        return "layersize"
+    try:
+        return _to_int(name, v)
+    except ParameterError:
+        raise _bad(name, v, "a non-negative integer or 'layersize'") from None
+
+
+_COERCE = {"int": _to_int, "float": _to_float, "bool": _to_bool, "layers": _to_layers, "str": _to_str,
+           "embedding": _to_embedding}
+
+
 def _coerce(name: str, value):
-    kind = PARAMETERS[name].kind
-    if value is None and PARAMETERS[name].default is None:
+    spec = PARAMETERS[name]
+    if value is None and spec.default is None:
         return None
-    if kind == "int":
-        return _to_int(name, value)
-    if kind == "float":
-        return _to_float(name, value)
-    if kind == "bool":
-        return _to_bool(name, value)
-    if kind == "layers":
-        return _to_layers(name, value)
-    if kind == "embedding":
-        if isinstance(value, str) and value.strip().lower() == "layersize":
-            return "layersize"
-        try:
-            return _to_int(name, value)
-        except ParameterError:
-            raise _bad(name, value, "a non-negative integer or 'layersize'") from None
-    if not isinstance(value, str):
-        raise _bad(name, value, "a string")
-    return value.strip()
+    value = _COERCE[spec.type](name, value)
+    if spec.type in ("int", "float", "embedding") and value != "layersize" and not spec.in_bounds(value):
+        raise _bad(name, value, f"a value in {spec.interval()}")
+    return value
+
+
+def _same_activation(a: str, b: str) -> bool:
+    """'elu-0.50' and 'elu-0.5' are the same activation."""
+    (na, _, xa), (nb, _, xb) = a.partition("-"), b.partition("-")
+    if na != nb:
+        return False
+    try:
+        return [float(x) for x in xa.split("-") if x] == [float(x) for x in xb.split("-") if x]
+    except ValueError:
+        return a == b
+
+
+def _fold_elu_param(out: dict) -> None:
+    """Turn the reference's elu_param into final_act (the PyTorch port's only final-activation knob).
+
+    elu_param <= 0 means "no activation": linear for the ranking losses, and a no-op for the
+    cross-entropy losses (the reference's cross-entropy parameter files carry elu_param=0).
+    """
+    elu = out.pop("elu_param")
+    if elu is None:
+        return
+    ranking = out["loss"] in RANKING_LOSSES
+    if not ranking:
+        if elu > 0:
+            raise ParameterError(f"elu_param={elu:g} applies an ELU before the ranking losses only; it cannot be used "
+                                 f"with loss='{out['loss']}' (drop it, or set elu_param=0)")
+        return
+    from_elu = f"elu-{elu:g}" if elu > 0 else "linear"
+    if out["final_act"] is not None and not _same_activation(out["final_act"], from_elu):
+        raise ParameterError(f"elu_param={elu:g} (final_act='{from_elu}') conflicts with final_act="
+                             f"'{out['final_act']}'; give only one of them")
+    out["final_act"] = from_elu
 
 
 def validate_params(params: dict | None) -> dict:
@@ -150,33 +200,16 @@ def validate_params(params: dict | None) -> dict:
     params = dict(params or {})
     for name in params:
         if name not in PARAMETERS:
-            raise _unknown(name)
+            raise _unknown(str(name))
     out = {name: spec.default for name, spec in PARAMETERS.items()}
     out["layers"] = list(out["layers"])
     for name, value in params.items():
         out[name] = _coerce(name, value)
-    for name, (lo, hi, lo_inc, hi_inc) in _RANGES.items():
-        v = out[name]
-        if (lo is not None and (v < lo or (v == lo and not lo_inc))) or \
-                (hi is not None and (v > hi or (v == hi and not hi_inc))):
-            interval = f"{'[' if lo_inc else '('}{lo}, {hi if hi is not None else 'inf'}{']' if hi_inc and hi is not None else ')'}"
-            raise _bad(name, v, f"a value in {interval}")
     if out["loss"] not in LOSSES:
         raise _bad("loss", out["loss"], f"one of {', '.join(LOSSES)}")
     if out["embedding"] == "layersize":
         out["embedding"] = out["layers"][0]
-    if out["embedding"] < 0:
-        raise _bad("embedding", out["embedding"], "a non-negative integer or 'layersize'")
-    elu = out.pop("elu_param")
-    ranking = out["loss"] not in ("cross-entropy", "xe_logit")
-    if elu is not None:
-        if not ranking:
-            raise ParameterError(f"elu_param is the final activation of the ranking losses; it cannot be used with "
-                                 f"loss='{out['loss']}' (drop it, or use final_act)")
-        from_elu = f"elu-{elu:g}" if elu > 0 else "linear"
-        if out["final_act"] is not None and out["final_act"] != from_elu:
-            raise ParameterError(f"elu_param={elu:g} conflicts with final_act='{out['final_act']}'; give only one of them")
-        out["final_act"] = from_elu
+    _fold_elu_param(out)
     if out["final_act"] is None:
         out["final_act"] = {"cross-entropy": "softmax", "xe_logit": "softmax_logit"}.get(out["loss"], "elu-1")
     check_pairing(out["loss"], out["final_act"])
@@ -184,24 +217,28 @@ def validate_params(params: dict | None) -> dict:
 
 
 def parse_param_string(s: str) -> dict:
-    """Parse the reference's `-ps` syntax: 'name=value,name=value' (lists with '/')."""
+    """Parse the reference's `-ps` syntax: 'name=value,name=value' (lists with '/'); values stay strings."""
     out = {}
     for item in (s or "").split(","):
         item = item.strip()
         if not item:
             continue
         name, sep, value = item.partition("=")
-        if not sep or not name.strip() or not value.strip():
-            raise ParameterError(f"malformed parameter '{item}' in the parameter string: expected name=value")
-        name = name.strip()
+        name, value = name.strip(), value.strip()
+        if not sep or not name or not value:
+            raise ParameterError(f"malformed parameter '{item}' in the parameter string: expected name=value "
+                                 f"(lists with '/', e.g. layers=200/200)")
         if name not in PARAMETERS:
             raise _unknown(name)
-        out[name] = value.strip()
+        if name in out:
+            raise ParameterError(f"parameter {name} is given twice in the parameter string ('{name}={out[name]}' "
+                                 f"and '{item}')")
+        out[name] = value
     return out
 
 
 def format_param_string(params: dict) -> str:
-    """The inverse of parse_param_string (for logs and MLflow)."""
+    """The inverse of parse_param_string (for logs and MLflow); None values are left out."""
     def fmt(v):
         if isinstance(v, (list, tuple)):
             return "/".join(str(x) for x in v)
@@ -215,12 +252,17 @@ def load_param_file(path) -> dict:
     if not path.exists():
         raise ParameterError(f"{path}: parameter file not found")
     if path.is_dir():
-        raise ParameterError(f"{path}: is a directory, expected a parameter file (.py, .yaml, .json)")
-    text = path.read_text(encoding="utf-8")
+        raise ParameterError(f"{path}: is a directory, expected a parameter file (.py, .yaml, .yml or .json)")
     suffix = path.suffix.lower()
+    if suffix not in (".py", ".yaml", ".yml", ".json"):
+        raise ParameterError(f"{path}: unsupported parameter file type '{suffix}' (expected .py, .yaml, .yml or .json)")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise ParameterError(f"{path}: cannot read the parameter file ({_first_line(e)})") from None
     if suffix == ".py":
         params = _read_python_params(path, text)
-    elif suffix in (".yaml", ".yml", ".json"):
+    else:
         try:
             if suffix == ".json":
                 params = json.loads(text)
@@ -228,45 +270,66 @@ def load_param_file(path) -> dict:
                 import yaml
                 params = yaml.safe_load(text)
         except Exception as e:  # the parsers' own messages are multi-line; keep the first line
-            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            raise ParameterError(f"{path}: cannot parse {suffix[1:].upper()}: {first}") from None
+            raise ParameterError(f"{path}: cannot parse {suffix[1:].upper()}: {_first_line(e)}") from None
         if isinstance(params, dict) and isinstance(params.get("gru4rec_params"), dict):
             params = params["gru4rec_params"]
-    else:
-        raise ParameterError(f"{path}: unsupported parameter file type '{suffix}' (expected .py, .yaml, .yml or .json)")
     if not isinstance(params, dict):
-        raise ParameterError(f"{path}: expected a mapping of parameter names to values")
+        raise ParameterError(f"{path}: expected a mapping of parameter names to values, got {type(params).__name__}")
     for name in params:
         if name not in PARAMETERS:
-            e = _unknown(str(name))
-            raise ParameterError(f"{path}: {e}") from None
+            raise ParameterError(f"{path}: {_unknown(str(name))}") from None
     return dict(params)
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip()
+    return text.splitlines()[0] if text else type(e).__name__
 
 
 def _read_python_params(path: Path, text: str) -> dict:
     try:
         tree = ast.parse(text, filename=str(path))
     except SyntaxError as e:
-        raise ParameterError(f"{path}: line {e.lineno}: invalid Python syntax") from None
+        raise ParameterError(f"{path}: line {e.lineno}: invalid Python syntax ({e.msg})") from None
     for node in tree.body:
-        if isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == "gru4rec_params" for t in node.targets):
+        if isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == "gru4rec_params"
+                                                for t in node.targets):
             return _literal_mapping(path, node.value)
     raise ParameterError(f"{path}: no 'gru4rec_params = OrderedDict([...])' assignment found")
 
 
+_LITERAL_NODES = (ast.Constant, ast.List, ast.Tuple, ast.Dict, ast.Set, ast.UnaryOp)
+
+
+def _literal(path: Path, node):
+    try:
+        return ast.literal_eval(node)
+    except (ValueError, TypeError, SyntaxError, RecursionError):
+        # name the first expression that is not a literal: that is what the user has to change
+        bad = next((n for n in ast.walk(node) if isinstance(n, ast.expr) and not isinstance(n, _LITERAL_NODES)), node)
+        raise ParameterError(f"{path}: line {getattr(bad, 'lineno', '?')}: gru4rec_params may hold only literal "
+                             f"values, found: {ast.unparse(bad)} (the file is read as data and never executed)") \
+            from None
+
+
 def _literal_mapping(path: Path, node) -> dict:
     """gru4rec_params = OrderedDict([(k, v), ...]) or dict(...) or {...}, literals only."""
-    try:
-        if isinstance(node, ast.Dict):
-            return ast.literal_eval(node)
-        if isinstance(node, ast.Call) and isinstance(node.func, (ast.Name, ast.Attribute)):
-            fname = node.func.id if isinstance(node.func, ast.Name) else node.func.attr
-            if fname in ("OrderedDict", "dict") and len(node.args) <= 1:
-                out = dict(ast.literal_eval(node.args[0])) if node.args else {}
-                for kw in node.keywords:
-                    out[kw.arg] = ast.literal_eval(kw.value)
-                return out
-    except (ValueError, TypeError, SyntaxError):
-        pass
-    raise ParameterError(f"{path}: line {node.lineno}: gru4rec_params must be an OrderedDict/dict of literal values "
-                         f"(the file is read as data and never executed)")
+    if isinstance(node, ast.Dict):
+        return _literal(path, node)
+    if isinstance(node, ast.Call) and len(node.args) <= 1:
+        func = node.func.id if isinstance(node.func, ast.Name) else \
+            node.func.attr if isinstance(node.func, ast.Attribute) else None
+        if func in ("OrderedDict", "dict"):
+            pairs = _literal(path, node.args[0]) if node.args else {}
+            try:
+                out = dict(pairs)
+            except (TypeError, ValueError):
+                raise ParameterError(f"{path}: line {node.lineno}: {func}(...) needs a list of (name, value) "
+                                     f"pairs") from None
+            for kw in node.keywords:
+                if kw.arg is None:
+                    raise ParameterError(f"{path}: line {node.lineno}: '**' is not allowed in gru4rec_params")
+                out[kw.arg] = _literal(path, kw.value)
+            return out
+    raise ParameterError(f"{path}: line {node.lineno}: gru4rec_params must be an OrderedDict([...]), dict(...) or "
+                         f"{{...}} of literal values (the file is read as data and never executed)")

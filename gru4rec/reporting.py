@@ -48,16 +48,26 @@ def paper_comparison(summary: pd.DataFrame, datasets: dict, published: dict) -> 
     return pd.DataFrame(rows)
 
 
+def _decimals(column: str) -> int:
+    """Metrics get 4 decimals; times 2; percentages 1; other floats 4."""
+    if column.endswith("seconds"):
+        return 2
+    if column.endswith("%"):
+        return 1
+    return 4
+
+
 def to_markdown(df: pd.DataFrame, title: str, note: str = "") -> str:
-    def fmt(v):
+    def fmt(v, column):
         if v is None or (isinstance(v, float) and pd.isna(v)):
             return "—"
         if isinstance(v, float):
-            return f"{v:.4f}" if abs(v) < 10 else f"{v:.1f}"
+            return f"{v:.{_decimals(column)}f}"
         return str(v)
     lines = [f"# {title}", ""] + ([note, ""] if note else [])
     lines += ["| " + " | ".join(df.columns) + " |", "|" + "---|" * len(df.columns)]
-    lines += ["| " + " | ".join(fmt(v) for v in row) + " |" for row in df.itertuples(index=False)]
+    lines += ["| " + " | ".join(fmt(v, c) for v, c in zip(row, df.columns)) + " |"
+              for row in df.itertuples(index=False)]
     return "\n".join(lines) + "\n"
 
 

@@ -1,13 +1,19 @@
 """MLflow logging for tuning trials and final runs (MLflow is imported only when tracking is on).
 
-The default store is a SQLite file under results/ (no server). SQLite allows one writer at a time,
-so every call is retried with back-off when the database is locked: parallel jobs wait, they do
-not fail or lose runs. Create the store once before starting parallel jobs (`init_store`); the
-workflow does this in its own rule.
+Why SQLite for the default local store: MLflow 3 puts its file store (`./mlruns`) in maintenance
+mode (it warns on every use) and makes `sqlite:///mlflow.db` its own default, and a database can
+be searched by the UI quickly. SQLite takes one writer at a time, so every call here is retried
+with back-off while the database is locked: parallel jobs wait, they neither fail nor lose runs.
+Create the store once before starting parallel jobs (`init_store`: it runs MLflow's schema
+migrations, which must not race); the workflow does this in its own rule. Artifacts of a SQLite
+store go to `mlartifacts/` beside the database (MLflow's default would be `./mlruns` in whatever
+directory the job happens to run in).
 """
 from __future__ import annotations
 
+import functools
 import json
+import logging
 import os
 import random
 import subprocess
@@ -16,46 +22,74 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
+_TRANSIENT = ("locked", "busy", "unable to open database", "connection reset", "temporarily unavailable",
+              "timed out", "timeout")
 
-def _retry(fn, *args, attempts=30, **kwargs):
+
+def _retry(fn, *args, attempts: int = 40, **kwargs):
+    """Call fn, retrying with jittered back-off on a locked / busy store (up to ~1 minute)."""
     for k in range(attempts):
         try:
             return fn(*args, **kwargs)
-        except Exception as e:  # sqlite3/SQLAlchemy 'database is locked' and friends
-            text = str(e).lower()
-            if k == attempts - 1 or not any(s in text for s in ("locked", "busy", "unique constraint", "already exists")):
+        except Exception as e:  # sqlite3 / SQLAlchemy OperationalError, requests' errors, ...
+            if k == attempts - 1 or not any(s in str(e).lower() for s in _TRANSIENT):
                 raise
             time.sleep(min(2.0, 0.05 * 2 ** k) * (0.5 + random.random()))
 
 
+@functools.lru_cache(maxsize=1)
 def code_version() -> str:
+    """Package version + git commit (+ '-dirty' when tracked files differ from it)."""
     from . import __version__
+    here = Path(__file__).resolve().parent
+
+    def git(*args):
+        return subprocess.run(["git", *args], capture_output=True, text=True, timeout=10, cwd=here).stdout.strip()
     try:
-        sha = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=5,
-                             cwd=Path(__file__).resolve().parent).stdout.strip()
+        sha = git("rev-parse", "--short", "HEAD")
+        dirty = bool(sha) and bool(git("status", "--porcelain", "--untracked-files=no"))
     except (OSError, subprocess.SubprocessError):
-        sha = ""
-    return f"{__version__}+{sha}" if sha else __version__
+        sha, dirty = "", False
+    return f"{__version__}+{sha}{'-dirty' if dirty else ''}" if sha else __version__
+
+
+def enabled(uri) -> bool:
+    return bool(uri) and str(uri).lower() != "none"
+
+
+def default_artifact_location(uri: str | None) -> str | None:
+    """`mlartifacts/` beside a SQLite database; None (the server decides) otherwise."""
+    if uri and str(uri).startswith("sqlite:///"):
+        return (Path(str(uri)[len("sqlite:///"):]).resolve().parent / "mlartifacts").as_uri()
+    return None
+
+
+def _quiet():
+    """MLflow's and alembic's INFO lines (store migrations, run URLs) would drown the progress."""
+    for name in ("mlflow", "alembic", "alembic.runtime.migration"):
+        logging.getLogger(name).setLevel(logging.WARNING)
 
 
 class Tracker:
-    """A thin, retrying wrapper over MLflow's tracking API; a no-op when uri is None or 'none'."""
+    """A thin, retrying wrapper over MLflow's client API; every method is a no-op when the
+    tracking URI is None / 'none' (and for run None), so callers need no `if tracking:`."""
 
-    def __init__(self, uri: str | None, experiment: str = "gru4rec"):
-        self.enabled = bool(uri) and str(uri).lower() != "none"
+    def __init__(self, uri: str | None, experiment: str = "gru4rec", artifact_location: str | None = None):
+        self.enabled = enabled(uri)
         self.uri, self.experiment = uri, experiment
+        self.artifact_location = artifact_location or default_artifact_location(uri)
         self._client = None
         self._experiment_id = None
-        if self.enabled:
-            os.environ.setdefault("MLFLOW_ENABLE_ASYNC_LOGGING", "false")
-            import logging
-            logging.getLogger("mlflow").setLevel(logging.WARNING)
-            logging.getLogger("alembic").setLevel(logging.WARNING)
+
+    def __getstate__(self):  # the client holds a database engine: not for other processes
+        return dict(self.__dict__, _client=None)
 
     @property
     def client(self):
         if self._client is None:
+            os.environ.setdefault("MLFLOW_ENABLE_ASYNC_LOGGING", "false")
             from mlflow.tracking import MlflowClient
+            _quiet()  # after the import: importing mlflow sets its loggers to INFO
             self._client = MlflowClient(tracking_uri=self.uri)
         return self._client
 
@@ -64,21 +98,40 @@ class Tracker:
             exp = _retry(self.client.get_experiment_by_name, self.experiment)
             if exp is None:
                 try:
-                    self._experiment_id = _retry(self.client.create_experiment, self.experiment)
+                    self._experiment_id = _retry(self.client.create_experiment, self.experiment,
+                                                 artifact_location=self.artifact_location)
                 except Exception:  # created by a parallel job in the meantime
-                    self._experiment_id = _retry(self.client.get_experiment_by_name, self.experiment).experiment_id
+                    exp = _retry(self.client.get_experiment_by_name, self.experiment)
+                    if exp is None:
+                        raise
+                    self._experiment_id = exp.experiment_id
             else:
                 self._experiment_id = exp.experiment_id
         return self._experiment_id
 
     def start(self, name: str, parent: str | None = None, tags: dict | None = None) -> str | None:
+        """Create a run (nested under `parent`); returns its id."""
         if not self.enabled:
             return None
-        tags = dict(tags or {}, **{"code_version": code_version(), "mlflow.runName": name})
+        tags = {str(k): str(v) for k, v in dict(tags or {}, code_version=code_version()).items()}
         if parent:
             tags["mlflow.parentRunId"] = parent
         run = _retry(self.client.create_run, self.experiment_id(), tags=tags, run_name=name)
         return run.info.run_id
+
+    def exists(self, run_id: str) -> bool:
+        if not self.enabled or not run_id:
+            return False
+        try:
+            run = _retry(self.client.get_run, run_id)
+        except Exception:  # unknown run id (e.g. a study moved to another tracking store)
+            return False
+        return run.info.lifecycle_stage == "active"
+
+    def reopen(self, run_id: str):
+        """Mark a finished (or killed) run as running again: a resumed study adds trials to it."""
+        if self.enabled and run_id:
+            _retry(self.client.update_run, run_id, status="RUNNING")
 
     def params(self, run, params: dict):
         if run:
@@ -91,13 +144,15 @@ class Tracker:
         if run:
             from mlflow.entities import Metric
             now = int(time.time() * 1000)
-            items = [Metric(str(k), float(v), now, step) for k, v in metrics.items() if v is not None]
-            _retry(self.client.log_batch, run, metrics=items)
+            items = [Metric(str(k), float(v), now, step) for k, v in metrics.items()
+                     if isinstance(v, (int, float)) and not isinstance(v, bool)]
+            if items:
+                _retry(self.client.log_batch, run, metrics=items)
 
     def tags(self, run, tags: dict):
         if run:
-            for k, v in tags.items():
-                _retry(self.client.set_tag, run, k, str(v))
+            from mlflow.entities import RunTag
+            _retry(self.client.log_batch, run, tags=[RunTag(str(k), str(v)) for k, v in tags.items()])
 
     def artifact(self, run, path, subdir: str | None = None):
         if run and Path(path).exists():
@@ -110,12 +165,24 @@ class Tracker:
                 p.write_text(json.dumps(obj, indent=2, default=str))
                 self.artifact(run, p)
 
+    def dataset_stats(self, run, stats_path):
+        """The preprocessing statistics (stats.tsv: one row per split) as `data.<split>.<stat>`
+        parameters, and the file itself as an artifact."""
+        if not run or not stats_path or not Path(stats_path).exists():
+            return
+        import pandas as pd
+        stats = pd.read_csv(stats_path, sep="\t", index_col=0)
+        self.params(run, {f"data.{split}.{col}": stats.loc[split, col] for split in stats.index
+                          for col in ("events", "sessions", "items") if col in stats.columns})
+        self.artifact(run, stats_path, "data")
+
     def end(self, run, status: str = "FINISHED"):
         if run:
             _retry(self.client.set_terminated, run, status)
 
     @contextmanager
     def run(self, name, parent=None, tags=None):
+        """A run that ends FINISHED, or FAILED when the body raises."""
         run_id = self.start(name, parent, tags)
         try:
             yield run_id
@@ -125,18 +192,18 @@ class Tracker:
         self.end(run_id)
 
     def epoch_logger(self, run):
-        """A GRU4Rec.fit callback that logs loss and speed per epoch."""
+        """A GRU4Rec.fit callback that logs the loss and speed of every epoch (step = epoch)."""
         def log(info):
             self.metrics(run, {"train_loss": info["loss"], "epoch_seconds": info["seconds"],
-                               "mb_per_s": info["mb_per_s"], "events_per_s": info["events_per_s"]}, step=info["epoch"])
+                               "mb_per_s": info["mb_per_s"], "events_per_s": info["events_per_s"]},
+                         step=info["epoch"])
         return log
 
 
-def init_store(uri: str | None, experiment: str = "gru4rec") -> str | None:
-    """Create the tracking store and the experiment (run once, before parallel jobs)."""
-    tracker = Tracker(uri, experiment)
-    if not tracker.enabled:
+def init_store(uri: str | None, experiment: str = "gru4rec", artifact_location: str | None = None) -> str | None:
+    """Create the tracking store and the experiment (run once, before parallel jobs start)."""
+    if not enabled(uri):
         return None
     if str(uri).startswith("sqlite:///"):
         Path(str(uri)[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
-    return tracker.experiment_id()
+    return Tracker(uri, experiment, artifact_location).experiment_id()

@@ -1,19 +1,34 @@
-"""Hyperparameter search with Optuna, as the papers did it (Optuna is imported only here).
+"""Hyperparameter search with Optuna, as the papers did it (Optuna is imported only inside functions).
 
-One study per dataset x embedding mode x loss: train on train_tr, score MRR@20 (or Recall@20)
-on train_valid. Studies live in persistent storage: an interrupted run, started again, continues
-the same study up to its trial budget without losing a finished trial. The default storage is an
-Optuna journal file (safe for several local worker processes, no database); a database URL
-(e.g. postgresql://...) lets workers on several machines share one study.
+One study per dataset x embedding mode x loss: train on train_tr, score MRR@20 (or Recall@20) on
+train_valid. A study lives in persistent storage and is run to a trial *budget*, not for a number
+of trials: started again after a kill, it continues where it stopped, and any number of workers
+(processes here, or machines sharing a database) can work on it at once.
+
+Storage. A path means an Optuna journal file (`JournalStorage`): an append-only log with a file
+lock, safe for many local processes, no database needed (one SQLite file locks up under parallel
+writers). A URL (postgresql://, mysql://) means a database shared by several machines.
+
+Which trials use up the budget. COMPLETE ones, and FAILED ones that failed on their own (a
+diverged training: NaN loss or score; tagged with the user attribute `error`). A trial whose
+worker was killed is left RUNNING by the storage; it must neither block the study nor count, so
+before a worker starts, such trials are failed (tag `interrupted`) and run again: a trial of a
+dead process on this host is recognised by the host:pid it records; on a database, by Optuna's
+heartbeat (a worker that has not reported for `grace_period` seconds is dead, on any machine).
 """
 from __future__ import annotations
 
 import json
 import math
-import multiprocessing as mp
 import os
+import pickle
 import socket
+import subprocess
+import sys
+import tempfile
 import time
+from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 
 from .errors import ParameterError, TrainingDivergedError
@@ -42,10 +57,25 @@ EMBEDDING_MODES = {
     "separate": {"embedding": "layersize", "constrained_embedding": False},
     "shared": {"embedding": 0, "constrained_embedding": True},
 }
+# A RUNNING trial that never said which process runs it (killed between Optuna's ask and our
+# first line) is taken as dead after this long.
+_ANONYMOUS_STALE_SECONDS = 600
 
 
 def paper_space(loss: str) -> dict:
     return dict(PAPER_SPACE, **(BPRMAX_EXTRA if loss == "bpr-max" else {}))
+
+
+def fixed_params(loss: str, embedding: str, *overrides: dict | None) -> dict:
+    """The papers' fixed settings for a loss and embedding mode, then the given overrides in order."""
+    if loss not in FIXED:
+        raise ParameterError(f"loss must be one of {', '.join(FIXED)}, got '{loss}'")
+    if embedding not in EMBEDDING_MODES:
+        raise ParameterError(f"embedding mode must be one of {', '.join(EMBEDDING_MODES)}, got '{embedding}'")
+    out = dict(FIXED[loss], **EMBEDDING_MODES[embedding])
+    for extra in overrides:
+        out.update(extra or {})
+    return out
 
 
 def suggest(trial, space: dict) -> dict:
@@ -56,183 +86,373 @@ def suggest(trial, space: dict) -> dict:
         if kind == "int":
             out[name] = trial.suggest_int(name, int(spec["low"]), int(spec["high"]), step=int(spec.get("step", 1)))
         elif kind == "float":
-            v = trial.suggest_float(name, float(spec["low"]), float(spec["high"]), step=spec.get("step"),
-                                    log=bool(spec.get("log", False)))
-            out[name] = round(v, 10)  # 0.045000000000000005 -> 0.045
+            out[name] = trial.suggest_float(name, float(spec["low"]), float(spec["high"]), step=spec.get("step"),
+                                            log=bool(spec.get("log", False)))
         elif kind == "categorical":
             out[name] = trial.suggest_categorical(name, list(spec["choices"]))
         else:
             raise ParameterError(f"search space entry '{name}': type must be int, float or categorical, got {kind!r}")
-    if "layers" in out and not isinstance(out["layers"], list):
-        out["layers"] = [out["layers"]]
-    return out
+    return _as_model_params(out)
 
 
-def make_storage(storage: str):
-    """A database URL (postgresql://, mysql://, sqlite:///) or a path to an Optuna journal file."""
+def _as_model_params(params: dict) -> dict:
+    # the space draws one layer size, the model takes a list; stepped floats print as stepped
+    params = {k: round(v, 10) if isinstance(v, float) else v for k, v in params.items()}
+    if "layers" in params and not isinstance(params["layers"], list):
+        params["layers"] = [params["layers"]]
+    return params
+
+
+def make_storage(storage, heartbeat_interval: int = 60, grace_period: int = 180):
+    """A database URL (postgresql://, mysql://, sqlite:///) or the path of an Optuna journal file."""
     import optuna
+    if not isinstance(storage, (str, Path)):
+        return storage
     if "://" in str(storage):
-        return optuna.storages.RDBStorage(str(storage), heartbeat_interval=60, grace_period=300)
+        return optuna.storages.RDBStorage(str(storage), heartbeat_interval=heartbeat_interval,
+                                          grace_period=grace_period)
     from optuna.storages.journal import JournalFileBackend
     Path(storage).parent.mkdir(parents=True, exist_ok=True)
     return optuna.storages.JournalStorage(JournalFileBackend(str(storage)))
 
 
-def _finished(study) -> int:
+def load_study(name: str, storage, seed: int = 42):
+    """Create the study, or open it as it is (maximising; TPE sampler with this seed)."""
+    import optuna
+    optuna.logging.set_verbosity(optuna.logging.ERROR)  # our own progress lines say it once
+    return optuna.create_study(study_name=name, storage=make_storage(storage), direction="maximize",
+                               load_if_exists=True, sampler=optuna.samplers.TPESampler(seed=seed))
+
+
+def _this_worker() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # somebody else's process: alive
+        return True
+    return True
+
+
+def _is_orphan(trial, now: datetime) -> bool:
+    """A RUNNING trial whose worker is gone (only decidable for workers on this host)."""
+    worker = trial.user_attrs.get("worker")
+    if worker is None:
+        started = trial.datetime_start or now
+        return (now - started).total_seconds() > _ANONYMOUS_STALE_SECONDS
+    host, _, pid = worker.rpartition(":")
+    return host == socket.gethostname() and pid.isdigit() and not _process_alive(int(pid))
+
+
+def release_orphans(study, storage) -> int:
+    """Fail the RUNNING trials of dead workers (tag `interrupted`) so that they neither block the
+    study nor count against its budget; returns how many. Safe while other workers are running.
+    `storage` is the study's storage object (`make_storage`)."""
+    import warnings
+
     import optuna
     S = optuna.trial.TrialState
-    return sum(1 for t in study.get_trials(deepcopy=False)
-               if t.state in (S.COMPLETE, S.PRUNED) or (t.state == S.FAIL and not t.user_attrs.get("interrupted")))
+    with warnings.catch_warnings():  # the heartbeat API is marked experimental
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        optuna.storages.fail_stale_trials(study)  # databases: no heartbeat for grace_period -> FAIL
+    now, n = datetime.now(), 0
+    for t in study.get_trials(deepcopy=False, states=(S.RUNNING,)):
+        if _is_orphan(t, now):
+            try:
+                storage.set_trial_user_attr(t._trial_id, "interrupted", True)
+                storage.set_trial_state_values(t._trial_id, S.FAIL)
+                n += 1
+            except (optuna.exceptions.UpdateFinishedTrialError, RuntimeError):
+                pass  # finished (or failed by another worker) in the meantime
+    return n
 
 
-def _running(study) -> int:
+def counts(study) -> tuple[int, int]:
+    """(trials that use up the budget, trials running now)."""
     import optuna
-    return sum(1 for t in study.get_trials(deepcopy=False) if t.state == optuna.trial.TrialState.RUNNING)
+    S = optuna.trial.TrialState
+    used = running = 0
+    for t in study.get_trials(deepcopy=False):
+        if t.state in (S.COMPLETE, S.PRUNED) or (t.state == S.FAIL and "error" in t.user_attrs):
+            used += 1
+        elif t.state == S.RUNNING:
+            running += 1
+    return used, running
 
 
-def load_study(name: str, storage, seed: int = 42, fail_stale: bool = True):
-    """Create or continue a study. With fail_stale, RUNNING trials left by a killed run are marked
-    failed (and not counted against the budget): only do this when no other worker is running."""
-    import optuna
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    store = make_storage(storage) if isinstance(storage, (str, Path)) else storage
-    study = optuna.create_study(study_name=name, storage=store, direction="maximize", load_if_exists=True,
-                                sampler=optuna.samplers.TPESampler(seed=seed))
-    if fail_stale and not isinstance(store, optuna.storages.RDBStorage):
-        for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
-            study._storage.set_trial_user_attr(t._trial_id, "interrupted", True)
-            study._storage.set_trial_state_values(t._trial_id, optuna.trial.TrialState.FAIL)
-    return study
+@dataclass
+class ValidationScore:
+    """The papers' objective: train GRU4Rec with the parameters on train_tr, return MRR@cutoff
+    (or Recall@cutoff) on train_valid. Picklable, so that spawned workers get a copy; each loads
+    the data once."""
+    train_path: str
+    valid_path: str
+    cutoff: int = 20
+    metric: str = "mrr"
+    device: str = "cpu"
+    seed: int = 42
+    eval_targets: str = "all"
+    threads: int = 1
+    _data: tuple | None = field(default=None, repr=False, compare=False)
+
+    def __post_init__(self):
+        if self.metric not in ("mrr", "recall"):
+            raise ParameterError(f"tuning metric must be 'mrr' or 'recall', got '{self.metric}'")
+
+    def __getstate__(self):
+        return dict(self.__dict__, _data=None)
+
+    def __call__(self, params: dict, epoch_callback=None) -> tuple[float, dict]:
+        import torch
+        from .core import GRU4Rec
+        from .data import read_events
+        from .evaluation import evaluate
+        torch.set_num_threads(max(1, self.threads))
+        if self._data is None:
+            self._data = (read_events(self.train_path), read_events(self.valid_path))
+        train, valid = self._data
+        model = GRU4Rec(params, device=self.device, seed=self.seed)
+        history = model.fit(train, verbose=False, callback=epoch_callback)
+        res = evaluate(model, valid, cutoffs=(self.cutoff,), targets=self.eval_targets)
+        value = res.mrr[self.cutoff] if self.metric == "mrr" else res.recall[self.cutoff]
+        return value, {f"valid_recall_at_{self.cutoff}": res.recall[self.cutoff],
+                       f"valid_mrr_at_{self.cutoff}": res.mrr[self.cutoff],
+                       "train_seconds": sum(h["seconds"] for h in history), "device": str(model.device)}
 
 
-def objective_value(params: dict, train, valid, cutoff: int = 20, metric: str = "mrr", device="cpu", seed=42,
-                    tracker=None, parent=None, trial_name="trial", eval_targets="all"):
-    """Train on train, evaluate on valid; returns (value, result, history)."""
-    from .core import GRU4Rec
-    from .evaluation import evaluate
-    model = GRU4Rec(params, device=device, seed=seed)
-    run = tracker.start(trial_name, parent=parent, tags={"kind": "trial"}) if tracker else None
-    try:
-        if tracker:
-            tracker.params(run, model.params)
-        history = model.fit(train, verbose=False, callback=tracker.epoch_logger(run) if tracker else None)
-        res = evaluate(model, valid, cutoffs=(cutoff,), targets=eval_targets)
-        value = res.mrr[cutoff] if metric == "mrr" else res.recall[cutoff]
-        if tracker:
-            tracker.metrics(run, {f"valid_recall_at_{cutoff}": res.recall[cutoff], f"valid_mrr_at_{cutoff}": res.mrr[cutoff],
-                                  "train_seconds": sum(h["seconds"] for h in history)})
-            tracker.end(run)
-        return value, res, history
-    except TrainingDivergedError as e:
-        if tracker:
-            tracker.tags(run, {"error": str(e)})
-            tracker.end(run, "FAILED")
-        raise
-    except BaseException:
-        if tracker:
-            tracker.end(run, "KILLED")
-        raise
+@dataclass
+class _Objective:
+    """One trial: draw parameters, score them, log the trial to MLflow under the study's run."""
+    score: object  # callable(params, epoch_callback=None) -> (value, extra metrics)
+    space: dict
+    fixed: dict
+    tracking_uri: str | None = None
+    experiment: str = "gru4rec"
+    parent_run: str | None = None
+    label: str = ""
 
-
-def worker(study_name, storage, train_path, valid_path, n_trials, space, fixed, cutoff=20, metric="mrr",
-           device="cpu", seed=42, tracking_uri=None, experiment="gru4rec", parent=None, label="", threads=1,
-           eval_targets="all", worker_id=0):
-    """One worker: ask for trials until the study has n_trials finished (or running) trials."""
-    import optuna
-    import torch
-    from .data import read_events
-    from .tracking import Tracker
-    if threads:
-        torch.set_num_threads(threads)
-    train, valid = read_events(train_path), read_events(valid_path)
-    study = load_study(study_name, storage, seed=seed + worker_id, fail_stale=False)
-    tracker = Tracker(tracking_uri, experiment) if tracking_uri else None
-    while _finished(study) + _running(study) < n_trials:
-        trial = study.ask()
-        trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
-        params = dict(fixed, **suggest(trial, space))
+    def __call__(self, trial) -> float:
+        from .tracking import Tracker
+        trial.set_user_attr("worker", _this_worker())
+        params = dict(self.fixed, **suggest(trial, self.space))
+        tracker = Tracker(self.tracking_uri, self.experiment)
+        run = tracker.start(f"{self.label}/trial-{trial.number}", parent=self.parent_run,
+                            tags={"kind": "trial", "optuna_trial": trial.number})
+        tracker.params(run, params)
         t0 = time.perf_counter()
         try:
-            value, _, _ = objective_value(params, train, valid, cutoff, metric, device, seed, tracker, parent,
-                                          f"{label}/trial-{trial.number}", eval_targets)
+            value, extra = self.score(params, epoch_callback=tracker.epoch_logger(run) if run else None)
+            if value is None or math.isnan(value):
+                raise TrainingDivergedError(f"the validation score is {value}")
         except TrainingDivergedError as e:
             trial.set_user_attr("error", str(e))
-            study.tell(trial, state=optuna.trial.TrialState.FAIL)
-            print(f"[{label}] trial {trial.number}: failed ({e})", flush=True)
-            continue
-        except BaseException:
-            study.tell(trial, state=optuna.trial.TrialState.FAIL)
+            tracker.tags(run, {"error": str(e)})
+            tracker.end(run, "FAILED")
             raise
-        if math.isnan(value):
-            study.tell(trial, state=optuna.trial.TrialState.FAIL)
-            continue
-        study.tell(trial, value)
-        best = study.best_value
-        print(f"[{label}] trial {trial.number} ({_finished(study)}/{n_trials}): {metric.upper()}@{cutoff}={value:.4f} "
-              f"(best {best:.4f}) in {time.perf_counter() - t0:.1f}s", flush=True)
+        except BaseException:
+            tracker.end(run, "KILLED")
+            raise
+        trial.set_user_attr("seconds", round(time.perf_counter() - t0, 2))
+        tracker.metrics(run, dict({k: v for k, v in extra.items() if isinstance(v, (int, float))}, value=value))
+        if "device" in extra:
+            tracker.tags(run, {"device": extra["device"]})
+        tracker.end(run)
+        return value
 
 
-def run_study(study_name, storage, train_path, valid_path, n_trials, space, fixed, cutoff=20, metric="mrr",
-              workers=1, device="cpu", seed=42, tracking_uri=None, experiment="gru4rec", label=None,
-              eval_targets="all", threads_per_worker=1) -> dict:
-    """Run (or continue) a study to its budget with `workers` processes; returns the best trial."""
+class _Progress:
+    """Prints one line per finished trial of the study (whichever worker or machine ran it)."""
+
+    def __init__(self, study, label: str, n_trials: int, metric: str):
+        self.label, self.n_trials, self.metric = label, n_trials, metric
+        self.seen = {t.number for t in study.get_trials(deepcopy=False) if t.state.is_finished()}
+        self.used = counts(study)[0]
+
+    def __call__(self, study, _trial=None):
+        import optuna
+        S = optuna.trial.TrialState
+        for t in study.get_trials(deepcopy=False):
+            if not t.state.is_finished() or t.number in self.seen:
+                continue
+            self.seen.add(t.number)
+            if t.state == S.COMPLETE:
+                self.used += 1
+                secs = t.user_attrs.get("seconds")
+                took = f" in {secs:.1f}s" if secs is not None else ""
+                print(f"[{self.label}] trial {t.number} ({self.used}/{self.n_trials}): {self.metric}={t.value:.4f} "
+                      f"(best {study.best_value:.4f}){took}", flush=True)
+            elif "error" in t.user_attrs:
+                self.used += 1
+                print(f"[{self.label}] trial {t.number} ({self.used}/{self.n_trials}): failed, "
+                      f"{t.user_attrs['error']}", flush=True)
+
+
+class _StopAtBudget:
+    """Stops a worker once finished + running trials reach the budget (checked after every trial)."""
+
+    def __init__(self, n_trials: int, progress: _Progress | None = None, parent_pid: int | None = None):
+        self.n_trials, self.progress, self.parent_pid = n_trials, progress, parent_pid
+
+    def __call__(self, study, trial):
+        if self.progress:
+            self.progress(study, trial)
+        used, running = counts(study)
+        orphaned = self.parent_pid is not None and os.getppid() != self.parent_pid  # the tune job was killed
+        if orphaned or used + running >= self.n_trials:
+            study.stop()
+
+
+def _work(study_name, storage, objective, n_trials, seed, progress=None, parent_pid=None):
+    """One worker: run trials of the study until the budget is reached (or its parent is gone)."""
     import optuna
-    from .params import validate_params
+    study = load_study(study_name, storage, seed=seed)
+    existing = len(study.get_trials(deepcopy=False))
+    if existing:  # a resumed study: the same seed would draw the first run's parameters again
+        study.sampler = optuna.samplers.TPESampler(seed=seed + existing)
+    used, running = counts(study)
+    if used + running < n_trials:
+        study.optimize(objective, n_trials=n_trials - used - running, catch=(TrainingDivergedError,),
+                       callbacks=[_StopAtBudget(n_trials, progress, parent_pid)], gc_after_trial=False)
+
+
+def run_study(study_name: str, storage, score, space: dict, fixed: dict, n_trials: int, workers: int = 1,
+              seed: int = 42, metric_name: str = "MRR@20", tracking_uri: str | None = None,
+              experiment: str = "gru4rec", label: str | None = None, stats_path=None,
+              poll_seconds: float = 2.0) -> dict:
+    """Run (or continue) a study to `n_trials` with `workers` local processes; returns the summary
+    of the best trial: {study, metric, value, trial, n_complete, n_failed, n_interrupted, params}.
+
+    `score(params, epoch_callback=None) -> (value, extra_metrics)` is the objective: a
+    `ValidationScore` for GRU4Rec (any picklable callable for tests). Worker k samples with
+    TPE(seed + k). Raises TrainingDivergedError when no trial of the study succeeded.
+    """
     from .tracking import Tracker
     label = label or study_name
-    # check the fixed part and the space's bounds before spending any time
-    probe = {k: (v["low"] if v.get("type") in ("int", "float") else v["choices"][0]) for k, v in space.items()}
-    if "layers" in probe:
-        probe["layers"] = [probe["layers"]]
-    validate_params(dict(fixed, **probe))
-    study = load_study(study_name, storage, seed=seed, fail_stale=True)
-    tracker = Tracker(tracking_uri, experiment) if tracking_uri else None
+    if n_trials < 1 or workers < 1:
+        raise ParameterError(f"n_trials and workers must be >= 1, got {n_trials} and {workers}")
+    if not space:
+        raise ParameterError(f"study '{study_name}': the search space is empty")
+    _check_fixed_and_space(fixed, space)
+    store = make_storage(storage)
+    study = load_study(study_name, store, seed=seed)
+    interrupted = release_orphans(study, store)
+    tracker = Tracker(tracking_uri, experiment)
+    parent = _study_run(study, tracker, label, n_trials, metric_name, fixed, space, stats_path)
+    used, running = counts(study)
+    print(f"[{label}] study '{study_name}': {used}/{n_trials} trials done"
+          + (f", {interrupted} interrupted trial(s) released" if interrupted else "")
+          + (f", {running} running elsewhere" if running else "")
+          + f"; {max(0, n_trials - used - running)} to run with {workers} worker(s)", flush=True)
+    objective = _Objective(score, space, fixed, tracking_uri if tracker.enabled else None, experiment, parent, label)
+    progress = _Progress(study, label, n_trials, metric_name)
+    if workers == 1:
+        _work(study_name, storage, objective, n_trials, seed, progress)
+    elif used + running < n_trials:
+        _run_processes(study, study_name, storage, objective, n_trials, seed, workers, progress, poll_seconds)
+    return _summarise(study_name, storage, seed, fixed, metric_name, tracker, parent, label)
+
+
+def _check_fixed_and_space(fixed: dict, space: dict):
+    """Catch a misspelt parameter or an impossible bound before any training time is spent."""
+    from .params import validate_params
+    for spec in space.values():
+        if spec.get("type") in ("int", "float") and not spec["low"] <= spec["high"]:
+            raise ParameterError(f"search space: low must be <= high, got {spec}")
+    for pick in ("low", "high"):
+        probe = {k: (v[pick] if v.get("type") in ("int", "float") else v.get("choices", [None])[0])
+                 for k, v in space.items()}
+        validate_params(dict(fixed, **_as_model_params(probe)))
+
+
+def _study_run(study, tracker, label, n_trials, metric_name, fixed, space, stats_path):
+    """The study's MLflow parent run: created once and remembered in the study, so that resumed
+    runs and workers on other machines nest their trials under the same run."""
+    if not tracker.enabled:
+        return None
     parent = study.user_attrs.get("mlflow_parent_run")
-    if tracker and tracker.enabled and not parent:
-        parent = tracker.start(f"{label}/study", tags={"kind": "study", "study": study_name})
-        study.set_user_attr("mlflow_parent_run", parent)
-        tracker.params(parent, {"n_trials": n_trials, "metric": f"{metric}@{cutoff}", "fixed": json.dumps(fixed),
-                                "space": json.dumps(space)})
-    done = _finished(study)
-    print(f"[{label}] study '{study_name}': {done}/{n_trials} trials finished, {max(0, n_trials - done)} to run "
-          f"with {workers} worker(s)", flush=True)
-    kwargs = dict(study_name=study_name, storage=str(storage), train_path=str(train_path), valid_path=str(valid_path),
-                  n_trials=n_trials, space=space, fixed=fixed, cutoff=cutoff, metric=metric, device=device, seed=seed,
-                  tracking_uri=tracking_uri, experiment=experiment, parent=parent, label=label,
-                  threads=threads_per_worker, eval_targets=eval_targets)
-    if done < n_trials:
-        if workers <= 1:
-            worker(**kwargs)
-        else:
-            ctx = mp.get_context("spawn")
-            procs = [ctx.Process(target=worker, kwargs=dict(kwargs, worker_id=i)) for i in range(workers)]
-            for p in procs:
-                p.start()
-            for p in procs:
-                p.join()
-            bad = [p.exitcode for p in procs if p.exitcode != 0]
-            if bad:
-                raise RuntimeError(f"{len(bad)} tuning worker(s) of study '{study_name}' failed (exit codes {bad})")
-    study = load_study(study_name, storage, seed=seed, fail_stale=False)
-    complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    if parent and tracker.exists(parent):
+        tracker.reopen(parent)
+        return parent
+    parent = tracker.start(f"{label}/study", tags={"kind": "study", "study": study.study_name})
+    study.set_user_attr("mlflow_parent_run", parent)
+    tracker.params(parent, {"n_trials": n_trials, "metric": metric_name, "fixed": json.dumps(fixed),
+                            "space": json.dumps(space)})
+    tracker.dataset_stats(parent, stats_path)
+    return parent
+
+
+def _run_processes(study, study_name, storage, objective, n_trials, seed, workers, progress, poll_seconds):
+    """Workers are fresh interpreters started with the pickled job (not multiprocessing: its spawn
+    re-runs the parent's main script, which for a Snakemake job is the job itself, and fork would
+    share torch's threads and the stores' database connections). Their output goes to a file each
+    and is shown when a worker fails; the progress lines come from here, read off the study."""
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
+    code = "import pickle, sys; from gru4rec.tuning import _work; _work(*pickle.load(sys.stdin.buffer))"
+    procs = []
+    with tempfile.TemporaryDirectory(prefix="tune-workers-") as tmp:
+        try:
+            for k in range(workers):
+                out = open(Path(tmp) / f"worker-{k}.log", "w+")
+                proc = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=out,
+                                        stderr=subprocess.STDOUT, env=env)
+                proc.stdin.write(pickle.dumps((study_name, str(storage), objective, n_trials, seed + k, None,
+                                               os.getpid())))
+                proc.stdin.close()
+                procs.append((proc, out))
+            while any(p.poll() is None for p, _ in procs):
+                time.sleep(poll_seconds)
+                progress(study)
+        finally:
+            for p, _ in procs:
+                if p.poll() is None:
+                    p.terminate()
+                p.wait()
+        progress(study)
+        failed = []
+        for k, (p, out) in enumerate(procs):
+            if p.returncode != 0:
+                out.seek(0)
+                tail = out.read().strip().splitlines()[-15:]
+                print(f"[tune worker {k}] exit code {p.returncode}:\n  " + "\n  ".join(tail), file=sys.stderr)
+                failed.append(p.returncode)
+            out.close()
+    if failed:
+        raise RuntimeError(f"{len(failed)} of {workers} tuning workers of study '{study_name}' failed "
+                           f"(exit codes {failed}); their last lines are above")
+
+
+def _summarise(study_name, storage, seed, fixed, metric_name, tracker, parent, label) -> dict:
+    import optuna
+    S = optuna.trial.TrialState
+    study = load_study(study_name, storage, seed=seed)
+    trials = study.get_trials(deepcopy=False)
+    complete = [t for t in trials if t.state == S.COMPLETE]
+    # failed by itself (diverged: counts against the budget), or its worker died (does not)
+    n_failed = sum(1 for t in trials if t.state == S.FAIL and "error" in t.user_attrs)
+    n_interrupted = sum(1 for t in trials if t.state == S.FAIL and "error" not in t.user_attrs)
     if not complete:
-        raise TrainingDivergedError(f"study '{study_name}': no trial finished successfully ({len(study.trials)} failed)")
+        raise TrainingDivergedError(f"study '{study_name}': no trial succeeded ({n_failed} diverged); "
+                                    "narrow the search space (e.g. lower learning rates)")
     best = study.best_trial
-    params = dict(fixed, **best.params)
-    if "layers" in params and not isinstance(params["layers"], list):
-        params["layers"] = [params["layers"]]
-    summary = {"study": study_name, "metric": f"{metric}@{cutoff}", "value": best.value, "trial": best.number,
-               "n_complete": len(complete), "n_failed": len(study.trials) - len(complete), "params": params}
-    if tracker and parent:
-        tracker.metrics(parent, {f"best_valid_{metric}_at_{cutoff}": best.value, "n_complete": len(complete)})
+    summary = {"study": study_name, "metric": metric_name, "value": best.value, "trial": best.number,
+               "n_complete": len(complete), "n_failed": n_failed, "n_interrupted": n_interrupted,
+               "params": dict(fixed, **_as_model_params(best.params))}
+    if parent:
+        tracker.metrics(parent, {"best_value": best.value, "best_trial": best.number,
+                                 "n_complete": len(complete), "n_failed": n_failed})
+        tracker.artifact_json(parent, summary, "best_params.json")
         tracker.end(parent)
-    print(f"[{label}] done: best {metric.upper()}@{cutoff}={best.value:.4f} (trial {best.number}); "
-          f"{len(complete)} complete, {summary['n_failed']} failed", flush=True)
+    print(f"[{label}] done: best {metric_name}={best.value:.4f} (trial {best.number}); {len(complete)} complete, "
+          f"{n_failed} diverged, {n_interrupted} interrupted", flush=True)
     return summary
 
 
 def write_json(path, obj):
-    """Atomic JSON write (temporary file + rename)."""
+    """Atomic JSON write (temporary file + rename): a reader never sees half a file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")

@@ -1,92 +1,206 @@
-"""Optuna studies: resume after a killed run, NaN trials, two workers sharing one study."""
+"""Optuna studies (gru4rec.tuning) with a stand-in objective: budget, seeding, diverged trials,
+resuming a killed run, parallel workers, MLflow nesting; and the real GRU4Rec objective once."""
+import os
+import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import optuna
 import pytest
 
-import preprocessing
 from gru4rec import tuning
-from gru4rec.errors import TrainingDivergedError
+from gru4rec.errors import ParameterError
 
-SPACE = {"layers": {"type": "int", "low": 16, "high": 48, "step": 16},
-         "learning_rate": {"type": "float", "low": 0.05, "high": 0.15, "step": 0.05}}
-FIXED = {"loss": "cross-entropy", "n_epochs": 2, "n_sample": 16, "batch_size": 16}
+from .fake_objective import Quadratic, quadratic
 
-
-@pytest.fixture(scope="module")
-def splits(tmp_path_factory):
-    d = tmp_path_factory.mktemp("splits")
-    preprocessing.preprocess("synthetic", None, d, {"n_sessions": 1500, "n_items": 150, "days": 10, "seed": 5}, quiet=True)
-    return str(d / "train_tr.parquet"), str(d / "train_valid.parquet")
+S = optuna.trial.TrialState
+SPACE = {"learning_rate": {"type": "float", "low": 0.02, "high": 0.2, "step": 0.01},  # never diverges
+         "layers": {"type": "int", "low": 16, "high": 64, "step": 16}}
+FIXED = tuning.fixed_params("cross-entropy", "shared", {"n_epochs": 1, "n_sample": 0})
+REPO = Path(__file__).resolve().parents[2]
 
 
-def states(storage, name="s"):
-    study = tuning.load_study(name, str(storage), fail_stale=False)
-    return study, [t.state for t in study.trials]
+def trials(storage, name="s"):
+    return tuning.load_study(name, str(storage)).get_trials()
 
 
-def test_killed_study_resumes_to_its_budget_without_losing_trials(tmp_path, splits):
-    storage = tmp_path / "study.journal"
-    code = (f"from gru4rec.tuning import run_study; run_study('s', {str(storage)!r}, {splits[0]!r}, {splits[1]!r}, 3, "
-            f"{SPACE!r}, {dict(FIXED, n_epochs=4)!r})")
-    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 240
-    first = None
+def run(storage, n, name="s", sleep=0.0, **kw):
+    return tuning.run_study(name, str(storage), Quadratic(sleep) if sleep else quadratic, SPACE, FIXED, n, **kw)
+
+
+def test_study_runs_to_its_budget_with_a_seeded_sampler(tmp_path):
+    summary = run(tmp_path / "a.journal", 6, seed=7)
+    done = trials(tmp_path / "a.journal")
+    assert len(done) == 6
+    values = [t.value for t in done if t.state == S.COMPLETE]
+    assert summary["value"] == max(values) and summary["n_complete"] == len(values)
+    assert summary["params"]["layers"] in ([16], [32], [48], [64])          # a list, as the model takes it
+    assert summary["params"]["constrained_embedding"] is True and summary["params"]["loss"] == "cross-entropy"
+    assert summary["params"]["learning_rate"] == round(summary["params"]["learning_rate"], 2)
+    # the same seed draws the same parameters; another seed does not
+    run(tmp_path / "b.journal", 6, seed=7)
+    run(tmp_path / "c.journal", 6, seed=8)
+    params = {k: [t.params for t in trials(tmp_path / f"{k}.journal")] for k in "abc"}
+    assert params["a"] == params["b"] != params["c"]
+    # a study at its budget does no more work when run again
+    run(tmp_path / "a.journal", 6, seed=7)
+    assert len(trials(tmp_path / "a.journal")) == 6
+    # continued to a larger budget, it draws new parameters, not the first run's again
+    run(tmp_path / "a.journal", 9, seed=7)
+    again = [t.params for t in trials(tmp_path / "a.journal")]
+    assert len(again) == 9 and again[6:9] != again[0:3]
+
+
+def test_diverged_trials_are_failed_and_the_study_goes_on(tmp_path):
+    # a space where most draws diverge (NaN score above 0.2, an exception below 0.02)
+    space = {"learning_rate": {"type": "float", "low": 0.01, "high": 0.3, "step": 0.01}}
+    summary = tuning.run_study("s", str(tmp_path / "j"), quadratic, space, FIXED, 12, seed=3)
+    done = trials(tmp_path / "j")
+    failed = [t for t in done if t.state == S.FAIL]
+    assert len(done) == 12 and failed, "the seed should draw some diverging learning rates"
+    assert all("error" in t.user_attrs for t in failed)
+    assert any("nan" in t.user_attrs["error"] for t in failed)
+    assert summary["n_failed"] == len(failed) and summary["n_complete"] == 12 - len(failed)
+
+
+def test_no_successful_trial_is_an_error(tmp_path):
+    space = {"learning_rate": {"type": "float", "low": 0.21, "high": 0.25, "step": 0.01}}
+    with pytest.raises(tuning.TrainingDivergedError, match="no trial succeeded"):
+        tuning.run_study("s", str(tmp_path / "j"), quadratic, space, FIXED, 2)
+
+
+def test_bad_space_or_fixed_parameter_fails_before_any_trial(tmp_path):
+    with pytest.raises(ParameterError, match="layerz"):
+        tuning.run_study("s", str(tmp_path / "j"), quadratic, {"layerz": {"type": "int", "low": 1, "high": 2}}, FIXED, 2)
+    with pytest.raises(ParameterError, match="low must be <= high"):
+        tuning.run_study("s", str(tmp_path / "j"), quadratic,
+                         {"learning_rate": {"type": "float", "low": 0.2, "high": 0.1}}, FIXED, 2)
+    assert not (tmp_path / "j").exists() or not trials(tmp_path / "j")
+
+
+def _start_study_process(storage, n, sleep, name="s", workers=1):
+    code = ("import sys; sys.path.insert(0, %r)\n"
+            "from gru4rec import tuning\nfrom tests.workflow.fake_objective import Quadratic\n"
+            "tuning.run_study(%r, %r, Quadratic(%r), %r, %r, %d, workers=%d, poll_seconds=0.2)\n"
+            % (str(REPO), name, str(storage), sleep, SPACE, FIXED, n, workers))
+    return subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            start_new_session=True)
+
+
+def _wait_for(storage, predicate, timeout=90):
+    deadline = time.time() + timeout
     while time.time() < deadline:
-        time.sleep(0.3)
-        if storage.exists():
-            study, st = states(storage)
-            if optuna.trial.TrialState.COMPLETE in st:
-                first = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE][0]
-                break
-    proc.kill()
+        if Path(storage).exists():
+            done = trials(storage)
+            if predicate(done):
+                return done
+        time.sleep(0.1)
+    raise AssertionError("timed out waiting for the study")
+
+
+def test_killed_run_resumes_to_its_budget_without_losing_a_trial(tmp_path):
+    storage = tmp_path / "study.journal"
+    proc = _start_study_process(storage, 5, sleep=1.0)
+    # kill it (the whole process group, as a cancelled cluster job) while trial 2 is running
+    done = _wait_for(storage, lambda ts: sum(t.state == S.COMPLETE for t in ts) >= 2 and ts[-1].state == S.RUNNING)
+    os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
-    assert first is not None, "the first trial did not finish in time"
-    summary = tuning.run_study("s", str(storage), splits[0], splits[1], 3, SPACE, dict(FIXED, n_epochs=4))
-    study, st = states(storage)
-    complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
-    assert len(complete) == 3 and summary["n_complete"] == 3
-    kept = next(t for t in complete if t.number == first.number)
-    assert kept.value == first.value and kept.params == first.params
-    interrupted = [t for t in study.trials if t.user_attrs.get("interrupted")]
-    assert len(interrupted) <= 1 and all(t.state == optuna.trial.TrialState.FAIL for t in interrupted)
-    # a finished study run again does no more work
-    again = tuning.run_study("s", str(storage), splits[0], splits[1], 3, SPACE, dict(FIXED, n_epochs=4))
-    assert again["n_complete"] == 3 and len(states(storage)[1]) == len(st)
+    before = {t.number: (t.params, t.value) for t in done if t.state == S.COMPLETE}
+    assert trials(storage)[-1].state == S.RUNNING  # left behind by the killed worker
+    summary = tuning.run_study("s", str(storage), quadratic, SPACE, FIXED, 5)
+    after = trials(storage)
+    complete = {t.number: (t.params, t.value) for t in after if t.state == S.COMPLETE}
+    interrupted = [t for t in after if t.user_attrs.get("interrupted")]
+    # the budget is used up by completed and diverged trials, not by the interrupted one
+    assert len(complete) + summary["n_failed"] == 5 and summary["n_complete"] == len(complete)
+    assert all(complete[k] == v for k, v in before.items())  # no finished trial lost or changed
+    assert len(interrupted) == 1 and interrupted[0].state == S.FAIL and summary["n_interrupted"] == 1
+    assert not any(t.state == S.RUNNING for t in after)
 
 
-def test_diverged_trial_is_failed_and_the_study_goes_on(tmp_path, splits, monkeypatch):
-    calls = []
-    real = tuning.objective_value
-
-    def sometimes_nan(params, *a, **k):
-        calls.append(1)
-        if len(calls) == 1:
-            raise TrainingDivergedError("the loss became nan in epoch 1")
-        return real(params, *a, **k)
-    monkeypatch.setattr(tuning, "objective_value", sometimes_nan)
-    summary = tuning.run_study("nan", str(tmp_path / "j"), splits[0], splits[1], 3, SPACE, FIXED)
-    study = tuning.load_study("nan", str(tmp_path / "j"), fail_stale=False)
-    assert [t.state for t in study.trials].count(optuna.trial.TrialState.FAIL) == 1
-    assert "nan" in study.trials[0].user_attrs["error"]
-    # the failed trial counts against the budget: 3 trials in all, 2 complete
-    assert summary["n_complete"] == 2 and len(study.trials) == 3
-
-
-def test_two_workers_share_one_study(tmp_path, splits):
-    storage = str(tmp_path / "shared.journal")
-    summary = tuning.run_study("two", storage, splits[0], splits[1], 4, SPACE, FIXED, workers=2)
-    study = tuning.load_study("two", storage, fail_stale=False)
-    complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
-    assert 4 <= len(complete) <= 5  # a worker may start one trial while the other finishes the last
+def test_two_workers_of_one_job_share_the_study(tmp_path):
+    summary = run(tmp_path / "j", 6, workers=2, sleep=0.3, poll_seconds=0.2)
+    done = trials(tmp_path / "j")
+    complete = [t for t in done if t.state == S.COMPLETE]
+    assert 6 <= len(complete) <= 7  # one worker may start a trial while the other finishes the last
     assert len({t.user_attrs["worker"] for t in complete}) == 2
-    assert len({t.number for t in complete}) == len(complete)
     assert summary["value"] == max(t.value for t in complete)
 
 
-def test_bad_space_fails_before_training(tmp_path, splits):
-    from gru4rec.errors import ParameterError
-    with pytest.raises(ParameterError):
-        tuning.run_study("bad", str(tmp_path / "b"), splits[0], splits[1], 2, {"layerz": {"type": "int", "low": 1, "high": 2}}, FIXED)
+def test_two_separate_jobs_share_one_study(tmp_path):
+    """As two machines on one database: neither takes the other's running trials for dead ones."""
+    storage = tmp_path / "shared.journal"
+    procs = [_start_study_process(storage, 6, sleep=0.4) for _ in range(2)]
+    outs = [p.communicate(timeout=120)[0].decode() for p in procs]
+    assert all(p.returncode == 0 for p in procs), outs
+    done = trials(storage)
+    complete = [t for t in done if t.state == S.COMPLETE]
+    assert 6 <= len(complete) <= 7
+    assert not any(t.user_attrs.get("interrupted") for t in done)
+    assert len({t.user_attrs["worker"] for t in complete}) == 2
+
+
+def test_trials_nest_under_the_study_run_in_mlflow(tmp_path, monkeypatch):
+    from mlflow.tracking import MlflowClient
+    monkeypatch.chdir(tmp_path)  # MLflow's default artifact root would be ./mlruns: it must not be used
+    uri = f"sqlite:///{tmp_path}/store/mlflow.db"
+    stats = tmp_path / "stats.tsv"
+    stats.write_text("split\tevents\tsessions\titems\ntrain_tr\t100\t20\t10\ntrain_valid\t10\t2\t5\n")
+    kw = dict(tracking_uri=uri, experiment="t", stats_path=stats)
+    run(tmp_path / "j", 3, **kw)
+    run(tmp_path / "j", 4, **kw)  # resumed with a larger budget: same parent run
+    client = MlflowClient(tracking_uri=uri)
+    runs = client.search_runs([client.get_experiment_by_name("t").experiment_id], max_results=100)
+    studies = [r for r in runs if r.data.tags["kind"] == "study"]
+    trial_runs = [r for r in runs if r.data.tags["kind"] == "trial"]
+    assert len(studies) == 1 and len(trial_runs) == 4
+    parent = studies[0]
+    assert all(r.data.tags["mlflow.parentRunId"] == parent.info.run_id for r in trial_runs)
+    assert all(r.info.status == "FINISHED" for r in runs)
+    assert parent.data.params["data.train_tr.events"] == "100" and "best_value" in parent.data.metrics
+    assert "code_version" in parent.data.tags
+    trial = trial_runs[0]
+    assert trial.data.params["learning_rate"] and "value" in trial.data.metrics
+    assert [m.step for m in client.get_metric_history(trial.info.run_id, "train_loss")] == [1, 2]
+    artifacts = Path(parent.info.artifact_uri.replace("file://", ""))
+    assert artifacts.is_relative_to(tmp_path / "store" / "mlartifacts")
+    assert (artifacts / "best_params.json").exists() and (artifacts / "data" / "stats.tsv").exists()
+    assert not (tmp_path / "mlruns").exists()
+
+
+def _log_runs(uri, k):
+    from gru4rec.tracking import Tracker
+    tracker = Tracker(uri, "par")
+    for i in range(8):
+        with tracker.run(f"w{k}-{i}", tags={"kind": "load"}) as r:
+            tracker.params(r, {"a": i, "b": k})
+            for step in range(3):
+                tracker.metrics(r, {"loss": 1.0 / (step + 1)}, step=step)
+
+
+def test_parallel_jobs_do_not_lose_mlflow_runs(tmp_path):
+    from concurrent.futures import ProcessPoolExecutor
+
+    from mlflow.tracking import MlflowClient
+
+    from gru4rec.tracking import init_store
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    init_store(uri, "par")
+    with ProcessPoolExecutor(4) as pool:
+        list(pool.map(_log_runs, [uri] * 4, range(4)))
+    client = MlflowClient(tracking_uri=uri)
+    runs = client.search_runs([client.get_experiment_by_name("par").experiment_id], max_results=100)
+    assert len(runs) == 32 and all(r.info.status == "FINISHED" for r in runs)
+    assert all(len(client.get_metric_history(r.info.run_id, "loss")) == 3 for r in runs)
+
+
+def test_gru4rec_validation_score(tmp_path):
+    import preprocessing
+    preprocessing.preprocess("synthetic", None, tmp_path, {"n_sessions": 600, "n_items": 60, "days": 6, "seed": 2})
+    score = tuning.ValidationScore(str(tmp_path / "train_tr.parquet"), str(tmp_path / "train_valid.parquet"))
+    epochs = []
+    value, extra = score(dict(FIXED, layers=[16], batch_size=16, learning_rate=0.1), epoch_callback=epochs.append)
+    assert 0 < value <= 1 and value == extra["valid_mrr_at_20"] and extra["device"] == "cpu"
+    assert [e["epoch"] for e in epochs] == [1]

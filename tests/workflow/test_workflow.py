@@ -25,7 +25,7 @@ def tiny_config(tmp_path, **extra):
         "results_dir": str(tmp_path / "results"), "raw_dir": str(tmp_path / "raw"),
         "mlflow": {"tracking_uri": f"sqlite:///{tmp_path}/mlflow.db", "experiment": "test"},
         "optuna": {"storage": None, "seed": 1},
-        "tuning": {"n_trials": 2, "workers": 1, "metric": "mrr", "cutoff": 20, "device": "cpu",
+        "tuning": {"n_trials": 2, "workers": 1, "threads_per_trial": 1, "metric": "mrr", "cutoff": 20, "device": "cpu",
                    "overrides": {"n_epochs": 1, "n_sample": 32},
                    "space": {"cross-entropy": {"layers": {"type": "int", "low": 16, "high": 32, "step": 16},
                                                "learning_rate": {"type": "float", "low": 0.05, "high": 0.1, "step": 0.05}},
@@ -40,33 +40,86 @@ def tiny_config(tmp_path, **extra):
     return path
 
 
-@pytest.mark.parametrize("configfile", ["config/config.yaml", "config/paper.yaml"])
-def test_dry_runs(configfile, tmp_path):
-    r = snake(["-n", "--cores", "1", "all", "--configfile", configfile,
-               "--config", f"results_dir={tmp_path}/results", f"raw_dir={tmp_path}/raw"], tmp_path)
+def dry_run(tmp_path, *args, config=()):
+    r = snake(["-n", "--cores", "8", "all", *args, "--config", f"results_dir={tmp_path}/results",
+               f"raw_dir={tmp_path}/raw", *config], tmp_path)
     assert r.returncode == 0, r.stdout + r.stderr
-    jobs = r.stdout + r.stderr
-    if configfile.endswith("paper.yaml"):
-        for ds in ("rsc15", "yoochoose", "rees46", "coveo", "retailrocket", "diginetica"):
-            assert f"{ds}/final/" in jobs
-        assert "published_params" in jobs and "download" in jobs
-    else:
-        assert jobs.count("rule tune:") == 6 and jobs.count("rule train_final:") == 6
+    return r.stdout + r.stderr
 
 
-def test_config_error_is_reported_before_any_job(tmp_path):
+def job_counts(out):
+    """{rule: count} from the dry run's 'Job stats' table."""
+    table = out.split("Job stats:")[1].split("total")[0]
+    return {line.split()[0]: int(line.split()[1]) for line in table.splitlines()[3:] if line.strip()}
+
+
+PAPER = ("rsc15", "yoochoose", "rees46", "coveo", "retailrocket", "diginetica")
+
+
+def test_dry_run_of_the_demo_config(tmp_path):
+    jobs = job_counts(dry_run(tmp_path))
+    assert jobs == {"mlflow_init": 1, "preprocess": 1, "tune": 6, "train_final": 6, "tables": 1, "plots": 1, "all": 1}
+
+
+def test_dry_runs_of_the_paper_config_in_both_modes(tmp_path):
+    out = dry_run(tmp_path, "--configfile", "config/paper.yaml")
+    assert job_counts(out) == {"download": 6, "mlflow_init": 1, "preprocess": 6, "tune": 36, "train_final": 36,
+                               "tables": 1, "plots": 1, "all": 1}
+    assert "synthetic" not in out  # the demo config is replaced, not merged
+    out = dry_run(tmp_path, "--configfile", "config/paper.yaml", config=["mode=reproduce"])
+    assert job_counts(out)["published_params"] == 6 and "tune" not in job_counts(out)
+    for ds, loss in zip(PAPER, ["cross-entropy"] * 3 + ["bpr-max"] * 3):
+        assert f"{ds}/final/{loss}-shared/metrics.json" in out
+
+
+def test_config_error_is_one_line_before_any_job(tmp_path):
     cfg = yaml.safe_load(tiny_config(tmp_path).read_text())
     cfg["tunning"] = cfg.pop("tuning")
+    cfg["datasets"]["synthetic"]["embeddings"] = ["shared", "tied"]
+    (tmp_path / "bad.yaml").write_text(yaml.safe_dump(cfg))
+    r = snake(["--cores", "1", "all", "--configfile", str(tmp_path / "bad.yaml")], tmp_path)
+    assert r.returncode != 0
+    lines = [line for line in (r.stdout + r.stderr).splitlines() if line.strip()]
+    assert len(lines) == 1, lines
+    assert lines[0].startswith("config error (") and "bad.yaml" in lines[0]
+    assert "unknown key 'tunning'" in lines[0] and "missing" in lines[0] and "'tied'" in lines[0]
+    assert not (tmp_path / "results").exists()  # no job ran
+    # a cross-check the schema cannot express
+    cfg = yaml.safe_load(tiny_config(tmp_path).read_text())
+    cfg["datasets"]["retail"] = {"source": "retailrocket", "mode": "reproduce"}
     (tmp_path / "bad.yaml").write_text(yaml.safe_dump(cfg))
     r = snake(["-n", "--cores", "1", "all", "--configfile", str(tmp_path / "bad.yaml")], tmp_path)
-    assert r.returncode != 0
-    out = r.stdout + r.stderr
-    assert "tunning" in out and "Traceback" not in out
-    assert not (tmp_path / "results").exists()  # no job ran
+    assert r.returncode != 0 and "datasets.retail: mode 'reproduce' needs 'paper'" in r.stderr
+
+
+def test_the_documented_workout_example_is_a_valid_dataset_entry(tmp_path):
+    """config/README.md's custom dataset (the second seed's workout log) passes the schema and
+    the preprocessing, and gives the last-item split it promises."""
+    import preprocessing
+    readme = (REPO / "config" / "README.md").read_text()
+    block = next(b.split("```", 1)[0] for b in readme.split("```yaml")[1:] if "workouts:" in b)
+    entry = yaml.safe_load(block)["datasets"]["workouts"]
+    raw = tmp_path / "fitrec"
+    raw.mkdir()
+    rows = ["session,item,timestamp"] + [f"u{u},{['run', 'bike', 'walk', 'swim'][(u + k) % 4]},{1000 * u + k}"
+                                         for u in range(30) for k in range(5)]
+    (raw / entry["options"]["files"][0]).write_text("\n".join(rows) + "\n")
+    cfg = yaml.safe_load(tiny_config(tmp_path).read_text())
+    cfg["datasets"] = {"workouts": dict(entry, raw=str(raw))}
+    (tmp_path / "workouts.yaml").write_text(yaml.safe_dump(cfg))
+    r = snake(["-n", "--cores", "1", "all", "--configfile", str(tmp_path / "workouts.yaml")], tmp_path)
+    assert r.returncode == 0, r.stdout + r.stderr
+    preprocessing.preprocess("custom", raw, tmp_path / "splits", entry["options"])
+    test = pd.read_parquet(tmp_path / "splits" / "test.parquet")
+    train = pd.read_parquet(tmp_path / "splits" / "train_full.parquet")
+    assert test.SessionId.nunique() == 30 and len(train) == len(test) - 30  # the last workout is held out
 
 
 def test_demo_pipeline_end_to_end(tmp_path):
     config = tiny_config(tmp_path)
+    cfg = yaml.safe_load(config.read_text())
+    cfg["tuning"]["workers"] = 2  # each study's two trials run in two worker processes
+    config.write_text(yaml.safe_dump(cfg))
     r = snake(["--cores", "2", "all", "--configfile", str(config)], tmp_path)
     assert r.returncode == 0, (r.stdout + r.stderr)[-4000:]
     res = tmp_path / "results"
@@ -79,6 +132,9 @@ def test_demo_pipeline_end_to_end(tmp_path):
         assert (res / "plots" / name).stat().st_size > 1000
     best = json.loads((res / "synthetic" / "tuning" / "bpr-max-shared" / "best_params.json").read_text())
     assert best["n_complete"] == 2 and best["params"]["constrained_embedding"] is True
+    assert (res / "synthetic" / "tuning" / "bpr-max-shared" / "study.journal").exists()
+    log = (res / "logs" / "tune" / "synthetic" / "bpr-max-shared.log").read_text()
+    assert "with 2 worker(s)" in log and "(2/2)" in log and "done: best MRR@20=" in log
     metrics = json.loads((res / "synthetic" / "final" / "bpr-max-shared" / "metrics.json").read_text())
     assert metrics["device"] == "cpu" and metrics["recall_at_20"] == pytest.approx(
         summary.query("loss == 'bpr-max' and embedding == 'shared'")["Recall@20"].iloc[0])
@@ -94,7 +150,47 @@ def test_demo_pipeline_end_to_end(tmp_path):
     final = next(r for r in runs if r.data.tags.get("kind") == "final")
     assert "recall_at_20" in final.data.metrics and final.data.params["device"] == "cpu"
     assert len(client.get_metric_history(final.info.run_id, "train_loss")) == 1
+    artifacts = Path(final.info.artifact_uri.replace("file://", ""))
+    assert artifacts.is_relative_to(tmp_path / "mlartifacts") and (artifacts / "model.safetensors").exists()
     # the HTML report
     r = snake(["--cores", "1", "--configfile", str(config), "--report", str(tmp_path / "report.html")], tmp_path)
     assert r.returncode == 0, r.stderr[-3000:]
     assert (tmp_path / "report.html").stat().st_size > 10000
+
+
+def test_interrupted_workflow_continues_its_study(tmp_path):
+    """Ctrl-C during tuning, then the same command again: the study continues where it stopped."""
+    import signal
+
+    import optuna
+    from gru4rec import tuning
+    config = tiny_config(tmp_path)
+    cfg = yaml.safe_load(config.read_text())
+    cfg["tuning"].update(n_trials=6, overrides={"n_epochs": 10, "n_sample": 32})  # trials of ~2 s
+    cfg["datasets"]["synthetic"].update(losses=["cross-entropy"], embeddings=["shared"])
+    cfg["mlflow"]["tracking_uri"] = "none"
+    config.write_text(yaml.safe_dump(cfg))
+    study_dir = tmp_path / "results" / "synthetic" / "tuning" / "cross-entropy-shared"
+    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}")
+    proc = subprocess.Popen(SNAKEMAKE + ["--cores", "1", "all", "--configfile", str(config)], cwd=REPO, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    complete = optuna.trial.TrialState.COMPLETE
+    deadline, before = time.time() + 180, []
+    while time.time() < deadline and not before:
+        time.sleep(0.5)
+        if (study_dir / "study.journal").exists():
+            before = [t for t in tuning.load_study("synthetic/cross-entropy-shared", str(study_dir / "study.journal")).trials
+                      if t.state == complete]
+    os.killpg(proc.pid, signal.SIGINT)
+    proc.wait(timeout=120)
+    assert before, "no trial finished before the interruption"
+    assert not (study_dir / "best_params.json").exists()
+    r = snake(["--cores", "1", "all", "--configfile", str(config)], tmp_path)
+    assert r.returncode == 0, (r.stdout + r.stderr)[-3000:]
+    after = {t.number: t for t in tuning.load_study("synthetic/cross-entropy-shared", str(study_dir / "study.journal")).trials}
+    assert all(after[t.number].state == complete and after[t.number].value == t.value for t in before)
+    best = json.loads((study_dir / "best_params.json").read_text())
+    assert best["n_complete"] + best["n_failed"] == 6
+    log = (tmp_path / "results" / "logs" / "tune" / "synthetic" / "cross-entropy-shared.log").read_text()
+    resumed_at = int(log.split("': ", 1)[1].split("/6 trials done")[0])  # the second run's first line
+    assert len(before) <= resumed_at < 6

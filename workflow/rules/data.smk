@@ -1,19 +1,14 @@
 rule download:
-    """Fetch the raw files (Kaggle API where possible) or stop naming each file to place, and where."""
+    """Fetch and verify the raw files where possible, or stop naming each file to place, and where."""
     output:
         touch(f"{RAW}/{{dataset}}/.complete"),
     params:
-        source=lambda w: config["datasets"][w.dataset]["source"],
+        source=lambda w: dataset_config(w)["source"],
         raw=lambda w: raw_dir(w.dataset),
     log:
         f"{RESULTS}/logs/download/{{dataset}}.log",
     script:
         "../scripts/download.py"
-
-
-def preprocess_input(wildcards):
-    source = config["datasets"][wildcards.dataset]["source"]
-    return [] if source in ("synthetic", "custom") else [f"{RAW}/{wildcards.dataset}/.complete"]
 
 
 rule preprocess:
@@ -23,10 +18,11 @@ rule preprocess:
     output:
         **{s: f"{RESULTS}/{{dataset}}/splits/{s}.parquet" for s in ("train_full", "test", "train_tr", "train_valid", "full")},
         stats=f"{RESULTS}/{{dataset}}/splits/stats.tsv",
-        stats_md=f"{RESULTS}/{{dataset}}/splits/stats.md",
+        stats_md=report(f"{RESULTS}/{{dataset}}/splits/stats.md", category="Datasets", subcategory="{dataset}",
+                        caption="../report/stats.rst"),
     params:
-        source=lambda w: config["datasets"][w.dataset]["source"],
-        options=lambda w: config["datasets"][w.dataset].get("options") or {},
+        source=lambda w: dataset_config(w)["source"],
+        options=lambda w: dataset_config(w).get("options") or {},
         raw=lambda w: raw_dir(w.dataset),
     log:
         f"{RESULTS}/logs/preprocess/{{dataset}}.log",

@@ -2,7 +2,6 @@ rule tables:
     """Every dataset x loss x embedding mode, and our figures beside the published ones."""
     input:
         metrics=all_metrics(),
-        stats=[f"{RESULTS}/{d}/splits/stats.tsv" for d in config["datasets"]],
     output:
         summary_md=report(f"{RESULTS}/tables/summary.md", category="Tables", caption="../report/summary.rst"),
         summary_csv=f"{RESULTS}/tables/summary.csv",
@@ -11,15 +10,20 @@ rule tables:
     params:
         datasets=config["datasets"],
         published=PUBLISHED,
+    log:
+        f"{RESULTS}/logs/tables.log",
     script:
         "../scripts/tables.py"
 
 
 rule plots:
+    """Test metrics and training speed of every final run."""
     input:
         summary=f"{RESULTS}/tables/summary.csv",
     output:
         metrics=report(f"{RESULTS}/plots/metrics.png", category="Plots", caption="../report/metrics.rst"),
         speed=report(f"{RESULTS}/plots/speed.png", category="Plots", caption="../report/speed.rst"),
+    log:
+        f"{RESULTS}/logs/plots.log",
     script:
         "../scripts/plots.py"

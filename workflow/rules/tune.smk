@@ -5,6 +5,9 @@ rule mlflow_init:
     params:
         uri=tracking_uri(),
         experiment=config["mlflow"]["experiment"],
+        artifact_location=config["mlflow"].get("artifact_location"),
+    log:
+        f"{RESULTS}/logs/mlflow_init.log",
     script:
         "../scripts/mlflow_init.py"
 
@@ -12,19 +15,26 @@ rule mlflow_init:
 rule tune:
     """One Optuna study (dataset x loss x embedding mode) on train_tr / train_valid, up to its budget."""
     input:
-        train=lambda w: split_file(w.dataset, "train_tr"),
-        valid=lambda w: split_file(w.dataset, "train_valid"),
+        train=split_file("train_tr"),
+        valid=split_file("train_valid"),
+        stats=f"{RESULTS}/{{dataset}}/splits/stats.tsv",
         mlflow=mlflow_ready(),
     output:
         best=f"{RESULTS}/{{dataset}}/tuning/{{loss}}-{{embedding}}/best_params.json",
     params:
         storage=study_storage,
-        tuning=lambda w: config["tuning"],
-        dataset_cfg=lambda w: config["datasets"][w.dataset],
+        # what defines the study (not workers / threads: changing those must not retrain anything)
+        tuning={k: v for k, v in config["tuning"].items() if k not in ("workers", "threads_per_trial")},
+        n_trials=lambda w: dataset_config(w).get("n_trials", config["tuning"]["n_trials"]),
+        dataset_overrides=lambda w: dataset_config(w).get("tuning_overrides"),
+        eval_targets=lambda w: dataset_config(w)["eval_targets"],
         tracking_uri=tracking_uri(),
         experiment=config["mlflow"]["experiment"],
         seed=config["optuna"]["seed"],
-    threads: config["tuning"]["workers"]
+    # trials run in parallel up to these cores (fewer if snakemake --cores is lower)
+    threads: config["tuning"]["workers"] * config["tuning"]["threads_per_trial"]
+    resources:
+        gpu=uses_gpu(config["tuning"]["device"]),
     log:
         f"{RESULTS}/logs/tune/{{dataset}}/{{loss}}-{{embedding}}.log",
     script:
@@ -32,10 +42,13 @@ rule tune:
 
 
 rule published_params:
-    """mode 'reproduce': the published best parameters instead of a study."""
+    """mode 'reproduce': the published best parameters (config/published.yaml) instead of a study."""
     output:
         best=f"{RESULTS}/{{dataset}}/published/{{loss}}-{{embedding}}/best_params.json",
     params:
-        published=lambda w: PUBLISHED["params"][config["datasets"][w.dataset]["paper"]],
+        paper=lambda w: dataset_config(w)["paper"],
+        published=lambda w: PUBLISHED["params"][dataset_config(w)["paper"]],
+    log:
+        f"{RESULTS}/logs/published/{{dataset}}/{{loss}}-{{embedding}}.log",
     script:
         "../scripts/published_params.py"

@@ -1,3 +1,4 @@
+"""Train the best (or published) parameters on train_full, evaluate on test, log to MLflow."""
 import json
 
 import torch
@@ -15,4 +16,5 @@ with job(snakemake.log[0]):
                        device=p.final["device"], seed=p.final["seed"], tracking_uri=p.tracking_uri,
                        experiment=p.experiment, label=f"{w.dataset}/{w.loss}-{w.embedding}/final",
                        eval_targets=p.eval_targets, stats_path=snakemake.input.stats,
-                       tags={"dataset": w.dataset, "loss": w.loss, "embedding": w.embedding})
+                       tags={"dataset": w.dataset, "loss": w.loss, "embedding": w.embedding,
+                             "params_from": "published" if p.mode == "reproduce" else "tuning"})

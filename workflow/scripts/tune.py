@@ -1,17 +1,21 @@
+"""Run (or continue) one Optuna study up to its budget; write its best parameters."""
 from gru4rec.jobs import job
-from gru4rec.tuning import EMBEDDING_MODES, FIXED, paper_space, run_study, write_json
+from gru4rec.tuning import ValidationScore, fixed_params, paper_space, run_study, write_json
 
-w, p = snakemake.wildcards, snakemake.params
+w, p, tuning = snakemake.wildcards, snakemake.params, snakemake.params.tuning
 with job(snakemake.log[0]):
-    tuning, ds = p.tuning, p.dataset_cfg
-    fixed = dict(FIXED[w.loss], **EMBEDDING_MODES[w.embedding], **(tuning.get("overrides") or {}),
-                 **(ds.get("tuning_overrides") or {}))
-    space = (tuning.get("space") or {}).get(w.loss) or paper_space(w.loss)
+    # trials in parallel up to the cores Snakemake gave this job, each with threads_per_trial of them
+    per_trial = max(1, int(snakemake.config["tuning"]["threads_per_trial"]))
+    workers = max(1, snakemake.threads // per_trial)
+    score = ValidationScore(snakemake.input.train, snakemake.input.valid, cutoff=tuning["cutoff"],
+                            metric=tuning["metric"], device=tuning["device"], seed=p.seed,
+                            eval_targets=p.eval_targets, threads=max(1, snakemake.threads // workers))
     summary = run_study(
-        study_name=f"{w.dataset}/{w.loss}-{w.embedding}", storage=p.storage,
-        train_path=snakemake.input.train, valid_path=snakemake.input.valid,
-        n_trials=int(ds.get("n_trials", tuning["n_trials"])), space=space, fixed=fixed,
-        cutoff=tuning["cutoff"], metric=tuning["metric"], workers=snakemake.threads, device=tuning["device"],
-        seed=p.seed, tracking_uri=p.tracking_uri, experiment=p.experiment, label=f"{w.dataset}/{w.loss}-{w.embedding}",
-        eval_targets=ds.get("eval_targets", "all"))
+        study_name=f"{w.dataset}/{w.loss}-{w.embedding}", storage=p.storage, score=score,
+        space=(tuning.get("space") or {}).get(w.loss) or paper_space(w.loss),
+        fixed=fixed_params(w.loss, w.embedding, tuning.get("overrides"), p.dataset_overrides),
+        n_trials=p.n_trials, workers=workers, seed=p.seed,
+        metric_name=f"{tuning['metric'].upper()}@{tuning['cutoff']}",
+        tracking_uri=p.tracking_uri, experiment=p.experiment, label=f"{w.dataset}/{w.loss}-{w.embedding}",
+        stats_path=snakemake.input.stats)
     write_json(snakemake.output.best, summary)

@@ -69,4 +69,13 @@ class AdagradM:
             param.add_(vel)
         else:
             param.addcdiv_(g, denom, value=-self.lr)
-        table.index_copy_(0, touched.ids, rows)
+        _write_rows(table, touched.ids, rows)
+
+
+def _write_rows(table, ids, rows):
+    """table[ids] = rows. On a CPU NumPy's row assignment is about twice as fast as index_copy_
+    (measured on (1700, 3, 225) float32 rows), and this write-back is a large part of a step."""
+    if table.device.type == "cpu":
+        table.numpy()[ids.numpy()] = rows.numpy()
+    else:
+        table.index_copy_(0, ids, rows)

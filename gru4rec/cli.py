@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 from .errors import GRU4RecError, ParameterError, TrainingDivergedError
+from .fileio import write_text_atomic
 
 EPILOG = """examples:
   gru4rec train train.tsv -ps layers=100,loss=cross-entropy,logq=1.0,n_epochs=10 -t test.tsv -m 1 5 10 20 -s model.safetensors
@@ -230,7 +231,7 @@ def cmd_recommend(args):
         lines += [f"{name}\t{rank}\t{item}\t{score:.6g}" for rank, (item, score) in enumerate(rec, 1)]
     text = "\n".join(lines) + "\n"
     if args.output:
-        _write_atomic(args.output, text)
+        write_text_atomic(args.output, text)
         print(f"Wrote {len(lines) - 1} recommendations for {len(recs)} session(s) to {args.output}", file=sys.stderr)
     else:
         sys.stdout.write(text)
@@ -242,12 +243,6 @@ def _check_output_path(path, option):
         raise ParameterError(f"{p}: is a directory, expected a file path for {option}")
     if not p.parent.exists():
         raise ParameterError(f"{p}: directory {p.parent} does not exist (for {option})")
-
-
-def _write_atomic(path, text):
-    from .serialization import atomic_output
-    with atomic_output(Path(path)) as tmp, open(tmp, "w", encoding="utf-8") as f:
-        f.write(text)
 
 
 COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "recommend": cmd_recommend}

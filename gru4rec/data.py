@@ -10,10 +10,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .errors import DataError
+from .errors import DataError, first_line
 
 FORMATS = {".tsv": "tsv", ".txt": "tsv", ".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
-_FMT_NAMES = {"tsv": "tsv", "txt": "tsv", "csv": "csv", "parquet": "parquet", "pq": "parquet"}
+_FMT_NAMES = {ext.lstrip("."): kind for ext, kind in FORMATS.items()}  # fmt= takes 'tsv' or '.tsv'
 _NULLS = ["", "NA", "N/A", "NaN", "nan", "NULL", "null", "None"]
 # an id is read as an integer only when that is lossless: '007' or '+7' stay strings, so that
 # they can never collide with '7'; 18 digits always fit in int64
@@ -31,11 +31,6 @@ def _format_of(path: Path, fmt):
             return FORMATS[s]
     raise DataError(f"{path}: cannot tell the format from the extension '{path.suffix}' "
                     f"(supported: {', '.join(FORMATS)}, optionally compressed, e.g. .tsv.gz)")
-
-
-def _first_line(e: BaseException) -> str:
-    text = str(e).strip()
-    return text.splitlines()[0] if text else type(e).__name__
 
 
 def _missing_columns(source, wanted, present, in_file=True):
@@ -66,7 +61,7 @@ def read_events(path, session_key: str = "SessionId", item_key: str = "ItemId", 
             raise DataError(f"{path}: the file is empty")
         df = _read_parquet(path, wanted) if kind == "parquet" else _read_text(path, wanted, kind)
     except OSError as e:
-        raise DataError(f"{path}: cannot read the file ({_first_line(e)})") from None
+        raise DataError(f"{path}: cannot read the file ({first_line(e)})") from None
     return validate_events(df, session_key, item_key, time_key, source=str(path))
 
 
@@ -76,14 +71,14 @@ def _read_parquet(path: Path, wanted) -> pd.DataFrame:
     try:
         pf = pq.ParquetFile(path)
     except pa.ArrowException as e:
-        raise DataError(f"{path}: not a readable Parquet file ({_first_line(e)})") from None
+        raise DataError(f"{path}: not a readable Parquet file ({first_line(e)})") from None
     present = pf.schema_arrow.names
     if any(c not in present for c in wanted):
         raise _missing_columns(path, wanted, present)
     try:
         return pf.read(columns=wanted).to_pandas()
     except pa.ArrowException as e:
-        raise DataError(f"{path}: cannot read the Parquet data ({_first_line(e)})") from None
+        raise DataError(f"{path}: cannot read the Parquet data ({first_line(e)})") from None
 
 
 def _read_text(path: Path, wanted, kind: str) -> pd.DataFrame:
@@ -97,7 +92,7 @@ def _read_text(path: Path, wanted, kind: str) -> pd.DataFrame:
     except pa.ArrowInvalid as e:
         if "Empty CSV file" in str(e):
             raise DataError(f"{path}: the file is empty") from None
-        raise DataError(f"{path}: cannot parse as {kind.upper()} ({_first_line(e)})") from None
+        raise DataError(f"{path}: cannot parse as {kind.upper()} ({first_line(e)})") from None
     if any(c not in present for c in wanted):
         # a wrong separator shows up here, as one mashed header name
         raise _missing_columns(path, wanted, present)
@@ -109,7 +104,7 @@ def _read_text(path: Path, wanted, kind: str) -> pd.DataFrame:
     try:
         table = csv.read_csv(path, parse_options=parse, convert_options=convert)
     except pa.ArrowInvalid as e:
-        raise DataError(f"{path}: cannot parse as {kind.upper()} ({_first_line(e)})") from None
+        raise DataError(f"{path}: cannot parse as {kind.upper()} ({first_line(e)})") from None
     for name in ids:
         col = table[name]
         if col.null_count < len(col) and pc.all(pc.match_substring_regex(col, _INTEGER_ID)).as_py():

@@ -19,3 +19,9 @@ class DataError(GRU4RecError, ValueError):
 
 class TrainingDivergedError(GRU4RecError, RuntimeError):
     """The loss became NaN or infinite; the model is not usable."""
+
+
+def first_line(e: BaseException) -> str:
+    """The first line of an exception's message (parsers' messages run to several lines), or its type."""
+    text = str(e).strip()
+    return text.splitlines()[0] if text else type(e).__name__

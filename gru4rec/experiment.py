@@ -4,7 +4,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from .tuning import write_json
+from .fileio import write_json
 
 
 def train_and_evaluate(train_path, test_path, params: dict, out_dir, cutoffs=(1, 5, 10, 20), device="auto",

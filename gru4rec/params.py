@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .errors import ParameterError
+from .errors import ParameterError, first_line
 from .losses import LOSSES, RANKING_LOSSES, check_pairing
 
 
@@ -259,7 +259,7 @@ def load_param_file(path) -> dict:
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as e:
-        raise ParameterError(f"{path}: cannot read the parameter file ({_first_line(e)})") from None
+        raise ParameterError(f"{path}: cannot read the parameter file ({first_line(e)})") from None
     if suffix == ".py":
         params = _read_python_params(path, text)
     else:
@@ -270,7 +270,7 @@ def load_param_file(path) -> dict:
                 import yaml
                 params = yaml.safe_load(text)
         except Exception as e:  # the parsers' own messages are multi-line; keep the first line
-            raise ParameterError(f"{path}: cannot parse {suffix[1:].upper()}: {_first_line(e)}") from None
+            raise ParameterError(f"{path}: cannot parse {suffix[1:].upper()}: {first_line(e)}") from None
         if isinstance(params, dict) and isinstance(params.get("gru4rec_params"), dict):
             params = params["gru4rec_params"]
     if not isinstance(params, dict):
@@ -279,11 +279,6 @@ def load_param_file(path) -> dict:
         if name not in PARAMETERS:
             raise ParameterError(f"{path}: {_unknown(str(name))}") from None
     return dict(params)
-
-
-def _first_line(e: BaseException) -> str:
-    text = str(e).strip()
-    return text.splitlines()[0] if text else type(e).__name__
 
 
 def _read_python_params(path: Path, text: str) -> dict:

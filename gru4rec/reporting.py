@@ -6,6 +6,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from .fileio import write_text_atomic
+
 CUTOFFS = (1, 5, 10, 20)
 
 
@@ -72,10 +74,6 @@ def to_markdown(df: pd.DataFrame, title: str, note: str = "") -> str:
 
 
 def write(df: pd.DataFrame, md_path, csv_path, title, note=""):
-    import os
     for path, text in ((md_path, to_markdown(df, title, note)), (csv_path, df.to_csv(index=False))):
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_text(text)
-        os.replace(tmp, path)
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        write_text_atomic(path, text)

@@ -6,15 +6,13 @@ it: integer ids as one int64 tensor, string ids as their UTF-8 bytes plus offset
 from __future__ import annotations
 
 import json
-import os
-import tempfile
-from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from .errors import DataError
+from .errors import DataError, first_line
+from .fileio import atomic_output
 
 FORMAT = "gru4rec-safetensors"
 FORMAT_VERSION = 1
@@ -66,25 +64,6 @@ def _cpu_tensors(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return out
 
 
-@contextmanager
-def atomic_output(path: Path):
-    """Yield a temporary path next to `path`; on success it replaces `path`, on failure it is removed.
-
-    Readers never see a half-written file, and an existing file survives a failed write.
-    """
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        yield tmp
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600 files; the output is an ordinary file
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def save_model_file(path, header: dict, tensors: dict[str, torch.Tensor], item_ids) -> None:
     """Write atomically (a temporary file in the same directory, renamed into place)."""
     from safetensors.torch import save_file
@@ -116,8 +95,8 @@ def load_model_file(path, device="cpu"):
             meta = f.metadata() or {}
             tensors = {k: f.get_tensor(k) for k in f.keys()}
     except Exception as e:  # safetensors raises its own error types for truncated or foreign files
-        raise DataError(f"{path} is not a GRU4Rec model file (cannot read it as safetensors: "
-                        f"{str(e).splitlines()[0] if str(e) else type(e).__name__})") from None
+        raise DataError(f"{path} is not a GRU4Rec model file (cannot read it as safetensors: {first_line(e)})") \
+            from None
     try:
         header = json.loads(meta[_HEADER_KEY])
     except (KeyError, ValueError):

@@ -171,13 +171,20 @@ def release_orphans(study, storage) -> int:
     return n
 
 
+def _diverged(trial) -> bool:
+    """Failed on its own (NaN loss or score, tagged `error`): it uses up budget. A trial failed
+    because its worker died (`release_orphans`, or Optuna's heartbeat) does not."""
+    import optuna
+    return trial.state == optuna.trial.TrialState.FAIL and "error" in trial.user_attrs
+
+
 def counts(study) -> tuple[int, int]:
     """(trials that use up the budget, trials running now)."""
     import optuna
     S = optuna.trial.TrialState
     used = running = 0
     for t in study.get_trials(deepcopy=False):
-        if t.state in (S.COMPLETE, S.PRUNED) or (t.state == S.FAIL and "error" in t.user_attrs):
+        if t.state in (S.COMPLETE, S.PRUNED) or _diverged(t):
             used += 1
         elif t.state == S.RUNNING:
             running += 1
@@ -230,16 +237,14 @@ class _Objective:
     score: object  # callable(params, epoch_callback=None) -> (value, extra metrics)
     space: dict
     fixed: dict
-    tracking_uri: str | None = None
-    experiment: str = "gru4rec"
+    tracker: object  # a tracking.Tracker (picklable: each worker process opens its own client)
     parent_run: str | None = None
     label: str = ""
 
     def __call__(self, trial) -> float:
-        from .tracking import Tracker
         trial.set_user_attr("worker", _this_worker())
         params = dict(self.fixed, **suggest(trial, self.space))
-        tracker = Tracker(self.tracking_uri, self.experiment)
+        tracker = self.tracker
         run = tracker.start(f"{self.label}/trial-{trial.number}", parent=self.parent_run,
                             tags={"kind": "trial", "optuna_trial": trial.number})
         tracker.params(run, params)
@@ -257,7 +262,7 @@ class _Objective:
             tracker.end(run, "KILLED")
             raise
         trial.set_user_attr("seconds", round(time.perf_counter() - t0, 2))
-        tracker.metrics(run, dict({k: v for k, v in extra.items() if isinstance(v, (int, float))}, value=value))
+        tracker.metrics(run, dict(extra, value=value))  # logs the numeric entries; the device is a tag
         if "device" in extra:
             tracker.tags(run, {"device": extra["device"]})
         tracker.end(run)
@@ -285,7 +290,7 @@ class _Progress:
                 took = f" in {secs:.1f}s" if secs is not None else ""
                 print(f"[{self.label}] trial {t.number} ({self.used}/{self.n_trials}): {self.metric}={t.value:.4f} "
                       f"(best {study.best_value:.4f}){took}", flush=True)
-            elif "error" in t.user_attrs:
+            elif _diverged(t):
                 self.used += 1
                 print(f"[{self.label}] trial {t.number} ({self.used}/{self.n_trials}): failed, "
                       f"{t.user_attrs['error']}", flush=True)
@@ -347,13 +352,13 @@ def run_study(study_name: str, storage, score, space: dict, fixed: dict, n_trial
           + (f", {interrupted} interrupted trial(s) released" if interrupted else "")
           + (f", {running} running elsewhere" if running else "")
           + f"; {max(0, n_trials - used - running)} to run with {workers} worker(s)", flush=True)
-    objective = _Objective(score, space, fixed, tracking_uri if tracker.enabled else None, experiment, parent, label)
+    objective = _Objective(score, space, fixed, tracker, parent, label)
     progress = _Progress(study, label, n_trials, metric_name)
     if workers == 1:
         _work(study_name, storage, objective, n_trials, seed, progress)
     elif used + running < n_trials:
         _run_processes(study, study_name, storage, objective, n_trials, seed, workers, progress, poll_seconds)
-    return _summarise(study_name, storage, seed, fixed, metric_name, tracker, parent, label)
+    return _summarise(study, fixed, metric_name, tracker, parent, label)
 
 
 def _check_fixed_and_space(fixed: dict, space: dict):
@@ -425,15 +430,16 @@ def _run_processes(study, study_name, storage, objective, n_trials, seed, worker
                            f"(exit codes {failed}); their last lines are above")
 
 
-def _summarise(study_name, storage, seed, fixed, metric_name, tracker, parent, label) -> dict:
+def _summarise(study, fixed, metric_name, tracker, parent, label) -> dict:
+    """The best trial and the trial counts; `study` reads the storage afresh, so trials of other
+    workers are included."""
     import optuna
     S = optuna.trial.TrialState
-    study = load_study(study_name, storage, seed=seed)
+    study_name = study.study_name
     trials = study.get_trials(deepcopy=False)
     complete = [t for t in trials if t.state == S.COMPLETE]
-    # failed by itself (diverged: counts against the budget), or its worker died (does not)
-    n_failed = sum(1 for t in trials if t.state == S.FAIL and "error" in t.user_attrs)
-    n_interrupted = sum(1 for t in trials if t.state == S.FAIL and "error" not in t.user_attrs)
+    n_failed = sum(1 for t in trials if _diverged(t))
+    n_interrupted = sum(1 for t in trials if t.state == S.FAIL) - n_failed
     if not complete:
         raise TrainingDivergedError(f"study '{study_name}': no trial succeeded ({n_failed} diverged); "
                                     "narrow the search space (e.g. lower learning rates)")
@@ -449,12 +455,3 @@ def _summarise(study_name, storage, seed, fixed, metric_name, tracker, parent, l
     print(f"[{label}] done: best {metric_name}={best.value:.4f} (trial {best.number}); {len(complete)} complete, "
           f"{n_failed} diverged, {n_interrupted} interrupted", flush=True)
     return summary
-
-
-def write_json(path, obj):
-    """Atomic JSON write (temporary file + rename): a reader never sees half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(json.dumps(obj, indent=2, default=str) + "\n")
-    os.replace(tmp, path)

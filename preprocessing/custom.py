@@ -22,7 +22,7 @@ import pyarrow.parquet as pq
 
 from . import readers
 from .common import EVENT, I, S, T, USER, TimeUnit
-from .errors import PreprocessingError
+from .errors import PreprocessingError, first_line
 from .recipes import Recipe
 
 KEYS = {"name", "files", "columns", "separator", "time_unit", "id_type", "session_gap", "keep_event",
@@ -131,7 +131,7 @@ def read(raw_dir, config: dict, quiet=False) -> pd.DataFrame:
     try:
         table = pa.concat_tables(parts, promote_options="permissive")
     except (pa.ArrowInvalid, pa.ArrowTypeError) as e:
-        raise PreprocessingError(f"custom: the files disagree on column types ({str(e).splitlines()[0]}); "
+        raise PreprocessingError(f"custom: the files disagree on column types ({first_line(e)}); "
                                  f"set id_type: str") from None
     return readers.to_frame(table)
 
@@ -141,7 +141,7 @@ def _read_parquet(path: Path, wanted: dict) -> pa.Table:
     try:
         present = pq.ParquetFile(path).schema_arrow.names
     except (pa.ArrowInvalid, OSError) as e:
-        raise PreprocessingError(f"{path}: not a readable Parquet file ({str(e).splitlines()[0]})") from None
+        raise PreprocessingError(f"{path}: not a readable Parquet file ({first_line(e)})") from None
     chosen = readers.choose_columns(path, present, {k: [v] for k, v in wanted.items()}, ",")
     table = pq.read_table(path, columns=list(chosen.values()))
     if table.num_rows == 0:

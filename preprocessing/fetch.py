@@ -23,7 +23,7 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import DownloadError
+from .errors import DownloadError, first_line
 
 CHUNK = 1 << 20
 
@@ -194,7 +194,7 @@ def _kaggle_unavailable() -> str | None:
     except ImportError:
         return "the Kaggle API is not installed (pip install kaggle) or download by hand"
     except Exception as e:
-        return f"no Kaggle credentials (~/.kaggle/kaggle.json): {str(e).splitlines()[0] if str(e) else type(e).__name__}"
+        return f"no Kaggle credentials (~/.kaggle/kaggle.json): {first_line(e)}"
     return None
 
 
@@ -208,7 +208,7 @@ def fetch_kaggle(slug: str, raw: Path, files, quiet=False):
         try:
             kaggle.api.dataset_download_files(slug, path=str(tmp), unzip=True, quiet=quiet)
         except Exception as e:
-            raise DownloadError(f"the Kaggle download failed ({str(e).splitlines()[0] if str(e) else type(e).__name__})") from None
+            raise DownloadError(f"the Kaggle download failed ({first_line(e)})") from None
         move_verified(tmp, raw, files, f"kaggle:{slug}")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

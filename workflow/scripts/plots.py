@@ -1,12 +1,11 @@
 """results/plots: test metrics and training speed of every final run (bar charts)."""
-import os
-
 import matplotlib
 
 matplotlib.use("Agg")  # no display on a cluster node
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from gru4rec.fileio import atomic_output  # noqa: E402
 from gru4rec.jobs import job  # noqa: E402
 
 
@@ -23,10 +22,9 @@ def bars(df, columns, ylabel, path, title):
         ax.set_ylim(0, 1.2 * float(df[columns].max().max()))
         ax.legend(fontsize=8, ncol=len(columns), loc="upper center")
     fig.tight_layout()
-    tmp = f"{path}.tmp.png"
-    fig.savefig(tmp, dpi=120)
+    with atomic_output(path) as tmp:
+        fig.savefig(tmp, dpi=120, format="png")
     plt.close(fig)
-    os.replace(tmp, path)
 
 
 with job(snakemake.log[0]):

@@ -1,6 +1,6 @@
 """mode 'reproduce': the published best parameters, in the same file format as a study's result."""
+from gru4rec.fileio import write_json
 from gru4rec.jobs import job
-from gru4rec.tuning import write_json
 
 with job(snakemake.log[0]):
     write_json(snakemake.output.best, {"study": f"published/{snakemake.params.paper}",

@@ -1,6 +1,7 @@
 """Run (or continue) one Optuna study up to its budget; write its best parameters."""
+from gru4rec.fileio import write_json
 from gru4rec.jobs import job
-from gru4rec.tuning import ValidationScore, fixed_params, paper_space, run_study, write_json
+from gru4rec.tuning import ValidationScore, fixed_params, paper_space, run_study
 
 w, p, tuning = snakemake.wildcards, snakemake.params, snakemake.params.tuning
 with job(snakemake.log[0]):

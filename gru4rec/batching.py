@@ -41,28 +41,26 @@ class Schedule:
 
 
 def assign_slots(lengths: np.ndarray, batch_size: int):
-    """Give each session (in processing order) a slot and a first step.
+    """Give each session (in processing order) a slot and a first step, as the references do.
 
-    Returns (slot, first_step) per session, and the number of steps. Greedy list scheduling: the
-    next session goes to the slot that frees up first, the lowest slot number on ties, which is
-    what the references' batch iterator does.
+    Returns (slot, first_step) per session, and the number of steps. The references advance all
+    slots to the end of the shortest remaining session (a "round"), then hand the next sessions to
+    the finished slots in slot order; a slot that receives a one-event session (no training pair)
+    is finished again in the following round, at the same step, after the slots of this round.
+    A priority queue keyed (free step, round, slot) replays exactly that order.
     """
-    n = len(lengths)
-    steps = np.maximum(np.asarray(lengths, dtype=np.int64) - 1, 0)
+    steps = np.maximum(np.asarray(lengths, dtype=np.int64) - 1, 0).tolist()
+    n = len(steps)
     slot = np.empty(n, dtype=np.int64)
     first = np.empty(n, dtype=np.int64)
-    k0 = min(batch_size, n)
-    slot[:k0] = np.arange(k0)
-    first[:k0] = 0
-    heap = [(int(steps[k]), k) for k in range(k0)]
-    heapq.heapify(heap)
-    steps_list = steps.tolist()
-    for k in range(k0, n):
-        free_at, s = heap[0]
+    heap = [(0, 0, s) for s in range(min(batch_size, n))]
+    for k in range(n):
+        free_at, rnd, s = heap[0]
         slot[k] = s
         first[k] = free_at
-        heapq.heapreplace(heap, (free_at + steps_list[k], s))
-    n_steps = max((t for t, _ in heap), default=0)
+        # a session without pairs leaves the slot free at the same step, for the next round
+        heapq.heapreplace(heap, (free_at + steps[k], 0, s) if steps[k] else (free_at, rnd + 1, s))
+    n_steps = max((t for t, _, _ in heap), default=0)
     return slot, first, n_steps
 
 
@@ -97,18 +95,13 @@ def build_schedule(offsets: np.ndarray, order: np.ndarray, batch_size: int, min_
             grid, start_grid, active, width = grid[:cut], start_grid[:cut], active[:cut], width[:cut]
     # Empty slots only appear once sessions run out, and then never fill again; move the active
     # ones to the left (stable, so slot order is kept) and record which hidden rows carry over.
+    # The first step needs no record: its hidden state is created with width[0] zero rows.
     shrink = {}
-    changed = np.flatnonzero(width < width_cols)
-    if len(changed):
-        left = np.argsort(~active, axis=1, kind="stable")
-        for t in changed:
-            prev_active = active[t - 1] if t > 0 else np.ones(width_cols, dtype=bool)
-            if t > 0 and width[t] == width[t - 1]:
-                continue
-            prev_slots = np.flatnonzero(prev_active)
-            keep = np.flatnonzero(active[t][prev_slots])
-            shrink[int(t)] = keep
-        rows = changed
-        grid[rows] = np.take_along_axis(grid[rows], left[rows], axis=1)
-        start_grid[rows] = np.take_along_axis(start_grid[rows], left[rows], axis=1)
+    for t in np.flatnonzero(width[1:] < width[:-1]) + 1:
+        shrink[int(t)] = np.flatnonzero(active[t][active[t - 1]])
+    rows = np.flatnonzero(width < width_cols)
+    if len(rows):
+        left = np.argsort(~active[rows], axis=1, kind="stable")
+        grid[rows] = np.take_along_axis(grid[rows], left, axis=1)
+        start_grid[rows] = np.take_along_axis(start_grid[rows], left, axis=1)
     return Schedule(inputs=grid, starts=start_grid, width=width, shrink=shrink)

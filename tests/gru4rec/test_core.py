@@ -129,3 +129,27 @@ def test_no_trainable_session_is_a_data_error():
     df = pd.DataFrame({"SessionId": [1, 2, 3], "ItemId": [1, 2, 3], "Time": [1, 2, 3]})
     with pytest.raises(DataError, match="at least 2 events"):
         GRU4Rec(layers=[4], device="cpu").fit(df, verbose=False)
+
+
+# the first session (in time order) has one event; three sessions for four slots: the first step
+# already has fewer rows than the batch (it used to crash with an IndexError)
+TINY = pd.DataFrame({"SessionId": [1, 2, 2, 2, 3, 3], "ItemId": [5, 6, 7, 8, 6, 9],
+                     "Time": [0, 1, 2, 3, 4, 5]})
+
+
+@pytest.mark.parametrize("n_sample", [0, 3])
+def test_fit_on_fewer_sessions_than_the_batch_with_a_one_event_session_first(n_sample):
+    model = GRU4Rec(layers=[4], n_epochs=2, batch_size=4, n_sample=n_sample, device="cpu")
+    hist = model.fit(TINY, verbose=False)
+    # n_sample=0 needs 2 slots: only step 0 (e6->e7, e6->e9); with samples, step 1 (e7->e8) too
+    assert [h["n_events"] for h in hist] == ([2, 2] if n_sample == 0 else [3, 3])
+    assert model.trained and np.isfinite(hist[-1]["loss"])
+
+
+def test_logq_applies_to_ranking_losses_too(markov_data):
+    # the Theano original subtracts logq * log(support) from the scores before the final activation
+    # for every loss; it used to be silently ignored for the ranking losses
+    train, _ = markov_data
+    a = small_fit(train, 5, loss="bpr-max", final_act="elu-0.5")
+    b = small_fit(train, 5, loss="bpr-max", final_act="elu-0.5", logq=1.0)
+    assert not torch.equal(a.net.params["WyBy"], b.net.params["WyBy"])

@@ -117,7 +117,7 @@ class GRU4Rec:
         support = torch.from_numpy(np.bincount(sd.items, minlength=n_items).astype(np.float32)).to(self.device)
         store = None
         log_q = None
-        if p["logq"] > 0 and loss_fn.uses_logq:
+        if p["logq"] > 0:
             log_support = p["logq"] * torch.log(support)
             log_q = (log_support, log_support * p["sample_alpha"])
         items = torch.from_numpy(sd.items).to(self.device)

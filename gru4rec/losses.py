@@ -117,20 +117,14 @@ def xe_logit(O, offset=None, scale=1.0):
     return loss, dO
 
 
-def _softmax_negatives(A, inplace=True):
-    """Row-wise softmax over the negatives (the diagonal target excluded).
-
-    inplace=False avoids in-place writes, for use under autograd.
+def _softmax_negatives(A):
+    """Row-wise softmax over the negatives: the diagonal (target) is set to -inf first, so it is
+    neither a term nor the row maximum that softmax subtracts (a target far above its negatives
+    would otherwise underflow every term to 0 and give 0/0). Differentiable under autograd.
     """
-    if inplace:
-        masked = A.clone()
-        _diag(masked).fill_(float("-inf"))
-        return torch.softmax(masked, dim=1)
-    e = torch.exp(A - A.max(dim=1, keepdim=True).values)
-    off_diagonal = torch.ones_like(e)
-    _diag(off_diagonal).zero_()
-    e = e * off_diagonal
-    return e / e.sum(dim=1, keepdim=True)
+    masked = A.clone()
+    _diag(masked).fill_(float("-inf"))
+    return torch.softmax(masked, dim=1)
 
 
 def bpr_max(A, bpreg, scale=1.0):
@@ -171,7 +165,7 @@ def _autograd_loss(fn):
 @_autograd_loss
 def top1_max(A):
     """sum_i sum_j s_ij (sigmoid(A_ij - A_ii) + sigmoid(A_ij^2))."""
-    s = _softmax_negatives(A, inplace=False)
+    s = _softmax_negatives(A)
     return (s * (torch.sigmoid(A - _diag(A).unsqueeze(1)) + torch.sigmoid(A * A))).sum()
 
 
@@ -190,13 +184,17 @@ def top1(A):
 
 
 class Loss:
-    """The configured loss with its final activation: __call__(O, offset, scale) -> (loss, scale * dO)."""
+    """The configured loss with its final activation: __call__(O, offset, scale) -> (loss, scale * dO).
+
+    `offset` is the log-Q correction per column (logq * log of the column item's sampling
+    weight). As in the Theano original it is subtracted from the scores for every loss, before
+    the final activation: softmax(O - offset), or f(O - offset) for the ranking losses.
+    """
 
     def __init__(self, loss: str, final_act: str, bpreg: float = 0.0):
         check_pairing(loss, final_act)
         self.name = loss
-        self.uses_logq = loss in ("cross-entropy", "xe_logit")
-        if self.uses_logq:
+        if loss in ("cross-entropy", "xe_logit"):
             self._fn = cross_entropy if loss == "cross-entropy" else xe_logit
             return
         act = make_activation(final_act)
@@ -204,7 +202,7 @@ class Loss:
                    "bpr": bpr}[loss]
 
         def fn(O, offset=None, scale=1.0):
-            A, backward = act(O)
+            A, backward = act(O if offset is None else O - offset)  # d(O - offset)/dO = 1
             loss_value, dA = ranking(A, scale)
             return loss_value, backward(dA)
         self._fn = fn

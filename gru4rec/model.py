@@ -58,6 +58,9 @@ class TouchedRows:
     ids: torch.Tensor       # (u,) unique item indices
     rows: torch.Tensor      # (u, k, dim) gathered row-table entries; rows[:, 0] is the parameter
     where: torch.Tensor     # (m,) position in `ids` of each used item, in order of use
+    # (u,) True for rows whose last column got no gradient and must not move: in shared mode, the
+    # output bias of items that were only inputs (no reference touches the bias of unscored items)
+    idle_last_col: torch.Tensor | None = None
 
 
 @dataclass
@@ -199,6 +202,8 @@ class GRU4RecNetwork:
         b = X.shape[0]
         if self.mode == "shared":
             out = self._gather("WyBy", torch.cat([X, Y]))  # one gather for input and scored rows
+            out.idle_last_col = torch.ones(len(out.ids), dtype=torch.bool, device=self.device).index_fill_(
+                0, out.where[b:], False)
             x = out.rows[:, 0, :-1].index_select(0, out.where[:b])
             inp = None
         else:

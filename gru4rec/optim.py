@@ -6,8 +6,13 @@
 Item matrices (output embedding WyBy, input embedding E, one-hot input weights) are updated only
 on the rows a step touched, and so are their accumulator and velocity rows. Updating them densely
 would be slow and would change the algorithm: momentum would keep moving rows with no gradient.
-A row that occurs several times in a step (repeated targets or samples) gets the sum of its
-gradients, as in the references.
+For the same reason the output bias of an item that was only an input (shared embedding: its WyBy
+row is gathered for the input) is not moved either (TouchedRows.idle_last_col).
+A row that occurs several times in a step (repeated targets or samples, or an item that is both
+input and scored) gets ONE update with the sum of its gradients. This is the official PyTorch
+port's rule (it coalesces its sparse gradients). The Theano original differs: it computes one step
+per occurrence from that occurrence's gradient, adds all of them to the parameter, and keeps only
+one occurrence's square in the accumulator.
 """
 from __future__ import annotations
 
@@ -56,10 +61,13 @@ class AdagradM:
     def _sparse_step(self, table, touched, g):
         """Update the gathered rows (parameter and state) in place, then write them back once.
 
-        g holds one summed gradient per unique row, so repeated items get one update, as in the
-        references (which coalesce the sparse gradient first).
+        g holds one summed gradient per unique row, so repeated items get one update (the PyTorch
+        port's rule, see the module docstring).
         """
         rows = touched.rows
+        idle = touched.idle_last_col if self.momentum > 0 else None  # without momentum a zero gradient moves nothing
+        if idle is not None:
+            last_col = rows[:, :, -1].clone()
         param, acc = rows[:, 0], rows[:, 1]
         acc.addcmul_(g, g)
         inv_sqrt = acc.add(self.eps).rsqrt_()  # rsqrt and a multiply: ~30% faster than sqrt and a divide here
@@ -69,6 +77,8 @@ class AdagradM:
             param.add_(vel)
         else:
             param.addcmul_(g, inv_sqrt, value=-self.lr)
+        if idle is not None:
+            rows[:, :, -1] = torch.where(idle.unsqueeze(1), last_col, rows[:, :, -1])
         _write_rows(table, touched.ids, rows)
 
 

@@ -10,6 +10,7 @@ import ast
 import difflib
 import json
 import math
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -56,7 +57,7 @@ PARAMETERS: dict[str, Spec] = {
     "constrained_embedding": Spec("bool", True, "shared input/output embedding"),
     "n_epochs": Spec("int", 10, "number of epochs", low=1),
     "bpreg": Spec("float", 1.0, "score regularisation of the BPR-max loss", low=0),
-    "logq": Spec("float", 0.0, "log-Q correction strength for cross-entropy (1.0 is usual)", low=0),
+    "logq": Spec("float", 0.0, "log-Q correction strength, any loss (usually 1.0 with cross-entropy, else 0)", low=0),
     "sample_store_size": Spec("int", 10_000_000, "negative samples drawn at once on the device", low=0),
     "time_sort": Spec("bool", True, "process training sessions in order of their first event"),
     "train_random_order": Spec("bool", False, "shuffle the training sessions every epoch instead"),
@@ -275,10 +276,29 @@ def load_param_file(path) -> dict:
             params = params["gru4rec_params"]
     if not isinstance(params, dict):
         raise ParameterError(f"{path}: expected a mapping of parameter names to values, got {type(params).__name__}")
+    params = _drop_inert(path, dict(params))
     for name in params:
         if name not in PARAMETERS:
             raise ParameterError(f"{path}: {_unknown(str(name))}") from None
-    return dict(params)
+    return params
+
+
+# Keys of the Theano original's parameter files that select what this implementation always does
+# (tanh hidden activation, Adagrad): the value it does is accepted with a warning, others are errors.
+INERT_KEYS = {"hidden_act": "tanh", "adapt": "adagrad"}
+
+
+def _drop_inert(path: Path, params: dict) -> dict:
+    for key, ours in INERT_KEYS.items():
+        if key not in params:
+            continue
+        value = params.pop(key)
+        if not isinstance(value, str) or value.strip().lower() != ours:
+            raise ParameterError(f"{path}: {key}={value!r} is not supported: this implementation always uses "
+                                 f"{key}='{ours}' (remove the key or set it to '{ours}')")
+        warnings.warn(f"{path}: parameter {key}={value!r} has no effect (this implementation always uses "
+                      f"'{ours}'); ignored", UserWarning, stacklevel=3)
+    return params
 
 
 def _read_python_params(path: Path, text: str) -> dict:

@@ -134,3 +134,27 @@ def test_bad_pairings_are_parameter_errors(loss, act):
         check_pairing(loss, act)
     assert act in str(e.value) or loss in str(e.value)
     assert "\n" not in str(e.value)
+
+
+@pytest.mark.parametrize("loss", ["top1-max", "bpr-max"])
+def test_max_losses_stay_finite_when_the_target_dominates_every_negative(loss):
+    # the softmax over the negatives must not subtract a row maximum that includes the target:
+    # a target 200 above its negatives used to turn the top1-max row into NaN (float32)
+    scores = np.zeros((3, 6))
+    scores[0, 0], scores[1, 1] = 200.0, 150.0
+    value, dO = Loss(loss, "linear", 0.5)(torch.tensor(scores, dtype=torch.float32))
+    assert torch.isfinite(dO).all()
+    assert float(value) == pytest.approx(np_loss(loss, scores, 0.5), rel=1e-5)
+
+
+@pytest.mark.parametrize("loss,act", [("bpr-max", "elu-0.5"), ("top1-max", "linear"), ("bpr", "tanh"),
+                                      ("top1", "relu")])
+def test_logq_offset_is_subtracted_before_the_ranking_activation(loss, act, scores):
+    # as the Theano original does for every loss: A = f(O - offset)
+    offset = np.linspace(-1, 2, scores.shape[1])
+    value, dO = Loss(loss, act, 0.7)(torch.tensor(scores), torch.tensor(offset), 0.5)
+
+    def reference(o):
+        return np_loss(loss, np_activation(act, o - offset), 0.7)
+    assert float(value) == pytest.approx(reference(scores), rel=1e-9)
+    np.testing.assert_allclose(dO.numpy() / 0.5, numeric_grad(reference, scores), rtol=1e-5, atol=1e-6)

@@ -48,3 +48,26 @@ def test_sparse_rows_match_dense_computation_and_untouched_rows_stay(momentum):
     untouched = [0, 3, 5, 7]
     np.testing.assert_array_equal(net.params["WyBy"].numpy()[untouched], W0[untouched])
     assert not opt.tables["WyBy"][untouched, 1:].any()
+
+
+def test_shared_embedding_moves_only_the_output_bias_of_scored_items():
+    # shared mode gathers the input items' WyBy rows together with the scored ones; an item that is
+    # only an input gets a gradient on its embedding (Wy) but none on its output bias, and with
+    # momentum its bias must not keep moving (neither reference touches By of unscored items)
+    from gru4rec.losses import Loss
+    net = GRU4RecNetwork(6, [3], 0, True, torch.device("cpu"), torch.Generator().manual_seed(0))
+    opt = AdagradM(net, learning_rate=0.1, momentum=0.5)
+    loss = Loss("cross-entropy", "softmax")
+    H = net.init_hidden(2)
+
+    def step(X, Y):
+        O, cache = net.forward_train(torch.tensor(X), torch.tensor(Y), H, 0.0, 0.0, None)
+        _, dO = loss(O, None, 0.5)
+        opt.step(*net.backward(cache, dO))
+
+    step([0, 1], [4, 2])                        # item 4 is scored: its bias gets a velocity
+    table = opt.tables["WyBy"]
+    bias_before, wy_before = table[4, :, -1].clone(), net.params["WyBy"][4, :-1].clone()
+    step([4, 1], [2, 3])                        # item 4 is only an input now
+    assert torch.equal(table[4, :, -1], bias_before)   # parameter, accumulator and velocity
+    assert not torch.equal(net.params["WyBy"][4, :-1], wy_before)

@@ -206,3 +206,26 @@ def test_missing_directory_and_binary_parameter_files(tmp_path):
 def test_malformed_parameter_string(s, match):
     with pytest.raises(ParameterError, match=match):
         parse_param_string(s)
+
+
+@pytest.mark.parametrize("suffix", [".py", ".json"])
+def test_theano_keys_without_effect_load_with_a_warning(tmp_path, suffix):
+    f = tmp_path / f"p{suffix}"
+    pairs = [("loss", "bpr-max"), ("hidden_act", "tanh"), ("adapt", "adagrad"), ("layers", [100])]
+    f.write_text(f"gru4rec_params = OrderedDict({pairs!r})\n" if suffix == ".py" else json.dumps(dict(pairs)))
+    with pytest.warns(UserWarning) as record:
+        params = load_param_file(f)
+    assert params == {"loss": "bpr-max", "layers": [100]}
+    messages = [str(w.message) for w in record]
+    assert len(messages) == 2 and all("\n" not in m and str(f) in m and "no effect" in m for m in messages)
+    assert "hidden_act='tanh'" in messages[0] and "adapt='adagrad'" in messages[1]
+
+
+@pytest.mark.parametrize("key,value,match", [("hidden_act", "relu", "hidden_act='relu' is not supported.*tanh"),
+                                             ("adapt", "adam", "adapt='adam' is not supported.*adagrad")])
+def test_theano_keys_with_other_values_are_errors(tmp_path, key, value, match):
+    f = tmp_path / "p.json"
+    f.write_text(json.dumps({"loss": "bpr-max", key: value}))
+    with pytest.raises(ParameterError, match=match) as e:
+        load_param_file(f)
+    assert "\n" not in str(e.value) and str(f) in str(e.value)

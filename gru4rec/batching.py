@@ -1,12 +1,13 @@
-"""The session-parallel mini-batch schedule, computed once per epoch with NumPy.
+"""Session-parallel passes over sessions: the schedule (NumPy, once per pass) and the runner.
 
 `batch_size` slots each hold one session. At every step each slot feeds its current item and
 predicts the next one. A slot whose session has no next item takes the next session in order
-(its hidden state is reset); sessions of length 1 give no training pair and are passed over.
-When no session is left, finished slots are dropped and the batch shrinks, keeping slot order.
+(its hidden state is reset); sessions of length 1 give no pair and are passed over. When no
+session is left, finished slots are dropped and the batch shrinks, keeping slot order.
 
-Computing the whole schedule up front keeps the training loop free of Python-side bookkeeping:
-a step only slices precomputed index rows that already live on the training device.
+Computing the whole schedule up front keeps the step loop free of Python-side bookkeeping: a
+step only slices precomputed index rows that already live on the device. The same runner drives
+training, evaluation and recommendation.
 """
 from __future__ import annotations
 
@@ -14,6 +15,38 @@ import heapq
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
+import torch
+
+
+@dataclass
+class SessionData:
+    """Events sorted by (session, time), items mapped to model indices."""
+    items: np.ndarray        # (n_events,) int64 item indices
+    offsets: np.ndarray      # (n_sessions + 1,) session k is items[offsets[k]:offsets[k+1]]
+    first_time: np.ndarray   # (n_sessions,) time of each session's first event
+
+    @property
+    def n_sessions(self) -> int:
+        return len(self.offsets) - 1
+
+
+def sort_sessions(df: pd.DataFrame, session_key: str, time_key: str) -> pd.DataFrame:
+    """Sort events by (session, time) unless they already are; stable, so ties keep file order."""
+    s = df[session_key].to_numpy()
+    t = df[time_key].to_numpy()
+    if s.dtype.kind in "iuf" and np.all(s[1:] >= s[:-1]) and np.all((s[1:] != s[:-1]) | (t[1:] >= t[:-1])):
+        return df
+    return df.sort_values([session_key, time_key], kind="stable")
+
+
+def session_data(df: pd.DataFrame, item_index: np.ndarray, session_key: str, time_key: str) -> SessionData:
+    """Build SessionData from events already sorted by session and time."""
+    s = df[session_key].to_numpy()
+    boundaries = np.flatnonzero(s[1:] != s[:-1]) + 1
+    offsets = np.concatenate([[0], boundaries, [len(s)]]).astype(np.int64)
+    times = df[time_key].to_numpy()
+    return SessionData(items=np.array(item_index, dtype=np.int64), offsets=offsets, first_time=times[offsets[:-1]])
 
 
 @dataclass
@@ -105,3 +138,42 @@ def build_schedule(offsets: np.ndarray, order: np.ndarray, batch_size: int, min_
         grid[rows] = np.take_along_axis(grid[rows], left, axis=1)
         start_grid[rows] = np.take_along_axis(start_grid[rows], left, axis=1)
     return Schedule(inputs=grid, starts=start_grid, width=width, shrink=shrink)
+
+
+class SessionRunner:
+    """One session-parallel pass, as device tensors, stepped through by `steps(state)`.
+
+    `items` (on the device) are the model item columns of the events; session k is
+    items[offsets[k]:offsets[k+1]]; sessions run in `order`. `state` is whatever holds the hidden
+    state: an object with keep(idx) (only these rows carry over, in this order) and reset(new)
+    (clear the rows where a new session starts), such as the model protocol's session scorer.
+    Its first step has `first_width` rows.
+    """
+
+    def __init__(self, items: torch.Tensor, offsets, order, batch_size: int, min_width: int = 1,
+                 with_events: bool = False):
+        sched = build_schedule(offsets, order, batch_size, min_width)
+        dev = items.device
+        events = torch.from_numpy(np.maximum(sched.inputs, 0)).to(dev)
+        self.events = events if with_events else None  # input event positions, when asked for
+        self.inputs = items[events]
+        self.targets = items[(events + 1).clamp_(max=len(items) - 1)]
+        self.new = torch.from_numpy(sched.starts).to(dev)
+        self.has_new = sched.starts.any(axis=1).tolist()
+        self.width = sched.width.tolist()
+        self.keep = {t: torch.from_numpy(k).to(dev) for t, k in sched.shrink.items()}
+        self.n_steps = sched.n_steps
+        self.n_events = sched.n_events
+        self.first_width = self.width[0] if self.n_steps else 0
+
+    def steps(self, state):
+        """Yield (t, inputs, targets, events) per step, after applying the step's hidden-state
+        actions to `state`: keep (when the batch shrinks), then reset (where sessions start)."""
+        for t in range(self.n_steps):
+            w = self.width[t]
+            keep = self.keep.get(t)
+            if keep is not None:
+                state.keep(keep)
+            if self.has_new[t]:
+                state.reset(self.new[t, :w])
+            yield t, self.inputs[t, :w], self.targets[t, :w], None if self.events is None else self.events[t, :w]

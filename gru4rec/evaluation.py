@@ -3,6 +3,11 @@
 Each test session starts from a zero hidden state; for every event but the last the model scores
 all items and the next event's item is the only relevant one. Test events whose item the model
 does not know are dropped first (and counted). Sessions run in parallel, as in training.
+
+Any model that implements the protocol below can be evaluated (GRU4Rec and the baselines):
+  model.n_items, model.item_index(ids) -> model columns (-1: unknown), model.require_trained(),
+  model.session_scorer(width, device) -> scorer with keep(idx), reset(new) and
+  step(items) -> (w, n_items) scores (higher is better); optional model.item_support.
 """
 from __future__ import annotations
 
@@ -12,8 +17,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from .batching import build_schedule
-from .core import session_data, sort_sessions
+from .batching import SessionRunner, session_data, sort_sessions
 from .errors import DataError, ParameterError
 
 TIE_MODES = ("standard", "conservative", "median", "tiebreaking")
@@ -95,61 +99,69 @@ def evaluate(model, data, cutoffs=(20,), mode: str = "standard", batch_size: int
         raise ParameterError(f"targets must be 'all' or 'last', got '{targets}'")
     if int(batch_size) < 1:
         raise ParameterError(f"evaluation batch_size must be >= 1, got {batch_size}")
-    model._require_trained()
+    model.require_trained()
     df = validate_events(data, session_key, item_key, time_key, source="test data")
     t0 = time.perf_counter()
+    sd, n_dropped = _known_sessions(model, df, session_key, item_key, time_key)
+    result = EvaluationResult(cutoffs=cutoffs, n_dropped=n_dropped, mode=mode, n_sessions=sd.n_sessions)
+    dev = getattr(model, "device", torch.device("cpu"))
+    width = max(1, min(int(batch_size), MAX_SCORE_ELEMENTS // max(model.n_items, 1)))
+    runner = SessionRunner(torch.from_numpy(sd.items).to(dev), sd.offsets, np.arange(sd.n_sessions), width,
+                           with_events=targets == "last")
+    counts = _RankCounts(cutoffs, mode, seed, dev)
+    is_last = None
+    if targets == "last":
+        last = np.zeros(len(sd.items), dtype=bool)
+        last[sd.offsets[1:] - 1] = True
+        is_last = torch.from_numpy(last).to(dev)
+    scorer = model.session_scorer(max(runner.first_width, 1), dev)
+    for _, X, T, events in runner.steps(scorer):
+        scores = scorer.step(X)
+        if is_last is not None:  # only the predictions of each session's last event count
+            keep = is_last[events + 1]
+            scores, T = scores[keep], T[keep]
+            if len(T) == 0:
+                continue
+        counts.add(scores, T)
+    if counts.n == 0:
+        raise DataError("no test session has 2 or more events with known items: nothing to evaluate")
+    result.n_predictions = counts.n
+    result.recall, result.mrr = counts.metrics()
+    result.seconds = time.perf_counter() - t0
+    return result
+
+
+def _known_sessions(model, df, session_key, item_key, time_key):
+    """Test sessions in model item columns, without the events of unknown items; and their count."""
     idx = model.item_index(df[item_key].to_numpy())
     known = idx >= 0
     n_dropped = int((~known).sum())
-    df = df.loc[known].assign(**{item_key: idx[known]})
-    result = EvaluationResult(cutoffs=cutoffs, n_dropped=n_dropped, mode=mode)
-    if len(df) == 0:
+    if not known.any():
         raise DataError(f"no test event has an item known to the model ({n_dropped} events dropped): nothing to evaluate")
-    df = sort_sessions(df, session_key, time_key)
-    sd = session_data(df, df[item_key].to_numpy(), session_key, time_key)
-    result.n_sessions = len(sd.offsets) - 1
-    net, dev = model.net, model.device
-    width = max(1, min(int(batch_size), MAX_SCORE_ELEMENTS // max(model.n_items, 1)))
-    sched = build_schedule(sd.offsets, np.arange(result.n_sessions), width)
-    items = torch.from_numpy(sd.items).to(dev)
-    events = torch.from_numpy(np.maximum(sched.inputs, 0)).to(dev)
-    starts = torch.from_numpy(sched.starts).to(dev)
-    shrink = {t: torch.from_numpy(k).to(dev) for t, k in sched.shrink.items()}
-    hits = torch.zeros(len(cutoffs), dtype=torch.float64, device=dev)
-    rr = torch.zeros(len(cutoffs), dtype=torch.float64, device=dev)
-    cut = torch.tensor(cutoffs, dtype=torch.float64, device=dev).unsqueeze(1)
-    g = torch.Generator(device=dev)
-    g.manual_seed(seed)
-    scored = None
-    if targets == "last":
-        is_last = np.zeros(len(sd.items), dtype=bool)
-        is_last[sd.offsets[1:] - 1] = True
-        scored = torch.from_numpy(is_last).to(dev)
-    n = 0
-    H = net.init_hidden(int(sched.width[0]) if sched.n_steps else 1)
-    for t in range(sched.n_steps):
-        w = int(sched.width[t])
-        if t in shrink:
-            H = [h.index_select(0, shrink[t]) for h in H]
-        new = starts[t, :w].unsqueeze(1)
-        H = [h.masked_fill(new, 0.0) for h in H]
-        ev = events[t, :w]
-        out = net.forward_hidden(items[ev], H)
-        if scored is not None:
-            keep = scored[ev + 1]
-            out, ev = out[keep], ev[keep]
-            if len(ev) == 0:
-                continue
-        ranks = ranks_of_targets(net.score_all(out), items[ev + 1], mode, g)
-        n += len(ev)
-        inside = ranks.unsqueeze(0) <= cut
-        hits += inside.sum(dim=1)
-        rr += (inside / ranks.unsqueeze(0)).sum(dim=1)
-    result.n_predictions = n
-    if n == 0:
-        raise DataError("no test session has 2 or more events with known items: nothing to evaluate")
-    hits, rr = hits.cpu().numpy() / n, rr.cpu().numpy() / n
-    result.recall = {c: float(hits[i]) for i, c in enumerate(cutoffs)}
-    result.mrr = {c: float(rr[i]) for i, c in enumerate(cutoffs)}
-    result.seconds = time.perf_counter() - t0
-    return result
+    df = sort_sessions(df.loc[known].assign(**{item_key: idx[known]}), session_key, time_key)
+    return session_data(df, df[item_key].to_numpy(), session_key, time_key), n_dropped
+
+
+class _RankCounts:
+    """Hits and reciprocal ranks at every cut-off, summed on the device over the predictions."""
+
+    def __init__(self, cutoffs, mode, seed, device):
+        self.cutoffs, self.mode = cutoffs, mode
+        self.hits = torch.zeros(len(cutoffs), dtype=torch.float64, device=device)
+        self.rr = torch.zeros(len(cutoffs), dtype=torch.float64, device=device)
+        self.cut = torch.tensor(cutoffs, dtype=torch.float64, device=device).unsqueeze(1)
+        self.generator = torch.Generator(device=device)
+        self.generator.manual_seed(seed)
+        self.n = 0
+
+    def add(self, scores, targets):
+        ranks = ranks_of_targets(scores, targets, self.mode, self.generator)
+        self.n += len(targets)
+        inside = ranks.unsqueeze(0) <= self.cut
+        self.hits += inside.sum(dim=1)
+        self.rr += (inside / ranks.unsqueeze(0)).sum(dim=1)
+
+    def metrics(self):
+        hits, rr = self.hits.cpu().numpy() / self.n, self.rr.cpu().numpy() / self.n
+        return ({c: float(hits[i]) for i, c in enumerate(self.cutoffs)},
+                {c: float(rr[i]) for i, c in enumerate(self.cutoffs)})

@@ -13,7 +13,14 @@ Notation follows the papers (Hidasi et al. 2016, 2018):
             h' = (1 - z) * h + z * c
   output:   score(j) = <h_last, Wy[j]> + By[j]
 Wy and By are stored side by side in one matrix `WyBy` (By is its last column): one row gather
-serves both, and Adagrad is element-wise, so the update is the same as for two matrices.
+serves both, and Adagrad is element-wise, so the update is the same as for two matrices. Outside
+the network (model files) they are two matrices again: see `state()` and `from_state()`.
+
+What the first layer gets as input depends on the embedding mode; each mode is a small input
+adapter (gather the step's rows, look up the input, back-propagate into it):
+  none      one-hot item: x Wx0 is a row of Wx0, which is an item matrix updated row by row
+  separate  E[item], an embedding matrix of its own
+  shared    Wy[item], the output embedding (its rows are gathered together with the scored ones)
 
 The hidden state carried between steps is detached (no back-propagation through time), so the
 backward pass never needs the gradient with respect to the previous hidden state.
@@ -32,14 +39,6 @@ from dataclasses import dataclass, field
 
 import torch
 
-EMBEDDING_MODES = ("none", "separate", "shared")
-
-
-def embedding_mode(embedding: int, constrained_embedding: bool) -> str:
-    if constrained_embedding:
-        return "shared"
-    return "separate" if embedding else "none"
-
 
 def _uniform(shape, fan_in, fan_out, generator, device):
     sigma = math.sqrt(6.0 / (fan_in + fan_out))
@@ -49,6 +48,17 @@ def _uniform(shape, fan_in, fan_out, generator, device):
 def _gate_blocks(n_in, n_hidden, n_blocks, generator, device):
     """A matrix of `n_blocks` gate matrices side by side, each initialised as its own matrix."""
     return torch.cat([_uniform((n_in, n_hidden), n_in, n_hidden, generator, device) for _ in range(n_blocks)], dim=1)
+
+
+def _dropout_mask(shape, p, generator, device):
+    """Inverted dropout: keep with probability 1-p and scale by 1/(1-p), so inference needs no rescaling."""
+    keep = 1.0 - p
+    return (torch.rand(shape, device=device, generator=generator) < keep).to(torch.float32).div_(keep)
+
+
+def _scatter_rows(touched, d_used):
+    """Sum the gradients of every use of a row: (m, dim) per use -> (u, dim) per unique row."""
+    return d_used.new_zeros((len(touched.ids), d_used.shape[1])).index_add_(0, touched.where, d_used)
 
 
 @dataclass
@@ -64,16 +74,151 @@ class TouchedRows:
 
 
 @dataclass
+class LayerCache:
+    """One GRU layer's forward values that its backward pass needs."""
+    x: torch.Tensor                # layer input (b, n_in); for the one-hot first layer, its Wx0 rows
+    h: torch.Tensor                # hidden state before the step (b, n)
+    rz: torch.Tensor               # [r | z] gates (b, 2n)
+    rh: torch.Tensor               # r * h
+    c: torch.Tensor                # candidate state
+    mask: torch.Tensor | None      # inverted-dropout mask on the layer output
+
+
+@dataclass
 class StepCache:
     """What the backward pass needs from one training step's forward pass."""
     b: int                          # active slots
-    out: TouchedRows                # rows of WyBy (for 'shared': the input items first, then Y)
-    inp: TouchedRows | None         # rows of E or Wx0 for the input items ('separate', 'none')
-    h_aug: torch.Tensor             # [last layer output | 1] (b, d+1)
+    out: TouchedRows                # rows of WyBy (shared mode: the input items' rows too)
+    scored: torch.Tensor            # (n,) position in out.ids of each scored column
+    inp: TouchedRows | None         # rows of E or Wx0 for the input items (separate, none)
     embed_mask: torch.Tensor | None  # inverted-dropout mask on the input embedding
-    layers: list = field(default_factory=list)  # per layer: (x, h, rz, rh, c, mask)
+    h_aug: torch.Tensor | None = None  # [last layer output | 1] (b, d+1)
+    layers: list[LayerCache] = field(default_factory=list)
 
 
+# ------------------------------------------------------------------------------------------------
+# input adapters: what the first GRU layer gets from the step's item ids
+class OneHotInput:
+    """mode 'none': a one-hot item vector. Its product with Wx0 is a row of Wx0, so Wx0 is an item
+    matrix (gathered and updated row by row, like an embedding); there is no embedding dropout."""
+    mode = "none"
+    item_matrices = ("Wx0",)
+
+    def embedding_size(self, layers, embedding):
+        return 0  # the input is the n_items-wide one-hot vector
+
+    def init_params(self, net, generator):
+        pass
+
+    def gather(self, net, X, Y, p_embed, generator):
+        """-> (rows of WyBy, scored positions, input rows, first-layer input, embedding mask)."""
+        out = net.gather_rows("WyBy", Y)
+        inp = net.gather_rows("Wx0", X)
+        return out, out.where, inp, inp.rows[:, 0].index_select(0, inp.where), None
+
+    def lookup(self, net, X):
+        return net.params["Wx0"].index_select(0, X)
+
+    def preactivation(self, net, x):
+        return x + net.params["Bh0"]  # x is already x_onehot Wx0
+
+    def backward(self, net, cache, d_a, dense, sparse, g_out):
+        # a = x_onehot Wx0 + Bh0: the gradient of the used Wx0 rows is d_a, summed per item
+        sparse["Wx0"] = (cache.inp, _scatter_rows(cache.inp, d_a))
+
+
+class _EmbeddedInput:
+    """The input is an embedding row x (dropped out in training); the first layer computes x Wx0."""
+    item_matrices = ()
+
+    def preactivation(self, net, x):
+        return torch.addmm(net.params["Bh0"], x, net.params["Wx0"])
+
+    def _dropout(self, x, p_embed, generator, device):
+        if p_embed <= 0:
+            return x, None
+        mask = _dropout_mask(x.shape, p_embed, generator, device)
+        return x * mask, mask
+
+    def backward(self, net, cache, d_a, dense, sparse, g_out):
+        # a = x Wx0 + Bh0  ->  dWx0 = x^T d_a,  dx = d_a Wx0^T; then through the dropout mask
+        dense["Wx0"] = cache.layers[0].x.t() @ d_a
+        d_x = d_a @ net.params["Wx0"].t()
+        if cache.embed_mask is not None:
+            d_x = d_x * cache.embed_mask
+        self._embedding_backward(cache, d_x, sparse, g_out)
+
+
+class SeparateEmbedding(_EmbeddedInput):
+    """mode 'separate': x = E[item], an embedding matrix of its own."""
+    mode = "separate"
+    item_matrices = ("E",)
+
+    def embedding_size(self, layers, embedding):
+        return embedding
+
+    def init_params(self, net, generator):
+        net.params["E"] = _uniform((net.n_items, net.embedding), net.n_items, net.embedding, generator, net.device)
+
+    def gather(self, net, X, Y, p_embed, generator):
+        out = net.gather_rows("WyBy", Y)
+        inp = net.gather_rows("E", X)
+        x, mask = self._dropout(inp.rows[:, 0].index_select(0, inp.where), p_embed, generator, net.device)
+        return out, out.where, inp, x, mask
+
+    def lookup(self, net, X):
+        return net.params["E"].index_select(0, X)
+
+    def _embedding_backward(self, cache, d_x, sparse, g_out):
+        sparse["E"] = (cache.inp, _scatter_rows(cache.inp, d_x))
+
+
+class SharedEmbedding(_EmbeddedInput):
+    """mode 'shared': x = Wy[item], the output embedding. One gather serves the input rows and the
+    scored rows; the input gradient is added to the same rows' Wy part."""
+    mode = "shared"
+
+    def embedding_size(self, layers, embedding):
+        return layers[-1]
+
+    def init_params(self, net, generator):
+        pass
+
+    def gather(self, net, X, Y, p_embed, generator):
+        b = X.shape[0]
+        out = net.gather_rows("WyBy", torch.cat([X, Y]))
+        scored = out.where[b:]
+        out.idle_last_col = torch.ones(len(out.ids), dtype=torch.bool, device=net.device).index_fill_(0, scored, False)
+        x, mask = self._dropout(out.rows[:, 0, :-1].index_select(0, out.where[:b]), p_embed, generator, net.device)
+        return out, scored, None, x, mask
+
+    def lookup(self, net, X):
+        return net.params["WyBy"].index_select(0, X)[:, :-1]
+
+    def _embedding_backward(self, cache, d_x, sparse, g_out):
+        g_out[:, :-1].index_add_(0, cache.out.where[:cache.b], d_x)
+
+
+class _Modes(tuple):
+    """The embedding modes' names, in order (to the outside a plain tuple of str), and the
+    registry of their input adapters: EMBEDDING_MODES.adapters[mode]."""
+
+    def __new__(cls, *adapters):
+        modes = super().__new__(cls, (a.mode for a in adapters))
+        modes.adapters = {a.mode: a for a in adapters}
+        return modes
+
+
+EMBEDDING_MODES = _Modes(OneHotInput(), SeparateEmbedding(), SharedEmbedding())
+
+
+def embedding_mode(embedding: int, constrained_embedding: bool) -> str:
+    if constrained_embedding:
+        return "shared"
+    return "separate" if embedding else "none"
+
+
+# ------------------------------------------------------------------------------------------------
 class GRU4RecNetwork:
     """Parameters and the (hand-differentiated) computation of one GRU4Rec model."""
 
@@ -81,12 +226,10 @@ class GRU4RecNetwork:
                  device: torch.device, generator: torch.Generator | None = None, init: bool = True):
         self.n_items = n_items
         self.layers = list(layers)
-        self.mode = embedding_mode(embedding, constrained_embedding)
-        self.embedding = layers[-1] if self.mode == "shared" else (embedding if self.mode == "separate" else 0)
+        self.input = EMBEDDING_MODES.adapters[embedding_mode(embedding, constrained_embedding)]
+        self.mode = self.input.mode
+        self.embedding = self.input.embedding_size(self.layers, embedding)
         self.device = device
-        # In 'none' mode the first layer's input is a one-hot item vector: its input weights are an
-        # item matrix updated row by row (like an embedding), the other layers are dense.
-        self.first_dense_layer = 1 if self.mode == "none" else 0
         self.params: dict[str, torch.Tensor] = {}
         if init:
             self._init_params(generator)
@@ -95,15 +238,14 @@ class GRU4RecNetwork:
     # parameters
     def _init_params(self, g):
         dev, d = self.device, self.layers[-1]
-        n_input = {"none": self.n_items, "separate": self.embedding, "shared": d}[self.mode]
+        n_input = self.embedding or self.n_items  # one-hot input: n_items wide
         for i, n_hidden in enumerate(self.layers):
             n_in = n_input if i == 0 else self.layers[i - 1]
             self.params[f"Wx{i}"] = _gate_blocks(n_in, n_hidden, 3, g, dev)
             self.params[f"Wrz{i}"] = _gate_blocks(n_hidden, n_hidden, 2, g, dev)
             self.params[f"Wh{i}"] = _uniform((n_hidden, n_hidden), n_hidden, n_hidden, g, dev)
             self.params[f"Bh{i}"] = torch.zeros(3 * n_hidden, device=dev)
-        if self.mode == "separate":
-            self.params["E"] = _uniform((self.n_items, self.embedding), self.n_items, self.embedding, g, dev)
+        self.input.init_params(self, g)
         wy = _uniform((self.n_items, d), self.n_items, d, g, dev)
         self.params["WyBy"] = torch.cat([wy, torch.zeros((self.n_items, 1), device=dev)], dim=1).contiguous()
         self.make_row_tables(0)
@@ -125,20 +267,14 @@ class GRU4RecNetwork:
     @property
     def sparse_names(self) -> list[str]:
         """Item matrices: updated only on the rows a step touches."""
-        names = ["WyBy"]
-        if self.mode == "separate":
-            names.append("E")
-        if self.mode == "none":
-            names.append("Wx0")
-        return names
+        return ["WyBy", *self.input.item_matrices]
 
     @property
     def dense_names(self) -> list[str]:
+        sparse = set(self.sparse_names)
         names = []
         for i in range(len(self.layers)):
-            if i >= self.first_dense_layer:
-                names.append(f"Wx{i}")
-            names += [f"Wrz{i}", f"Wh{i}", f"Bh{i}"]
+            names += [n for n in (f"Wx{i}", f"Wrz{i}", f"Wh{i}", f"Bh{i}") if n not in sparse]
         return names
 
     def set_params(self, params: dict[str, torch.Tensor]):
@@ -146,40 +282,57 @@ class GRU4RecNetwork:
         self.params = {k: v.to(self.device) for k, v in params.items()}
         self.make_row_tables(0)
 
+    def state(self) -> dict[str, torch.Tensor]:
+        """The parameters under their model-file names: Wy and By as two matrices (views)."""
+        out = {k: v for k, v in self.params.items() if k != "WyBy"}
+        out["Wy"], out["By"] = self.params["WyBy"][:, :-1], self.params["WyBy"][:, -1]
+        return out
+
+    @classmethod
+    def from_state(cls, tensors: dict[str, torch.Tensor], n_items: int, layers, embedding, constrained_embedding,
+                   device) -> "GRU4RecNetwork":
+        """The inverse of state(). Raises KeyError or ValueError when names or shapes do not fit."""
+        shapes = {k: tuple(v.shape) for k, v in
+                  cls(n_items, layers, embedding, constrained_embedding, torch.device("meta")).state().items()}
+        if set(tensors) != set(shapes):
+            raise KeyError(f"tensors {sorted(set(tensors) ^ set(shapes))}")
+        wrong = [k for k, v in tensors.items() if tuple(v.shape) != shapes[k]]
+        if wrong:
+            raise ValueError(f"shape of {wrong[0]} is {tuple(tensors[wrong[0]].shape)}, expected {shapes[wrong[0]]}")
+        params = {k: v.to(torch.float32).contiguous() for k, v in tensors.items() if k not in ("Wy", "By")}
+        params["WyBy"] = torch.cat([tensors["Wy"], tensors["By"].reshape(-1, 1)], dim=1).to(torch.float32)
+        net = cls(n_items, layers, embedding, constrained_embedding, device, init=False)
+        net.set_params(params)
+        return net
+
     # ----------------------------------------------------------------------------------------
     # forward
     def init_hidden(self, batch_size: int) -> list[torch.Tensor]:
         return [torch.zeros((batch_size, n), device=self.device) for n in self.layers]
 
-    def _input(self, X, rows_for_input=None):
-        """Input of the first GRU layer, or (for 'none' mode) its input projection rows."""
-        p = self.params
-        if self.mode == "shared":
-            return rows_for_input if rows_for_input is not None else p["WyBy"].index_select(0, X)[:, :-1]
-        if self.mode == "separate":
-            return p["E"].index_select(0, X)
-        return p["Wx0"].index_select(0, X)  # one-hot input times Wx0 is a row lookup
+    def gather_rows(self, name, ids_in_use) -> TouchedRows:
+        ids, where = torch.unique(ids_in_use, return_inverse=True)
+        return TouchedRows(ids=ids, rows=self.tables[name].index_select(0, ids), where=where)
 
-    @staticmethod
-    def _gru(a, h, Wrz, Wh):
-        n = h.shape[1]
-        rz = torch.sigmoid(torch.addmm(a[:, n:], h, Wrz))
+    def _preactivation(self, i, x):
+        """a = x Wx + Bh of layer i; the first layer's input comes from the input adapter."""
+        if i == 0:
+            return self.input.preactivation(self, x)
+        return torch.addmm(self.params[f"Bh{i}"], x, self.params[f"Wx{i}"])
+
+    def _gru(self, i, a, h):
+        n, p = h.shape[1], self.params
+        rz = torch.sigmoid(torch.addmm(a[:, n:], h, p[f"Wrz{i}"]))
         rh = rz[:, :n] * h
-        c = torch.tanh(torch.addmm(a[:, :n], rh, Wh))
-        z = rz[:, n:]
-        h_new = torch.addcmul(h, z, c - h)
+        c = torch.tanh(torch.addmm(a[:, :n], rh, p[f"Wh{i}"]))
+        h_new = torch.addcmul(h, rz[:, n:], c - h)  # (1 - z) h + z c
         return h_new, rz, rh, c
 
     def forward_hidden(self, X, H):
         """Inference: feed items X (b,) with hidden states H (updated in place); returns the last layer output."""
-        p = self.params
-        x = self._input(X)
+        x = self.input.lookup(self, X)
         for i in range(len(self.layers)):
-            if i == 0 and self.mode == "none":
-                a = x + p["Bh0"]
-            else:
-                a = torch.addmm(p[f"Bh{i}"], x, p[f"Wx{i}"])
-            x, _, _, _ = self._gru(a, H[i], p[f"Wrz{i}"], p[f"Wh{i}"])
+            x = self._gru(i, self._preactivation(i, x), H[i])[0]
             H[i] = x
         return x
 
@@ -188,99 +341,93 @@ class GRU4RecNetwork:
         W = self.params["WyBy"]
         return torch.addmm(W[:, -1], h, W[:, :-1].t())
 
-    def _gather(self, name, ids_in_use):
-        ids, where = torch.unique(ids_in_use, return_inverse=True)
-        return TouchedRows(ids=ids, rows=self.tables[name].index_select(0, ids), where=where)
-
     def forward_train(self, X, Y, H, p_embed, p_hidden, generator):
         """Training forward pass of one step.
 
         X: input items (b,), Y: scored items (n,) whose first b are the targets, H: hidden states
         (replaced by the new, dropped-out states). Returns the score matrix O (b, n) and the cache.
         """
-        p = self.params
         b = X.shape[0]
-        if self.mode == "shared":
-            out = self._gather("WyBy", torch.cat([X, Y]))  # one gather for input and scored rows
-            out.idle_last_col = torch.ones(len(out.ids), dtype=torch.bool, device=self.device).index_fill_(
-                0, out.where[b:], False)
-            x = out.rows[:, 0, :-1].index_select(0, out.where[:b])
-            inp = None
-        else:
-            out = self._gather("WyBy", Y)
-            inp = self._gather("E" if self.mode == "separate" else "Wx0", X)
-            x = inp.rows[:, 0].index_select(0, inp.where)
-        cache = StepCache(b=b, out=out, inp=inp, h_aug=None, embed_mask=None)
-        if self.mode != "none" and p_embed > 0:
-            cache.embed_mask = _dropout_mask(x.shape, p_embed, generator, self.device)
-            x = x * cache.embed_mask
+        out, scored, inp, x, embed_mask = self.input.gather(self, X, Y, p_embed, generator)
+        cache = StepCache(b=b, out=out, scored=scored, inp=inp, embed_mask=embed_mask)
         for i in range(len(self.layers)):
             h = H[i]
-            if i == 0 and self.mode == "none":
-                a = x + p["Bh0"]
-            else:
-                a = torch.addmm(p[f"Bh{i}"], x, p[f"Wx{i}"])
-            h_new, rz, rh, c = self._gru(a, h, p[f"Wrz{i}"], p[f"Wh{i}"])
+            h_new, rz, rh, c = self._gru(i, self._preactivation(i, x), h)
             mask = None
             if p_hidden > 0:
                 mask = _dropout_mask(h_new.shape, p_hidden, generator, self.device)
                 h_new = h_new * mask
-            cache.layers.append((x, h, rz, rh, c, mask))
+            cache.layers.append(LayerCache(x=x, h=h, rz=rz, rh=rh, c=c, mask=mask))
             H[i] = h_new  # the dropped-out output is also the state carried to the next step
             x = h_new
         cache.h_aug = torch.cat([x, torch.ones((b, 1), device=self.device)], dim=1)
         # scores of the unique scored items, then spread to the n columns (repeats share a column)
-        O = (cache.h_aug @ out.rows[:, 0].t()).index_select(1, self._scored(cache))
+        O = (cache.h_aug @ out.rows[:, 0].t()).index_select(1, scored)
         return O, cache
 
-    def _scored(self, cache):
-        return cache.out.where[cache.b:] if self.mode == "shared" else cache.out.where
-
+    # ----------------------------------------------------------------------------------------
+    # backward
     def backward(self, cache: StepCache, dO):
         """Gradients of the loss given dLoss/dO.
 
         Returns (dense, sparse): dense maps parameter name -> gradient; sparse maps item-matrix
         name -> (TouchedRows, gradient of its unique rows), repeated uses already summed.
         """
-        p = self.params
         out = cache.out
-        W = out.rows[:, 0]
-        dO_u = dO.new_zeros((cache.b, len(out.ids))).index_add_(1, self._scored(cache), dO)
+        # O = h_aug W_u^T spread to columns: columns of the same item add up in dO_u (b, u);
+        # then dW_u = dO_u^T h_aug (Wy rows and By together) and dh = dO_u Wy_u
+        dO_u = dO.new_zeros((cache.b, len(out.ids))).index_add_(1, cache.scored, dO)
         g_out = dO_u.t() @ cache.h_aug
         dense, sparse = {}, {"WyBy": (out, g_out)}
-        d_x = dO_u @ W[:, :-1]
+        d_x = dO_u @ out.rows[:, 0, :-1]
         for i in reversed(range(len(self.layers))):
-            x, h, rz, rh, c, mask = cache.layers[i]
-            n = h.shape[1]
-            if mask is not None:
-                d_x = d_x * mask
-            z = rz[:, n:]
-            d_ac = d_x * z * (1 - c * c)                     # through c = tanh(.)
-            d_rh = d_ac @ p[f"Wh{i}"].t()
-            d_rz = torch.cat([d_rh * h, d_x * (c - h)], dim=1) * rz * (1 - rz)
-            d_a = torch.cat([d_ac, d_rz], dim=1)
-            dense[f"Wh{i}"] = rh.t() @ d_ac
-            dense[f"Wrz{i}"] = h.t() @ d_rz
-            dense[f"Bh{i}"] = d_a.sum(0)
-            if i == 0 and self.mode == "none":
-                inp = cache.inp
-                sparse["Wx0"] = (inp, d_a.new_zeros((len(inp.ids), d_a.shape[1])).index_add_(0, inp.where, d_a))
-                return dense, sparse
-            dense[f"Wx{i}"] = x.t() @ d_a
-            if i > 0:
-                d_x = d_a @ p[f"Wx{i}"].t()
-        d_x0 = d_a @ p["Wx0"].t()
-        if cache.embed_mask is not None:
-            d_x0 = d_x0 * cache.embed_mask
-        if self.mode == "separate":
-            inp = cache.inp
-            sparse["E"] = (inp, d_x0.new_zeros((len(inp.ids), d_x0.shape[1])).index_add_(0, inp.where, d_x0))
-        else:  # shared: the input rows are the first d columns of the same WyBy rows
-            g_out[:, :-1].index_add_(0, out.where[:cache.b], d_x0)
+            d_a = self._gru_backward(i, cache.layers[i], d_x, dense)
+            if i > 0:  # a = x Wx + Bh: dWx = x^T d_a, and the layer below gets dx = d_a Wx^T
+                dense[f"Wx{i}"] = cache.layers[i].x.t() @ d_a
+                d_x = d_a @ self.params[f"Wx{i}"].t()
+        self.input.backward(self, cache, d_a, dense, sparse, g_out)
         return dense, sparse
 
+    def _gru_backward(self, i, lc: LayerCache, d_out, dense):
+        """From dLoss/d(layer output) to dLoss/da (a = x Wx + Bh), filling layer i's dense gradients.
 
-def _dropout_mask(shape, p, generator, device):
-    """Inverted dropout: keep with probability 1-p and scale by 1/(1-p), so inference needs no rescaling."""
-    keep = 1.0 - p
-    return (torch.rand(shape, device=device, generator=generator) < keep).to(torch.float32).div_(keep)
+        h' = h + z (c - h) with h detached:  dc = d_h' z,  dz = d_h' (c - h)
+        c = tanh(a_c + (r h) Wh):            d(pre_c) = dc (1 - c^2) = d_ac;  d(r h) = d_ac Wh^T
+        [r, z] = sigmoid(a_rz + h Wrz):      d(pre_rz) = [d(r h) h, dz] * s (1 - s) = d_rz
+        dWh = (r h)^T d_ac,  dWrz = h^T d_rz,  dBh = column sums of d_a = [d_ac | d_rz].
+        """
+        n = lc.h.shape[1]
+        if lc.mask is not None:  # the output was multiplied by the dropout mask
+            d_out = d_out * lc.mask
+        z = lc.rz[:, n:]
+        d_ac = d_out * z * (1 - lc.c * lc.c)
+        d_rh = d_ac @ self.params[f"Wh{i}"].t()
+        d_rz = torch.cat([d_rh * lc.h, d_out * (lc.c - lc.h)], dim=1) * lc.rz * (1 - lc.rz)
+        d_a = torch.cat([d_ac, d_rz], dim=1)
+        dense[f"Wh{i}"] = lc.rh.t() @ d_ac
+        dense[f"Wrz{i}"] = lc.h.t() @ d_rz
+        dense[f"Bh{i}"] = d_a.sum(0)
+        return d_a
+
+
+class HiddenState:
+    """The hidden states of every GRU layer for the slots of a session-parallel pass, with the
+    runner's two actions: keep (the batch shrinks) and reset (new sessions start)."""
+
+    def __init__(self, net: GRU4RecNetwork, width: int):
+        self.net = net
+        self.H = net.init_hidden(width)
+
+    def keep(self, idx: torch.Tensor):
+        self.H = [h.index_select(0, idx) for h in self.H]
+
+    def reset(self, new: torch.Tensor):
+        new = new.unsqueeze(1)
+        self.H = [h.masked_fill(new, 0.0) for h in self.H]
+
+
+class SessionScorer(HiddenState):
+    """The evaluator's per-pass scorer (see the model protocol): scores of every item as the next one."""
+
+    def step(self, items: torch.Tensor) -> torch.Tensor:
+        return self.net.score_all(self.net.forward_hidden(items, self.H))

@@ -4,7 +4,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from .batching import SessionRunner
 from .errors import ParameterError
+from .model import HiddenState
 
 
 def _as_sessions(sessions):
@@ -25,42 +27,51 @@ def recommend(model, sessions, k: int = 20, batch_size: int = 512):
     per session, best first (empty for a session with no known item), and the number of skipped
     input items.
     """
-    model._require_trained()
+    model.require_trained()
     if int(k) < 1:
         raise ParameterError(f"k must be a positive integer, got {k}")
     k = min(int(k), model.n_items)
     seqs, _ = _as_sessions(sessions)
-    net, dev = model.net, model.device
     mapped, n_unknown = [], 0
     for s in seqs:
         idx = model.item_index(s) if len(s) else np.empty(0, dtype=np.int64)
         n_unknown += int((idx < 0).sum())
         mapped.append(idx[idx >= 0])
     out = [[] for _ in seqs]
-    # longest first, so the sessions still running at step t are always a prefix of the batch
-    order = sorted((i for i, m in enumerate(mapped) if len(m)), key=lambda i: -len(mapped[i]))
-    for start in range(0, len(order), batch_size):
-        chunk = order[start:start + batch_size]
-        lengths = [len(mapped[i]) for i in chunk]
-        padded = np.zeros((len(chunk), lengths[0]), dtype=np.int64)
-        for row, i in enumerate(chunk):
-            padded[row, :lengths[row]] = mapped[i]
-        X = torch.from_numpy(padded).to(dev)
-        H = net.init_hidden(len(chunk))
-        last = torch.empty((len(chunk), net.layers[-1]), device=dev)
-        for t in range(lengths[0]):
-            a = sum(1 for n in lengths if n > t)
-            Hs = [h[:a] for h in H]
-            y = net.forward_hidden(X[:a, t], Hs)
-            for i in range(len(H)):
-                H[i] = torch.cat([Hs[i], H[i][a:]]) if a < len(chunk) else Hs[i]
-            last[:a] = y
-        scores, top = torch.topk(net.score_all(last), k, dim=1)
+    filled = [i for i, m in enumerate(mapped) if len(m)]
+    if not filled:
+        return out, n_unknown
+    last = _last_outputs(model.net, [mapped[i] for i in filled], batch_size)
+    for start in range(0, len(filled), batch_size):
+        scores, top = torch.topk(model.net.score_all(last[start:start + batch_size]), k, dim=1)
         scores, top = scores.cpu().numpy(), top.cpu().numpy()
-        for row, i in enumerate(chunk):
+        for row, i in enumerate(filled[start:start + batch_size]):
             ids = model.item_ids[top[row]]
             out[i] = [(_plain(item), float(sc)) for item, sc in zip(ids, scores[row])]
     return out, n_unknown
+
+
+def _last_outputs(net, sessions, batch_size):
+    """The last layer's output after each session's last item: (n_sessions, d).
+
+    The session-parallel runner feeds every event that has a next one, so a placeholder event
+    after each session makes its last item an input too; the placeholder itself is never fed.
+    Every step writes its rows' outputs to their sessions; a session's last write is its answer.
+    """
+    lengths = np.array([len(s) + 1 for s in sessions], dtype=np.int64)
+    offsets = np.concatenate([[0], np.cumsum(lengths)])
+    items = np.zeros(offsets[-1], dtype=np.int64)  # placeholders stay 0 (any valid column)
+    for s, start in zip(sessions, offsets[:-1]):
+        items[start:start + len(s)] = s
+    dev = net.device
+    owner = torch.from_numpy(np.repeat(np.arange(len(sessions)), lengths)).to(dev)
+    runner = SessionRunner(torch.from_numpy(items).to(dev), offsets, np.arange(len(sessions)), batch_size,
+                           with_events=True)
+    state = HiddenState(net, runner.first_width)
+    last = torch.empty((len(sessions), net.layers[-1]), device=dev)
+    for _, X, _, events in runner.steps(state):
+        last.index_copy_(0, owner[events], net.forward_hidden(X, state.H))
+    return last
 
 
 def _plain(x):

@@ -92,6 +92,9 @@ def test_save_load_round_trip_gives_identical_scores(markov_data, tmp_path):
     model.save(path)
     loaded = GRU4Rec.load(path, device="cpu")
     assert loaded.params == model.params and list(loaded.item_ids) == list(model.item_ids)
+    counts = train.iloc[:3000].ItemId.value_counts()
+    np.testing.assert_array_equal(model.item_support, counts[model.item_ids].to_numpy())
+    np.testing.assert_array_equal(loaded.item_support, model.item_support)
     a = evaluate(model, test, cutoffs=(1, 20))
     b = evaluate(loaded, test, cutoffs=(1, 20))
     assert a.recall == b.recall and a.mrr == b.mrr
@@ -153,3 +156,15 @@ def test_logq_applies_to_ranking_losses_too(markov_data):
     a = small_fit(train, 5, loss="bpr-max", final_act="elu-0.5")
     b = small_fit(train, 5, loss="bpr-max", final_act="elu-0.5", logq=1.0)
     assert not torch.equal(a.net.params["WyBy"], b.net.params["WyBy"])
+
+
+def test_model_file_with_a_wrong_tensor_shape_is_a_data_error(markov_data, tmp_path):
+    from gru4rec.errors import DataError
+    from gru4rec.serialization import load_model_file, save_model_file
+    model = small_fit(markov_data[0], 3)
+    model.save(tmp_path / "m.safetensors")
+    header, tensors, item_ids = load_model_file(tmp_path / "m.safetensors")
+    tensors["Wh0"] = tensors["Wh0"][:, :-1]
+    save_model_file(tmp_path / "bad.safetensors", header, tensors, item_ids)
+    with pytest.raises(DataError, match=r"bad.safetensors: model file is inconsistent .*Wh0"):
+        GRU4Rec.load(tmp_path / "bad.safetensors", device="cpu")

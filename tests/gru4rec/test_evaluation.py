@@ -6,7 +6,7 @@ import torch
 
 from gru4rec import GRU4Rec, evaluate, recommend
 from gru4rec.errors import DataError, ParameterError
-from gru4rec.evaluation import TIE_MODES, ranks_of_targets
+from gru4rec.evaluation import ranks_of_targets
 
 
 def brute_rank(row, target, mode, u=None):
@@ -163,3 +163,57 @@ def test_first_session_with_one_known_item_and_fewer_sessions_than_the_batch(sma
     for r, s in zip(recs, [[known[0]], known[1:4], known[4:6]]):
         single, _ = recommend(small_model, [s], k=3)
         assert [i for i, _ in r] == [i for i, _ in single[0]]
+
+
+class PreviousItem:
+    """A model without a GRU, through the evaluator's protocol only: it scores 1 for the item that
+    came before the current one in the same session, 0 for every other item."""
+    n_items = 4
+
+    def item_index(self, ids):
+        ids = np.asarray(ids)
+        return np.where(np.isin(ids, np.arange(4)), ids, -1)
+
+    def require_trained(self):
+        pass
+
+    def session_scorer(self, width, device):
+        return PreviousItemScorer(width)
+
+
+class PreviousItemScorer:
+    def __init__(self, width):
+        self.prev = torch.full((width,), -1)
+        self.cur = torch.full((width,), -1)
+
+    def keep(self, idx):
+        self.prev, self.cur = self.prev[idx], self.cur[idx]
+
+    def reset(self, new):
+        self.prev[new], self.cur[new] = -1, -1
+
+    def step(self, items):
+        self.prev, self.cur = self.cur, items.clone()
+        scores = torch.zeros((len(items), 4))
+        rows = torch.nonzero(self.prev >= 0).squeeze(1)
+        scores[rows, self.prev[rows]] = 1.0
+        return scores
+
+
+@pytest.mark.parametrize("batch_size", [1, 3, 64])
+def test_any_model_of_the_protocol_is_evaluated_session_by_session(batch_size):
+    # conservative ties: a hit at 1 only where the item two events back equals the target, which
+    # needs the scorer's state to follow each session exactly (reset at starts, rows kept on shrink)
+    rng = np.random.default_rng(0)
+    lengths = rng.integers(1, 7, size=80)
+    test = pd.DataFrame({"SessionId": np.repeat(np.arange(80), lengths),
+                         "ItemId": rng.integers(0, 5, size=lengths.sum()),  # item 4 is unknown
+                         "Time": np.arange(lengths.sum())})
+    res = evaluate(PreviousItem(), test, cutoffs=(1,), mode="conservative", batch_size=batch_size)
+    hits, n = 0, 0
+    for _, g in test.groupby("SessionId"):
+        s = [i for i in g.ItemId if i < 4]
+        n += max(len(s) - 1, 0)
+        hits += sum(s[k - 1] == s[k + 1] for k in range(1, len(s) - 1))
+    assert res.n_predictions == n and res.n_dropped == int((test.ItemId == 4).sum())
+    assert res.recall[1] == pytest.approx(hits / n) and hits > 0

@@ -51,7 +51,7 @@ def test_backward_matches_autograd(mode, embedding, constrained, layers, loss, a
     dense, sparse = net.backward(cache, dO)
 
     P = {k: v.clone().requires_grad_(True) for k, v in net.params.items()}
-    masks = [lay[5] for lay in cache.layers]
+    masks = [lay.mask for lay in cache.layers]
     O_ref = reference_forward(P, mode, layers, n_items, X, Y, H0, cache.embed_mask, masks)
     torch.testing.assert_close(O, O_ref.detach())
     (O_ref * dO).sum().backward()                     # chain rule from the same dLoss/dO
@@ -82,3 +82,19 @@ def test_initialisation_is_uniform_per_gate_block():
     Wrz = net.params["Wrz0"]
     assert Wrz.abs().max() <= (6.0 / 100) ** 0.5
     assert torch.count_nonzero(net.params["Bh0"]) == 0 and torch.count_nonzero(net.params["WyBy"][:, -1]) == 0
+
+
+@pytest.mark.parametrize("emb,con,mode", [(0, False, "none"), (4, False, "separate"), (0, True, "shared")])
+def test_state_names_wy_and_by_and_from_state_restores_the_network(emb, con, mode):
+    from gru4rec.model import EMBEDDING_MODES
+    net = GRU4RecNetwork(9, [5, 3], emb, con, torch.device("cpu"), torch.Generator().manual_seed(0))
+    assert net.input is EMBEDDING_MODES.adapters[mode] and net.mode == mode
+    state = net.state()
+    assert "WyBy" not in state and state["Wy"].shape == (9, 3) and state["By"].shape == (9,)
+    again = GRU4RecNetwork.from_state({k: v.clone() for k, v in state.items()}, 9, [5, 3], emb, con,
+                                      torch.device("cpu"))
+    assert set(again.params) == set(net.params)
+    assert all(torch.equal(again.params[k], net.params[k]) for k in net.params)
+    with pytest.raises(KeyError):
+        GRU4RecNetwork.from_state({k: v for k, v in state.items() if k != "By"}, 9, [5, 3], emb, con,
+                                  torch.device("cpu"))

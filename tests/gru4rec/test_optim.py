@@ -33,7 +33,7 @@ def test_sparse_rows_match_dense_computation_and_untouched_rows_stay(momentum):
         per_use = rng.normal(size=(len(used), W0.shape[1]))
         G = np.zeros_like(W0)
         np.add.at(G, used, per_use)
-        touched = net._gather("WyBy", torch.tensor(used))
+        touched = net.gather_rows("WyBy", torch.tensor(used))
         g_unique = torch.tensor(G[touched.ids.numpy()])
         gd = rng.normal(size=D0.shape)
         rows = np.unique(used)

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import numpy as np
 import scipy.sparse as sp
-import torch
 
 from ..params import Spec
 from .base import Baseline, dense_scores, rank_within_rows

@@ -64,6 +64,16 @@ SCORE_DECAYS = {
 }
 
 
+def last_in_rows(m: sp.csr_matrix, n: int):
+    """(mask, rows): which stored entries are among their row's last n (n=0: all), and each entry's row.
+    The columns are session numbers in order of recency, so with sorted indices these are the most
+    recent sessions."""
+    rows = np.repeat(np.arange(m.shape[0]), np.diff(m.indptr))
+    if n == 0:
+        return np.ones(m.nnz, dtype=bool), rows
+    return m.indptr[rows + 1] - 1 - np.arange(m.nnz) < n, rows
+
+
 class _SessionKNN(Baseline):
     """What SKNN and V-SkNN share: the session/item incidence, the candidate sample, the top-k."""
     PARAMS = {"k": K, "sample_size": SAMPLE_SIZE}
@@ -87,18 +97,9 @@ class _SessionKNN(Baseline):
         # sample_size most recent candidates (every more recent session of that item is a
         # candidate too); and each of them holds all its shared items in these truncated lists,
         # so the overlaps computed from them stay exact.
-        self.item_sessions = self._most_recent(item_sessions, self.params["sample_size"])
-
-    @staticmethod
-    def _most_recent(m: sp.csr_matrix, n: int) -> sp.csr_matrix:
-        """Each row's last n entries (largest columns = most recent sessions); n=0 keeps all."""
-        if n == 0:
-            return m
-        rows = np.repeat(np.arange(m.shape[0]), np.diff(m.indptr))
-        from_end = m.indptr[rows + 1] - 1 - np.arange(m.nnz)
-        keep = from_end < n
-        return sp.csr_matrix((m.data[keep], m.indices[keep], np.concatenate([[0], np.cumsum(
-            np.minimum(np.diff(m.indptr), n))])), shape=m.shape)
+        keep, rows = last_in_rows(item_sessions, self.params["sample_size"])
+        self.item_sessions = sp.csr_matrix((item_sessions.data[keep], (rows[keep], item_sessions.indices[keep])),
+                                           shape=item_sessions.shape)
 
     def _scorer(self, width, device):
         return _KNNScorer(self, width, device)
@@ -124,11 +125,8 @@ class _SessionKNN(Baseline):
         """(rows, cols, weight) of every slot's k neighbour sessions, for the query matrix of the slots."""
         overlap = (query @ self.item_sessions).tocsr()
         overlap.sort_indices()
-        rows = np.repeat(np.arange(overlap.shape[0]), np.diff(overlap.indptr))
-        cols, vals = overlap.indices, overlap.data
-        if self.params["sample_size"]:
-            recent = overlap.indptr[rows + 1] - 1 - np.arange(overlap.nnz) < self.params["sample_size"]
-            rows, cols, vals = rows[recent], cols[recent], vals[recent]
+        recent, rows = last_in_rows(overlap, self.params["sample_size"])
+        rows, cols, vals = rows[recent], overlap.indices[recent], overlap.data[recent]
         sim = self._similarity(vals, rows, cols, query)
         order = np.lexsort((-cols, -sim, rows))
         rows, cols, sim = rows[order], cols[order], sim[order]

@@ -19,6 +19,7 @@ EPILOG = """examples:
   gru4rec evaluate model.safetensors -t test.tsv -m 5 20 -e conservative
   gru4rec recommend model.safetensors --items 214536502 214536500 -k 10
   gru4rec recommend model.safetensors --sessions test.tsv -o recs.tsv
+  gru4rec baseline vsknn train.tsv -t test.tsv -m 1 5 10 20 -ps k=100,sample_size=1000 -e conservative
 """
 TIE_MODES = ("standard", "conservative", "median", "tiebreaking")
 
@@ -77,7 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
                                  "(Hidasi et al., ICLR 2016, CIKM 2018). Data: TSV/TXT, CSV or Parquet events "
                                  "with session id, item id and time columns.",
                                  epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = ap.add_subparsers(dest="command", required=True, metavar="{train,evaluate,recommend}")
+    sub = ap.add_subparsers(dest="command", required=True, metavar="{train,evaluate,recommend,baseline}")
 
     tr = sub.add_parser("train", help="train a model (and optionally save and evaluate it)",
                         description="Train GRU4Rec on an events file; optionally save the model and evaluate it "
@@ -115,6 +116,7 @@ def build_parser() -> argparse.ArgumentParser:
     rc.add_argument("-k", type=_positive_int, default=20, help="number of recommendations (default: 20)")
     rc.add_argument("-o", "--output", metavar="FILE", help="write the TSV here (atomically) instead of to stdout")
     _add_io_options(rc)
+    _add_baseline_parser(sub)
     return ap
 
 
@@ -245,7 +247,40 @@ def _check_output_path(path, option):
         raise ParameterError(f"{p}: directory {p.parent} does not exist (for {option})")
 
 
-COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "recommend": cmd_recommend}
+# -- baselines ---------------------------------------------------------------------------------------
+def _baseline_help() -> str:
+    from .baselines import BASELINES
+    lines = ["baselines and their parameters (-ps name=value,...; name: default):"]
+    for key, cls in BASELINES.items():
+        params = ", ".join(f"{n}: {spec.default}" for n, spec in cls.PARAMS.items()) or "no parameters"
+        lines.append(f"  {key:<8} {cls.NAME:<9} {params}")
+    return "\n".join(lines)
+
+
+def _add_baseline_parser(sub):
+    bl = sub.add_parser("baseline", help="fit a baseline (POP, Item-KNN, V-SkNN, ...) and evaluate it",
+                        description="Fit a baseline on an events file and evaluate it on test files exactly as "
+                                    "GRU4Rec is evaluated.",
+                        formatter_class=argparse.RawDescriptionHelpFormatter, epilog=_baseline_help())
+    bl.add_argument("name", metavar="NAME", help="random, pop, spop, itemknn, bprmf, sknn or vsknn")
+    bl.add_argument("train", metavar="TRAIN", help="training events (.tsv/.txt, .csv or .parquet)")
+    bl.add_argument("-ps", "--parameter-string", metavar="PARAMS", help="parameters: name=value,name=value")
+    bl.add_argument("--seed", type=int, default=42, help="random seed (RANDOM, BPR-MF) (default: 42)")
+    _add_eval_options(bl, test_required=True)
+    _add_io_options(bl)
+
+
+def cmd_baseline(args):
+    from .baselines import make_baseline, parse_baseline_params
+    model = make_baseline(args.name, seed=args.seed, device=args.device,
+                          **parse_baseline_params(args.parameter_string or ""))
+    tests = [(path, _read(path, args)) for path in args.test]  # a bad test file fails before fitting
+    _log(f"Loading training data from {args.train}")
+    model.fit(_read(args.train, args), args.session_key, args.item_key, args.time_key)
+    _evaluate(model, tests, args)
+
+
+COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "recommend": cmd_recommend, "baseline": cmd_baseline}
 
 
 def main(argv=None) -> int:

@@ -52,7 +52,15 @@ class _Network:
         require = getattr(model, "require_trained", None) or model._require_trained
         require()
         self.net, self.device = model.net, model.device
-        self.item_ids, self.n_items, self.item_index = model.item_ids, model.n_items, model.item_index
+        self.item_ids, self.n_items = model.item_ids, model.n_items
+        # GRU4Rec.item_index looks ids up with pandas, which costs O(n_items) per call for a list of
+        # Python objects (16 ms for 100k items): too slow per event. A dict matches the same ids.
+        self.lookup = {item: i for i, item in enumerate(model.item_ids.tolist())}
+
+    def item_index(self, ids) -> np.ndarray:
+        """The model column of each original id; -1 where the model does not know it."""
+        ids = ids.tolist() if isinstance(ids, np.ndarray) else ids
+        return np.fromiter((self.lookup.get(x, -1) for x in ids), dtype=np.int64, count=len(ids))
 
     def empty_state(self, n: int) -> list[torch.Tensor]:
         """Hidden states of n new sessions: one (n, units) tensor per layer."""
@@ -126,7 +134,7 @@ class SessionRecommender:
     state store (least recently used sessions are evicted). exclude_seen: by default leave out
     the items already in the session. allowed_items: recommend only these item ids (ids the
     model does not know are ignored, with a warning saying how many). return_scores,
-    return_embedding: fill those fields of the results.
+    return_embedding: fill those fields of the results. Not thread-safe: one per thread, or a lock.
     """
 
     def __init__(self, model, k: int = 20, max_sessions: int = 100_000, exclude_seen: bool = False,
@@ -217,9 +225,10 @@ class SessionRecommender:
     # ----------------------------------------------------------------------------------------
     # internals
     def _options(self, k, exclude_seen):
+        """A call's k (at most the number of candidate items) and exclude_seen, defaults filled in."""
         k = self.k if k is None else _positive_int("k", k)
-        return min(k, self.n_candidates), self.exclude_seen if exclude_seen is None else _flag("exclude_seen",
-                                                                                              exclude_seen)
+        exclude_seen = self.exclude_seen if exclude_seen is None else _flag("exclude_seen", exclude_seen)
+        return min(k, self.n_candidates), exclude_seen
 
     def _check_events(self, session_ids, item_ids):
         sids, items = _as_ids("session_ids", session_ids), _as_ids("item_ids", item_ids)

@@ -233,7 +233,8 @@ class SessionRecommender:
     def _check_events(self, session_ids, item_ids):
         sids, items = _as_ids("session_ids", session_ids), _as_ids("item_ids", item_ids)
         if len(sids) != len(items):
-            raise ParameterError(f"session_ids and item_ids must have the same length, got {len(sids)} and {len(items)}")
+            raise ParameterError(f"session_ids and item_ids must have the same length, got {len(sids)} "
+                                 f"and {len(items)}")
         return sids, items
 
     def _item_index(self, name, ids) -> np.ndarray:

@@ -1,8 +1,8 @@
 """A final model as an MLflow model: logged and registered in a real (SQLite) store, loaded with
 mlflow.pyfunc, and served by the real `mlflow models serve`; every answer equals recommend()."""
 import json
-import re
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -10,7 +10,6 @@ import sys
 import time
 import urllib.error
 import urllib.request
-import zipfile
 from pathlib import Path
 
 import mlflow
@@ -53,7 +52,7 @@ def registered(trained):
 
 
 def test_register_a_final_run_directory_from_the_command_line(trained, tmp_path, capsys):
-    model, d = trained
+    _, d = trained
     final = tmp_path / "results" / "shop" / "final" / "bpr-max-separate"
     final.mkdir(parents=True)
     (final / "model.safetensors").write_bytes((d / "model.safetensors").read_bytes())

@@ -1,9 +1,32 @@
-"""Helpers for the workflow's job scripts: output to the job's log and the console, one-line errors."""
+"""Helpers for the workflow's job scripts: output to the job's log and the console, one-line errors;
+and the test hook that holds a job at a named point."""
 from __future__ import annotations
 
+import os
 import sys
+import time
 from contextlib import contextmanager
 from pathlib import Path
+
+# Test hook: a job reaching the point named in $GRU4REC_TEST_PAUSE_AT (e.g. "trial-2") writes
+# $GRU4REC_TEST_PAUSE_DIR/<point>.reached (its pid) and waits there until <point>.go exists. A test
+# that kills a job this way knows exactly where the kill lands, on a fast or a loaded machine.
+PAUSE_AT, PAUSE_DIR = "GRU4REC_TEST_PAUSE_AT", "GRU4REC_TEST_PAUSE_DIR"
+PAUSE_LIMIT_SECONDS = 600
+
+
+def pause_point(name: str) -> None:
+    """Hold here while a test asks for it (see PAUSE_AT); a no-op otherwise."""
+    if os.environ.get(PAUSE_AT) != name:
+        return
+    where = Path(os.environ[PAUSE_DIR])
+    go = where / f"{name}.go"
+    (where / f"{name}.reached").write_text(f"{os.getpid()}\n")
+    deadline = time.monotonic() + PAUSE_LIMIT_SECONDS
+    while not go.exists():  # the test kills the job here, or lets it go on
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"test pause at '{name}': {go} did not appear within {PAUSE_LIMIT_SECONDS} s")
+        time.sleep(0.05)
 
 
 class _Tee:

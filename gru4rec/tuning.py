@@ -242,7 +242,9 @@ class _Objective:
     label: str = ""
 
     def __call__(self, trial) -> float:
+        from .jobs import pause_point
         trial.set_user_attr("worker", _this_worker())
+        pause_point(f"trial-{trial.number}")
         params = dict(self.fixed, **suggest(trial, self.space))
         tracker = self.tracker
         run = tracker.start(f"{self.label}/trial-{trial.number}", parent=self.parent_run,

@@ -1,18 +1,28 @@
 """Stand-ins for the GRU4Rec objective (picklable: tuning workers are separate processes)."""
 import math
+import os
 import time
+from pathlib import Path
 
 from gru4rec.errors import TrainingDivergedError
 
 
-class Quadratic:
-    """quadratic() that takes `sleep` seconds a trial, as a training would."""
+class Rendezvous:
+    """quadratic(), but a worker's first trial waits until `n` workers (processes) have each
+    started one: every worker of the test then certainly runs trials, however fast or slow the
+    machine starts the others."""
 
-    def __init__(self, sleep: float):
-        self.sleep = sleep
+    def __init__(self, directory, n: int = 2, timeout: float = 300.0):
+        self.directory, self.n, self.timeout = str(directory), n, timeout
 
     def __call__(self, params, epoch_callback=None):
-        time.sleep(self.sleep)
+        here = Path(self.directory)
+        (here / str(os.getpid())).touch()
+        deadline = time.monotonic() + self.timeout
+        while len(list(here.iterdir())) < self.n:  # waits for an event, not a guessed duration
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"only {len(list(here.iterdir()))} of {self.n} workers started a trial")
+            time.sleep(0.05)
         return quadratic(params, epoch_callback)
 
 

@@ -4,7 +4,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pandas as pd
@@ -159,38 +158,42 @@ def test_demo_pipeline_end_to_end(tmp_path):
 
 
 def test_interrupted_workflow_continues_its_study(tmp_path):
-    """Ctrl-C during tuning, then the same command again: the study continues where it stopped."""
+    """Ctrl-C during tuning (while trial 2 runs, trials 0 and 1 done), then the same command
+    again: the study continues where it stopped."""
     import signal
 
     import optuna
+
     from gru4rec import tuning
+    from gru4rec.jobs import PAUSE_AT, PAUSE_DIR
+
+    from .test_tuning import wait_until_reached
     config = tiny_config(tmp_path)
     cfg = yaml.safe_load(config.read_text())
-    cfg["tuning"].update(n_trials=6, overrides={"n_epochs": 10, "n_sample": 32})  # trials of ~2 s
+    cfg["tuning"].update(n_trials=6)
     cfg["datasets"]["synthetic"].update(losses=["cross-entropy"], embeddings=["shared"])
     cfg["mlflow"]["tracking_uri"] = "none"
     config.write_text(yaml.safe_dump(cfg))
     study_dir = tmp_path / "results" / "synthetic" / "tuning" / "cross-entropy-shared"
-    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}")
+    (tmp_path / "pause").mkdir()
+    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}",
+               **{PAUSE_AT: "trial-2", PAUSE_DIR: str(tmp_path / "pause")})
     proc = subprocess.Popen(SNAKEMAKE + ["--cores", "1", "all", "--configfile", str(config)], cwd=REPO, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+    wait_until_reached(tmp_path / "pause" / "trial-2.reached", proc)
     complete = optuna.trial.TrialState.COMPLETE
-    deadline, before = time.time() + 180, []
-    while time.time() < deadline and not before:
-        time.sleep(0.5)
-        if (study_dir / "study.journal").exists():
-            before = [t for t in tuning.load_study("synthetic/cross-entropy-shared", str(study_dir / "study.journal")).trials
-                      if t.state == complete]
+    before = [t for t in tuning.load_study("synthetic/cross-entropy-shared", str(study_dir / "study.journal")).trials
+              if t.state == complete]
     os.killpg(proc.pid, signal.SIGINT)
-    proc.wait(timeout=120)
-    assert before, "no trial finished before the interruption"
+    proc.communicate(timeout=300)
+    assert [t.number for t in before] == [0, 1]
     assert not (study_dir / "best_params.json").exists()
     r = snake(["--cores", "1", "all", "--configfile", str(config)], tmp_path)
     assert r.returncode == 0, (r.stdout + r.stderr)[-3000:]
     after = {t.number: t for t in tuning.load_study("synthetic/cross-entropy-shared", str(study_dir / "study.journal")).trials}
     assert all(after[t.number].state == complete and after[t.number].value == t.value for t in before)
+    assert after[2].state == optuna.trial.TrialState.FAIL  # the interrupted trial: failed, not counted
     best = json.loads((study_dir / "best_params.json").read_text())
-    assert best["n_complete"] + best["n_failed"] == 6
+    assert best["n_complete"] + best["n_failed"] == 6 and best["n_interrupted"] == 1
     log = (tmp_path / "results" / "logs" / "tune" / "synthetic" / "cross-entropy-shared.log").read_text()
-    resumed_at = int(log.split("': ", 1)[1].split("/6 trials done")[0])  # the second run's first line
-    assert len(before) <= resumed_at < 6
+    assert "study 'synthetic/cross-entropy-shared': 2/6 trials done" in log  # the second run's first line

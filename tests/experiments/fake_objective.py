@@ -1,4 +1,5 @@
 """Stand-ins for the GRU4Rec objective (picklable: tuning workers are separate processes)."""
+
 import math
 import os
 import time
@@ -30,7 +31,9 @@ def quadratic(params, epoch_callback=None):
     """Best at learning_rate 0.1; NaN above 0.2 (a diverged training), an exception below 0.02."""
     if epoch_callback:
         for epoch in (1, 2):
-            epoch_callback({"epoch": epoch, "loss": 1.0 / epoch, "seconds": 0.01, "mb_per_s": 1.0, "events_per_s": 10.0})
+            epoch_callback(
+                {"epoch": epoch, "loss": 1.0 / epoch, "seconds": 0.01, "mb_per_s": 1.0, "events_per_s": 10.0}
+            )
     lr = params["learning_rate"]
     if lr > 0.2:
         return math.nan, {}

@@ -1,5 +1,6 @@
-"""Helpers for the workflow's job scripts: output to the job's log and the console, one-line errors;
+"""Glue for the workflow's job scripts: output to the job's log and the console, one-line errors;
 and the test hook that holds a job at a named point."""
+
 from __future__ import annotations
 
 import os
@@ -7,6 +8,8 @@ import sys
 import time
 from contextlib import contextmanager
 from pathlib import Path
+
+from gru4rec.errors import GRU4RecError
 
 # Test hook: a job reaching the point named in $GRU4REC_TEST_PAUSE_AT (e.g. "trial-2") writes
 # $GRU4REC_TEST_PAUSE_DIR/<point>.reached (its pid) and waits there until <point>.go exists. A test
@@ -50,12 +53,8 @@ class _Tee:
 @contextmanager
 def job(log_path=None):
     """Run a job body: its output goes to the log file and the console; a user's mistake (bad
-    config, bad data, diverged training) ends it with a one-line message and exit code 1."""
-    from .errors import GRU4RecError
-    try:
-        from preprocessing.errors import PreprocessingError
-    except ImportError:  # pragma: no cover
-        PreprocessingError = GRU4RecError
+    config, bad data, diverged training: any GRU4RecError, preprocessing's included) ends it with
+    a one-line message and exit code 1."""
     if log_path:
         Path(log_path).parent.mkdir(parents=True, exist_ok=True)
     log = open(log_path, "w") if log_path else None
@@ -64,7 +63,7 @@ def job(log_path=None):
         sys.stdout, sys.stderr = _Tee(old[0], log), _Tee(old[1], log)
     try:
         yield
-    except (GRU4RecError, PreprocessingError) as e:
+    except GRU4RecError as e:
         print(f"error: {e}", file=sys.stderr)
         sys.stdout, sys.stderr = old
         if log:

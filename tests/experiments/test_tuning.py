@@ -1,5 +1,6 @@
-"""Optuna studies (gru4rec.tuning) with a stand-in objective: budget, seeding, diverged trials,
+"""Optuna studies (experiments.tuning) with a stand-in objective: budget, seeding, diverged trials,
 resuming a killed run, parallel workers, MLflow nesting; and the real GRU4Rec objective once."""
+
 import os
 import signal
 import subprocess
@@ -10,15 +11,19 @@ from pathlib import Path
 import optuna
 import pytest
 
-from gru4rec import tuning
+from experiments import tuning
+from experiments.jobs import PAUSE_AT, PAUSE_DIR
 from gru4rec.errors import ParameterError
-from gru4rec.jobs import PAUSE_AT, PAUSE_DIR
+from gru4rec.losses import LOSSES, RANKING_LOSSES
+from gru4rec.model import EMBEDDING_MODES, embedding_mode
 
 from .fake_objective import Rendezvous, quadratic
 
 S = optuna.trial.TrialState
-SPACE = {"learning_rate": {"type": "float", "low": 0.02, "high": 0.2, "step": 0.01},  # never diverges
-         "layers": {"type": "int", "low": 16, "high": 64, "step": 16}}
+SPACE = {
+    "learning_rate": {"type": "float", "low": 0.02, "high": 0.2, "step": 0.01},  # never diverges
+    "layers": {"type": "int", "low": 16, "high": 64, "step": 16},
+}
 FIXED = tuning.fixed_params("cross-entropy", "shared", {"n_epochs": 1, "n_sample": 0})
 REPO = Path(__file__).resolve().parents[2]
 
@@ -31,13 +36,25 @@ def run(storage, n, name="s", objective=quadratic, **kw):
     return tuning.run_study(name, str(storage), objective, SPACE, FIXED, n, **kw)
 
 
+@pytest.mark.parametrize("loss", LOSSES)
+def test_every_loss_and_embedding_mode_of_the_library_can_be_studied(loss):
+    for mode in EMBEDDING_MODES:
+        fixed = tuning.fixed_params(loss, mode)
+        assert fixed["loss"] == loss and embedding_mode(fixed["embedding"], fixed["constrained_embedding"]) == mode
+        tuning._check_fixed_and_space(fixed, tuning.paper_space(loss))  # both ends of every range are valid
+    assert ("bpreg" in tuning.paper_space(loss)) == (loss == "bpr-max")
+    assert ("final_act" in tuning.paper_space(loss)) == (loss in RANKING_LOSSES)
+    with pytest.raises(ParameterError, match="embedding mode must be one of none, separate, shared"):
+        tuning.fixed_params(loss, "tied")
+
+
 def test_study_runs_to_its_budget_with_a_seeded_sampler(tmp_path):
     summary = run(tmp_path / "a.journal", 6, seed=7)
     done = trials(tmp_path / "a.journal")
     assert len(done) == 6
     values = [t.value for t in done if t.state == S.COMPLETE]
     assert summary["value"] == max(values) and summary["n_complete"] == len(values)
-    assert summary["params"]["layers"] in ([16], [32], [48], [64])          # a list, as the model takes it
+    assert summary["params"]["layers"] in ([16], [32], [48], [64])  # a list, as the model takes it
     assert summary["params"]["constrained_embedding"] is True and summary["params"]["loss"] == "cross-entropy"
     assert summary["params"]["learning_rate"] == round(summary["params"]["learning_rate"], 2)
     # the same seed draws the same parameters; another seed does not
@@ -74,26 +91,36 @@ def test_no_successful_trial_is_an_error(tmp_path):
 
 def test_bad_space_or_fixed_parameter_fails_before_any_trial(tmp_path):
     with pytest.raises(ParameterError, match="layerz"):
-        tuning.run_study("s", str(tmp_path / "j"), quadratic, {"layerz": {"type": "int", "low": 1, "high": 2}}, FIXED, 2)
+        tuning.run_study(
+            "s", str(tmp_path / "j"), quadratic, {"layerz": {"type": "int", "low": 1, "high": 2}}, FIXED, 2
+        )
     with pytest.raises(ParameterError, match="low must be <= high"):
-        tuning.run_study("s", str(tmp_path / "j"), quadratic,
-                         {"learning_rate": {"type": "float", "low": 0.2, "high": 0.1}}, FIXED, 2)
+        tuning.run_study(
+            "s", str(tmp_path / "j"), quadratic, {"learning_rate": {"type": "float", "low": 0.2, "high": 0.1}}, FIXED, 2
+        )
     assert not (tmp_path / "j").exists() or not trials(tmp_path / "j")
 
 
 def _start_study_process(storage, n, objective: str, name="s", workers=1, env=None):
     """run_study in a process of its own (a session leader, so that its workers die with it);
     `objective` is Python code for the objective, evaluated there."""
-    code = ("import sys; sys.path.insert(0, %r)\n"
-            "from gru4rec import tuning\nfrom tests.workflow.fake_objective import Rendezvous, quadratic\n"
-            "tuning.run_study(%r, %r, %s, %r, %r, %d, workers=%d, poll_seconds=0.2)\n"
-            % (str(REPO), name, str(storage), objective, SPACE, FIXED, n, workers))
-    return subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            start_new_session=True, env=dict(os.environ, **(env or {})))
+    code = (
+        f"import sys; sys.path.insert(0, {str(REPO)!r})\n"
+        "from experiments import tuning\nfrom tests.experiments.fake_objective import Rendezvous, quadratic\n"
+        f"tuning.run_study({name!r}, {str(storage)!r}, {objective}, {SPACE!r}, {FIXED!r}, {n}, workers={workers}, "
+        "poll_seconds=0.2)\n"
+    )
+    return subprocess.Popen(
+        [sys.executable, "-c", code],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+        env=dict(os.environ, **(env or {})),
+    )
 
 
 def _paused_at(point, tmp_path):
-    """The environment that makes a job hold at `point` (gru4rec.jobs.pause_point), and the file
+    """The environment that makes a job hold at `point` (experiments.jobs.pause_point), and the file
     that says it is there."""
     where = tmp_path / "pause"
     where.mkdir(exist_ok=True)
@@ -105,8 +132,10 @@ def wait_until_reached(marker: Path, proc, timeout=300):
     deadline = time.monotonic() + timeout
     while not marker.exists():
         if proc.poll() is not None:
-            raise AssertionError(f"the job ended (exit code {proc.returncode}) before reaching {marker.stem}:\n"
-                                 + (proc.stdout.read().decode() if proc.stdout else ""))
+            raise AssertionError(
+                f"the job ended (exit code {proc.returncode}) before reaching {marker.stem}:\n"
+                + (proc.stdout.read().decode() if proc.stdout else "")
+            )
         if time.monotonic() > deadline:
             raise AssertionError(f"the job did not reach {marker.stem} within {timeout} s")
         time.sleep(0.05)
@@ -165,6 +194,7 @@ def test_two_separate_jobs_share_one_study(tmp_path):
 
 def test_trials_nest_under_the_study_run_in_mlflow(tmp_path, monkeypatch):
     from mlflow.tracking import MlflowClient
+
     monkeypatch.chdir(tmp_path)  # MLflow's default artifact root would be ./mlruns: it must not be used
     uri = f"sqlite:///{tmp_path}/store/mlflow.db"
     stats = tmp_path / "stats.tsv"
@@ -192,7 +222,8 @@ def test_trials_nest_under_the_study_run_in_mlflow(tmp_path, monkeypatch):
 
 
 def _log_runs(uri, k):
-    from gru4rec.tracking import Tracker
+    from experiments.tracking import Tracker
+
     tracker = Tracker(uri, "par")
     for i in range(8):
         with tracker.run(f"w{k}-{i}", tags={"kind": "load"}) as r:
@@ -206,7 +237,8 @@ def test_parallel_jobs_do_not_lose_mlflow_runs(tmp_path):
 
     from mlflow.tracking import MlflowClient
 
-    from gru4rec.tracking import init_store
+    from experiments.tracking import init_store
+
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     init_store(uri, "par")
     with ProcessPoolExecutor(4) as pool:
@@ -219,6 +251,7 @@ def test_parallel_jobs_do_not_lose_mlflow_runs(tmp_path):
 
 def test_gru4rec_validation_score(tmp_path):
     import preprocessing
+
     preprocessing.preprocess("synthetic", None, tmp_path, {"n_sessions": 600, "n_items": 60, "days": 6, "seed": 2})
     score = tuning.ValidationScore(str(tmp_path / "train_tr.parquet"), str(tmp_path / "train_valid.parquet"))
     epochs = []

@@ -5,9 +5,10 @@ With --reference-repo pointing at a checkout of hidasib/GRU4Rec_PyTorch_Official
 PyTorch port is trained on the same data with the same parameters in the same run, and the
 ratio of the two speeds is printed (compare ratios, not absolute figures: machines are noisy).
 
-    python benchmarks/train_speed.py --preset rsc15 --preset retailrocket
+    python benchmarks/train_speed.py --preset rsc15 --preset retailrocket   # any of config/published.yaml
     python benchmarks/train_speed.py --data train.tsv --test test.tsv -ps layers=100,batch_size=32,...
 """
+
 from __future__ import annotations
 
 import argparse
@@ -16,38 +17,37 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import torch
+import yaml
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
 
 from gru4rec import GRU4Rec, evaluate  # noqa: E402
 from gru4rec.params import parse_param_string  # noqa: E402
 
-# best parameters of the seed README (shared embedding), as -ps strings
-PRESETS = {
-    "rsc15": "loss=cross-entropy,constrained_embedding=True,embedding=0,layers=100,batch_size=32,dropout_p_embed=0.1,"
-             "dropout_p_hidden=0.0,learning_rate=0.1,momentum=0.0,n_sample=2048,sample_alpha=0.75,bpreg=0.0,logq=1.0",
-    "retailrocket": "loss=bpr-max,constrained_embedding=True,embedding=0,elu_param=0.5,layers=224,batch_size=80,"
-                    "dropout_p_embed=0.5,dropout_p_hidden=0.05,learning_rate=0.05,momentum=0.4,n_sample=2048,"
-                    "sample_alpha=0.4,bpreg=1.95,logq=0.0",
-}
+# the published best parameters of the seed README (shared embedding), as the workflow reads them;
+# --epochs replaces their n_epochs
+PRESETS = yaml.safe_load((REPO / "config" / "published.yaml").read_text())["params"]
+DEFAULT_PRESETS = ["retailrocket", "rsc15"]
 
 
 def synthetic(n_events, n_items, seed):
     from preprocessing.synthetic import generate_events
+
     return generate_events(n_sessions=max(10, n_events // 5), n_items=n_items, days=30, seed=seed)
 
 
 def load(path):
     from gru4rec import read_events
+
     return read_events(path)
 
 
 def split_last_sessions(df, frac=0.1):
     sessions = df.groupby("SessionId")["Time"].min().sort_values()
-    cut = sessions.index[int(len(sessions) * (1 - frac)):]
+    cut = sessions.index[int(len(sessions) * (1 - frac)) :]
     test = df[df.SessionId.isin(cut)]
     return df[~df.SessionId.isin(cut)], test
 
@@ -61,8 +61,8 @@ def run_ours(train, test, params, epochs, device):
 
 def run_reference(repo, train, test, params, epochs, device):
     sys.path.insert(0, str(repo))
-    import gru4rec_pytorch as ref  # the official port, from the user's checkout
     import evaluation as ref_eval
+    import gru4rec_pytorch as ref  # the official port, from the user's checkout
 
     class _Torch:  # the port passes a pandas Series to torch.tensor, which pandas 3 no longer allows
         def __getattr__(self, name):
@@ -71,17 +71,34 @@ def run_reference(repo, train, test, params, epochs, device):
         @staticmethod
         def tensor(x, *args, **kwargs):
             return torch.tensor(x.to_numpy() if isinstance(x, pd.Series) else x, *args, **kwargs)
+
     ref.torch = _Torch()
     p = dict(params)
     p["n_epochs"] = epochs
     elu = p.pop("final_act", "elu-1")
     if p["loss"] == "bpr-max":
         p["elu_param"] = float(elu.split("-")[1]) if elu.startswith("elu-") else 0.0
-    keep = {"layers", "loss", "batch_size", "dropout_p_embed", "dropout_p_hidden", "learning_rate", "momentum",
-            "sample_alpha", "n_sample", "embedding", "constrained_embedding", "n_epochs", "bpreg", "elu_param", "logq"}
+    keep = {
+        "layers",
+        "loss",
+        "batch_size",
+        "dropout_p_embed",
+        "dropout_p_hidden",
+        "learning_rate",
+        "momentum",
+        "sample_alpha",
+        "n_sample",
+        "embedding",
+        "constrained_embedding",
+        "n_epochs",
+        "bpreg",
+        "elu_param",
+        "logq",
+    }
     model = ref.GRU4Rec(device=torch.device(device), **{k: v for k, v in p.items() if k in keep})
-    import io
     import contextlib
+    import io
+
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
         model.fit(train.copy(), compatibility_mode=False)  # its numpy init fails with numpy 2; speed is the same
@@ -99,7 +116,12 @@ def main(argv=None):
     ap.add_argument("--test", help="test events file (default: the last 10%% of sessions of --data)")
     ap.add_argument("--events", type=int, default=70000, help="size of the synthetic dataset (default 70000)")
     ap.add_argument("--items", type=int, default=5000, help="items of the synthetic dataset (default 5000)")
-    ap.add_argument("--preset", action="append", choices=sorted(PRESETS), help="parameter preset(s) (default: both)")
+    ap.add_argument(
+        "--preset",
+        action="append",
+        choices=sorted(PRESETS),
+        help=f"parameter preset(s) (default: {' and '.join(DEFAULT_PRESETS)})",
+    )
     ap.add_argument("-ps", "--params", help="parameter string instead of a preset")
     ap.add_argument("--epochs", type=int, default=3)
     ap.add_argument("--repeats", type=int, default=2, help="repetitions, ours and the official port interleaved")
@@ -111,35 +133,52 @@ def main(argv=None):
         torch.set_num_threads(a.threads)
     df = load(a.data) if a.data else synthetic(a.events, a.items, seed=1)
     train, test = (df, load(a.test)) if a.test else split_last_sessions(df)
-    print(f"data: {len(train)} training events, {train.SessionId.nunique()} sessions, {train.ItemId.nunique()} items;"
-          f" {len(test)} test events; device {a.device}, torch threads {torch.get_num_threads()}")
-    runs = [("custom", a.params)] if a.params else [(p, PRESETS[p]) for p in (a.preset or sorted(PRESETS))]
-    for name, ps in runs:
-        params = parse_param_string(ps)
+    print(
+        f"data: {len(train)} training events, {train.SessionId.nunique()} sessions, {train.ItemId.nunique()} items;"
+        f" {len(test)} test events; device {a.device}, torch threads {torch.get_num_threads()}"
+    )
+    if a.params:
+        runs = [("custom", parse_param_string(a.params))]
+    else:
+        runs = [(p, dict(PRESETS[p])) for p in (a.preset or DEFAULT_PRESETS)]
+    for name, params in runs:
         ours, ref = [], []  # per-epoch mini-batches/s, repetitions interleaved so that both see the same noise
         for rep in range(a.repeats):
             hist, res = run_ours(train, test, params, a.epochs, a.device)
             ours += [h["mb_per_s"] for h in hist]
             ev_per_mb = hist[0]["n_events"] / hist[0]["n_steps"]
-            print(f"[{name}] ours, repetition {rep + 1}: " + " ".join(f"{x:.1f}" for x in ours[-a.epochs:]) +
-                  f" mb/s; evaluation {res.seconds:.2f}s; Recall@20 {res.recall[20]:.4f} MRR@20 {res.mrr[20]:.4f}",
-                  flush=True)
+            print(
+                f"[{name}] ours, repetition {rep + 1}: "
+                + " ".join(f"{x:.1f}" for x in ours[-a.epochs :])
+                + f" mb/s; evaluation {res.seconds:.2f}s; Recall@20 {res.recall[20]:.4f} MRR@20 {res.mrr[20]:.4f}",
+                flush=True,
+            )
             if a.reference_repo:
                 from gru4rec.params import validate_params
-                rmbs, _, rsec, rrec, rmrr = run_reference(a.reference_repo, train, test, validate_params(params),
-                                                          a.epochs, a.device)
+
+                rmbs, _, rsec, rrec, rmrr = run_reference(
+                    a.reference_repo, train, test, validate_params(params), a.epochs, a.device
+                )
                 ref += rmbs
-                print(f"[{name}] official port, repetition {rep + 1}: " + " ".join(f"{x:.1f}" for x in rmbs) +
-                      f" mb/s; evaluation {rsec:.2f}s; Recall@20 {float(rrec):.4f} MRR@20 {float(rmrr):.4f}",
-                      flush=True)
+                print(
+                    f"[{name}] official port, repetition {rep + 1}: "
+                    + " ".join(f"{x:.1f}" for x in rmbs)
+                    + f" mb/s; evaluation {rsec:.2f}s; Recall@20 {float(rrec):.4f} MRR@20 {float(rmrr):.4f}",
+                    flush=True,
+                )
         mb_med, mb_best = statistics.median(ours), max(ours)
-        print(f"[{name}] ours: {mb_med:.1f} mb/s median, {mb_best:.1f} best of {len(ours)} epochs; "
-              f"{mb_med * ev_per_mb:.0f} events/s median")
+        print(
+            f"[{name}] ours: {mb_med:.1f} mb/s median, {mb_best:.1f} best of {len(ours)} epochs; "
+            f"{mb_med * ev_per_mb:.0f} events/s median"
+        )
         if ref:
             # the port counts batch_size events per mini-batch; mini-batch rates are like for like
             r_med, r_best = statistics.median(ref), max(ref)
-            print(f"[{name}] official port: {r_med:.1f} mb/s median, {r_best:.1f} best; "
-                  f"ratio ours/official: {mb_med / r_med:.2f}x (medians), {mb_best / r_best:.2f}x (best epochs)")
+            print(
+                f"[{name}] official port: {r_med:.1f} mb/s median, {r_best:.1f} best; "
+                f"ratio ours/official: {mb_med / r_med:.2f}x (medians), {mb_best / r_best:.2f}x (best epochs)"
+            )
+
 
 if __name__ == "__main__":
     main()

@@ -1,4 +1,5 @@
 """`python -m gru4rec` runs the `gru4rec` command."""
+
 import sys
 
 from .cli import main

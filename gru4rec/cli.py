@@ -3,6 +3,7 @@
 User mistakes (bad parameters, unreadable or malformed data, a foreign model file) end with one
 line `gru4rec: error: ...` on stderr and exit code 2; a diverged training exits with 1.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -11,17 +12,18 @@ import time
 from pathlib import Path
 
 from .errors import GRU4RecError, ParameterError, TrainingDivergedError
+from .evaluation import TIE_MODES
 from .fileio import write_text_atomic
 
 EPILOG = """examples:
-  gru4rec train train.tsv -ps layers=100,loss=cross-entropy,logq=1.0,n_epochs=10 -t test.tsv -m 1 5 10 20 -s model.safetensors
+  gru4rec train train.tsv -ps layers=100,loss=cross-entropy,logq=1.0,n_epochs=10 \\
+      -t test.tsv -m 1 5 10 20 -s model.safetensors
   gru4rec train train.parquet -pf retailrocket_bprmax_shared_best.py -s model.safetensors
   gru4rec evaluate model.safetensors -t test.tsv -m 5 20 -e conservative
   gru4rec recommend model.safetensors --items 214536502 214536500 -k 10
   gru4rec recommend model.safetensors --sessions test.tsv -o recs.tsv
   gru4rec baseline vsknn train.tsv -t test.tsv -m 1 5 10 20 -ps k=100,sample_size=1000 -e conservative
 """
-TIE_MODES = ("standard", "conservative", "median", "tiebreaking")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -42,77 +44,137 @@ def _positive_int(text: str) -> int:
 
 
 def _add_eval_options(p, test_required=False):
-    p.add_argument("-t", "--test", nargs="+", default=[], required=test_required, metavar="TEST",
-                   help="test file(s) to evaluate on (same formats as the training data)")
-    p.add_argument("-m", "--measure", nargs="+", type=_positive_int, default=[20], metavar="N",
-                   help="cut-offs for Recall@N and MRR@N, e.g. -m 1 5 10 20 (default: 20)")
-    p.add_argument("-e", "--eval-type", default="standard", choices=TIE_MODES, metavar="MODE",
-                   help="how to rank the target among items with the same score: standard (items scored strictly "
-                        "higher count), conservative (ties count against it), median (half of the ties count), "
-                        "tiebreaking (random tiny noise) (default: standard)")
-    p.add_argument("--targets", choices=["all", "last"], default="all",
-                   help="score every next event (all: the session-based protocol, default) or only each "
-                        "session's last event (last)")
-    p.add_argument("--eval-batch-size", type=_positive_int, default=512, metavar="B",
-                   help="test sessions evaluated in parallel (default: 512)")
+    p.add_argument(
+        "-t",
+        "--test",
+        nargs="+",
+        default=[],
+        required=test_required,
+        metavar="TEST",
+        help="test file(s) to evaluate on (same formats as the training data)",
+    )
+    p.add_argument(
+        "-m",
+        "--measure",
+        nargs="+",
+        type=_positive_int,
+        default=[20],
+        metavar="N",
+        help="cut-offs for Recall@N and MRR@N, e.g. -m 1 5 10 20 (default: 20)",
+    )
+    p.add_argument(
+        "-e",
+        "--eval-type",
+        default="standard",
+        choices=TIE_MODES,
+        metavar="MODE",
+        help="how to rank the target among items with the same score: standard (items scored strictly "
+        "higher count), conservative (ties count against it), median (half of the ties count), "
+        "tiebreaking (random tiny noise) (default: standard)",
+    )
+    p.add_argument(
+        "--targets",
+        choices=["all", "last"],
+        default="all",
+        help="score every next event (all: the session-based protocol, default) or only each "
+        "session's last event (last)",
+    )
+    p.add_argument(
+        "--eval-batch-size",
+        type=_positive_int,
+        default=512,
+        metavar="B",
+        help="test sessions evaluated in parallel (default: 512)",
+    )
 
 
 def _add_io_options(p):
-    p.add_argument("-d", "--device", default="auto",
-                   help="auto (CUDA when available, else CPU), cpu, cuda or cuda:N (default: auto)")
-    p.add_argument("-sk", "--session-key", default="SessionId", metavar="NAME",
-                   help="session id column (default: SessionId)")
+    p.add_argument(
+        "-d",
+        "--device",
+        default="auto",
+        help="auto (CUDA when available, else CPU), cpu, cuda or cuda:N (default: auto)",
+    )
+    p.add_argument(
+        "-sk", "--session-key", default="SessionId", metavar="NAME", help="session id column (default: SessionId)"
+    )
     p.add_argument("-ik", "--item-key", default="ItemId", metavar="NAME", help="item id column (default: ItemId)")
     p.add_argument("-tk", "--time-key", default="Time", metavar="NAME", help="time column (default: Time)")
 
 
 def _param_help() -> str:
     from .params import PARAMETERS
-    rows = [f"  {name:<22} {str(spec.default):<14} {spec.description}"
-            + (f"; in {spec.interval()}" if spec.low is not None else "") for name, spec in PARAMETERS.items()]
+
+    rows = [
+        f"  {name:<22} {str(spec.default):<14} {spec.description}"
+        + (f"; in {spec.interval()}" if spec.low is not None else "")
+        for name, spec in PARAMETERS.items()
+    ]
     return "training parameters (-ps / -pf):\n  " + f"{'name':<22} {'default':<14} meaning\n" + "\n".join(rows)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    ap = _Parser(prog="gru4rec", description="GRU4Rec: session-based recommendation with RNNs "
-                                 "(Hidasi et al., ICLR 2016, CIKM 2018). Data: TSV/TXT, CSV or Parquet events "
-                                 "with session id, item id and time columns.",
-                                 epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = _Parser(
+        prog="gru4rec",
+        description="GRU4Rec: session-based recommendation with RNNs "
+        "(Hidasi et al., ICLR 2016, CIKM 2018). Data: TSV/TXT, CSV or Parquet events "
+        "with session id, item id and time columns.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     sub = ap.add_subparsers(dest="command", required=True, metavar="{train,evaluate,recommend,baseline}")
 
-    tr = sub.add_parser("train", help="train a model (and optionally save and evaluate it)",
-                        description="Train GRU4Rec on an events file; optionally save the model and evaluate it "
-                                    "on test files.",
-                        formatter_class=argparse.RawDescriptionHelpFormatter, epilog=_param_help())
+    tr = sub.add_parser(
+        "train",
+        help="train a model (and optionally save and evaluate it)",
+        description="Train GRU4Rec on an events file; optionally save the model and evaluate it on test files.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=_param_help(),
+    )
     tr.add_argument("train", metavar="TRAIN", help="training events (.tsv/.txt, .csv or .parquet)")
     g = tr.add_mutually_exclusive_group()
-    g.add_argument("-ps", "--parameter-string", metavar="PARAMS",
-                   help="parameters in the reference syntax: name=value,name=value (lists with /, e.g. "
-                        "layers=200/200; booleans True/False)")
-    g.add_argument("-pf", "--parameter-file", metavar="FILE",
-                   help="parameter file: the reference's .py files (an OrderedDict named gru4rec_params, read as "
-                        "data and never executed), or a .yaml/.json mapping")
+    g.add_argument(
+        "-ps",
+        "--parameter-string",
+        metavar="PARAMS",
+        help="parameters in the reference syntax: name=value,name=value (lists with /, e.g. "
+        "layers=200/200; booleans True/False)",
+    )
+    g.add_argument(
+        "-pf",
+        "--parameter-file",
+        metavar="FILE",
+        help="parameter file: the reference's .py files (an OrderedDict named gru4rec_params, read as "
+        "data and never executed), or a .yaml/.json mapping",
+    )
     tr.add_argument("-s", "--save-model", metavar="MODEL", help="save the trained model here (.safetensors)")
     tr.add_argument("--seed", type=int, default=42, help="random seed of initialisation and sampling (default: 42)")
     tr.add_argument("-q", "--quiet", action="store_true", help="no per-epoch output")
     _add_eval_options(tr)
     _add_io_options(tr)
 
-    ev = sub.add_parser("evaluate", help="evaluate a saved model on test files",
-                        description="Recall@N and MRR@N of a saved model, ranking the next item of every test event "
-                                    "against all items of the training set.")
+    ev = sub.add_parser(
+        "evaluate",
+        help="evaluate a saved model on test files",
+        description="Recall@N and MRR@N of a saved model, ranking the next item of every test event "
+        "against all items of the training set.",
+    )
     ev.add_argument("model", metavar="MODEL", help="a model saved with train -s")
     _add_eval_options(ev, test_required=True)
     _add_io_options(ev)
 
-    rc = sub.add_parser("recommend", help="top-k recommendations after sessions, as TSV",
-                        description="Top-k items after each session, as TSV: SessionId, Rank, ItemId, Score. "
-                                    "Input items unknown to the model are skipped (their number goes to stderr).")
+    rc = sub.add_parser(
+        "recommend",
+        help="top-k recommendations after sessions, as TSV",
+        description="Top-k items after each session, as TSV: SessionId, Rank, ItemId, Score. "
+        "Input items unknown to the model are skipped (their number goes to stderr).",
+    )
     rc.add_argument("model", metavar="MODEL", help="a model saved with train -s")
     src = rc.add_mutually_exclusive_group(required=True)
     src.add_argument("--items", nargs="+", metavar="ITEM", help="one session: its item ids in order")
-    src.add_argument("--sessions", metavar="FILE",
-                     help="events file: one recommendation list per session, after its last event")
+    src.add_argument(
+        "--sessions", metavar="FILE", help="events file: one recommendation list per session, after its last event"
+    )
     rc.add_argument("-k", type=_positive_int, default=20, help="number of recommendations (default: 20)")
     rc.add_argument("-o", "--output", metavar="FILE", help="write the TSV here (atomically) instead of to stdout")
     _add_io_options(rc)
@@ -126,18 +188,30 @@ def _log(msg):
 
 def _read(path, args):
     from .data import read_events
+
     return read_events(path, args.session_key, args.item_key, args.time_key)
 
 
 def _evaluate(model, tests, args):
     """tests: (path, events) pairs; prints the reference's metric lines for each."""
     from .evaluation import evaluate
+
     for path, test in tests:
-        _log(f"Evaluating on {path}: {len(test)} events, {test[args.session_key].nunique()} sessions "
-             f"(cut-offs {', '.join(map(str, args.measure))}; {args.eval_type} mode for ties)")
-        res = evaluate(model, test, cutoffs=args.measure, mode=args.eval_type, batch_size=args.eval_batch_size,
-                       session_key=args.session_key, item_key=args.item_key, time_key=args.time_key,
-                       targets=args.targets)
+        _log(
+            f"Evaluating on {path}: {len(test)} events, {test[args.session_key].nunique()} sessions "
+            f"(cut-offs {', '.join(map(str, args.measure))}; {args.eval_type} mode for ties)"
+        )
+        res = evaluate(
+            model,
+            test,
+            cutoffs=args.measure,
+            mode=args.eval_type,
+            batch_size=args.eval_batch_size,
+            session_key=args.session_key,
+            item_key=args.item_key,
+            time_key=args.time_key,
+            targets=args.targets,
+        )
         _log(f"Dropped {res.n_dropped} test event(s) whose item is unknown to the model")
         _log(f"Evaluation took {res.seconds:.2f}s ({res.n_predictions} predictions)")
         for line in res.format_lines():
@@ -147,6 +221,7 @@ def _evaluate(model, tests, args):
 def cmd_train(args):
     from .core import GRU4Rec
     from .params import format_param_string, load_param_file, parse_param_string
+
     if args.parameter_file:
         params = load_param_file(args.parameter_file)
     else:
@@ -168,6 +243,7 @@ def cmd_train(args):
 
 def _load(args, stream=None):
     from .core import GRU4Rec
+
     model = GRU4Rec.load(args.model, device=args.device)
     print(f"Loaded {args.model} ({model.n_items} items) on {model.device}", file=stream or sys.stdout, flush=True)
     return model
@@ -183,6 +259,7 @@ def _as_model_ids(model, values):
     ids is marked unusable, to be counted with the unknown items (np.asarray of a mixed list would
     silently turn every id into text)."""
     import numpy as np
+
     values = np.asarray(values, dtype=object) if isinstance(values, list) else values
     if model.item_ids.dtype.kind not in "iu":
         return values.astype(str).astype(object), np.ones(len(values), dtype=bool)
@@ -201,6 +278,7 @@ def _sessions_of(df, args, model):
     """(session names, item sequences, n unusable ids): sessions in order of first appearance,
     each one's events in time order."""
     import numpy as np
+
     codes, names = df[args.session_key].factorize()  # keeps the file's order of sessions
     order = np.lexsort((df[args.time_key].to_numpy(), codes))
     ids, usable = _as_model_ids(model, df[args.item_key].to_numpy()[order])
@@ -211,6 +289,7 @@ def _sessions_of(df, args, model):
 
 def cmd_recommend(args):
     from .recommend import recommend
+
     if args.output:
         _check_output_path(args.output, "-o")
     model = _load(args, stream=sys.stderr)  # stdout carries the TSV
@@ -226,8 +305,10 @@ def cmd_recommend(args):
         print(f"gru4rec: note: skipped {n_unknown} of {n_items} input item(s): unknown to the model", file=sys.stderr)
     empty = sum(1 for r in recs if not r)
     if empty:
-        print(f"gru4rec: note: {empty} of {len(recs)} session(s) had no known item and got no recommendations",
-              file=sys.stderr)
+        print(
+            f"gru4rec: note: {empty} of {len(recs)} session(s) had no known item and got no recommendations",
+            file=sys.stderr,
+        )
     lines = ["SessionId\tRank\tItemId\tScore"]
     for name, rec in zip(names, recs):
         lines += [f"{name}\t{rank}\t{item}\t{score:.6g}" for rank, (item, score) in enumerate(rec, 1)]

@@ -1,12 +1,13 @@
 """Exceptions raised for user mistakes and training failures.
 
-Every message is one line that names the file, column or parameter at fault
-and what was expected; the CLI prints it without a traceback.
+GRU4RecError is the base of every error the project reports as one line (the preprocessing and
+experiment packages derive theirs from it): each message names the file, column or parameter at
+fault and what was expected, and the command lines print it without a traceback.
 """
 
 
 class GRU4RecError(Exception):
-    """Base class of the errors the CLI reports as one line."""
+    """Base class of the errors reported as one line (also of preprocessing's errors)."""
 
 
 class ParameterError(GRU4RecError, ValueError):

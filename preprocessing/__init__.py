@@ -3,11 +3,13 @@
     import preprocessing
     stats = preprocessing.preprocess("retailrocket", "resources/raw/retailrocket", "results/retailrocket/splits")
     stats = preprocessing.preprocess("synthetic", None, "out/", {"n_sessions": 8000, "seed": 1})
-    stats = preprocessing.preprocess("custom", "data/", "out/", {"files": ["log.csv"], "columns": {...}, "split": {"mode": "last"}})
+    config = {"files": ["log.csv"], "columns": {...}, "split": {"mode": "last"}}
+    stats = preprocessing.preprocess("custom", "data/", "out/", config)
     paths = preprocessing.download("rees46", "resources/raw/rees46")
 
 See preprocessing/README.md for every dataset, option and custom config key.
 """
+
 from __future__ import annotations
 
 import inspect
@@ -16,7 +18,10 @@ from pathlib import Path
 from .errors import DownloadError, PreprocessingError
 from .fetch import download
 
-DATASETS = ("rsc15", "yoochoose", "rees46", "coveo", "retailrocket", "diginetica", "custom", "synthetic")
+# the public datasets of the papers (their names in config/published.yaml too), then your own data
+# and the embedded demo data
+PUBLIC_DATASETS = ("rsc15", "yoochoose", "rees46", "coveo", "retailrocket", "diginetica")
+DATASETS = PUBLIC_DATASETS + ("custom", "synthetic")
 
 
 def preprocess(dataset: str, raw_dir, out_dir, options: dict | None = None, quiet: bool = False) -> dict:
@@ -27,6 +32,7 @@ def preprocess(dataset: str, raw_dir, out_dir, options: dict | None = None, quie
     Returns {split: {statistic: value}}. Nothing is written unless every output is complete.
     """
     from . import custom, recipes, synthetic
+
     options = dict(options or {})
     if dataset not in DATASETS:
         raise PreprocessingError(f"unknown dataset '{dataset}'; expected one of: {', '.join(DATASETS)}")
@@ -58,4 +64,4 @@ def preprocess(dataset: str, raw_dir, out_dir, options: dict | None = None, quie
     return recipes.run(recipe, recipe.read(raw, quiet=quiet), out_dir, quiet)
 
 
-__all__ = ["DATASETS", "preprocess", "download", "PreprocessingError", "DownloadError"]
+__all__ = ["DATASETS", "PUBLIC_DATASETS", "preprocess", "download", "PreprocessingError", "DownloadError"]

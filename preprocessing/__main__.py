@@ -1,5 +1,6 @@
 """python -m preprocessing DATASET --raw DIR --out DIR [--download] [--config FILE.yaml] [synthetic options]
 python -m preprocessing download DATASET --raw DIR [--config FILE.yaml]"""
+
 from __future__ import annotations
 
 import argparse
@@ -7,9 +8,13 @@ import sys
 
 from . import DATASETS, PreprocessingError, download, preprocess
 
-SYNTHETIC = (("n_sessions", int, "number of sessions (default 8000)"), ("n_items", int, "number of items (default 1000)"),
-             ("days", int, "days covered (default 30)"), ("seed", int, "random seed (default 42)"),
-             ("test_days", float, "test period D in days (default 1)"))
+SYNTHETIC = (
+    ("n_sessions", int, "number of sessions (default 8000)"),
+    ("n_items", int, "number of items (default 1000)"),
+    ("days", int, "days covered (default 30)"),
+    ("seed", int, "random seed (default 42)"),
+    ("test_days", float, "test period D in days (default 1)"),
+)
 
 
 def _error(e: Exception) -> int:
@@ -18,9 +23,11 @@ def _error(e: Exception) -> int:
 
 
 def _download_main(argv) -> int:
-    ap = argparse.ArgumentParser(prog="python -m preprocessing download",
-                                 description="Fetch a dataset's raw files (direct URL or Kaggle API where possible) "
-                                             "and verify them; otherwise say which file to place where.")
+    ap = argparse.ArgumentParser(
+        prog="python -m preprocessing download",
+        description="Fetch a dataset's raw files (direct URL or Kaggle API where possible) "
+        "and verify them; otherwise say which file to place where.",
+    )
     ap.add_argument("dataset", choices=DATASETS)
     ap.add_argument("--raw", required=True, help="directory for the raw files")
     ap.add_argument("--config", help="custom: the dataset config (YAML); checks that its files exist")
@@ -38,10 +45,12 @@ def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["download"]:
         return _download_main(argv[1:])
-    ap = argparse.ArgumentParser(prog="python -m preprocessing",
-                                 description="Preprocess a dataset into train_full/test/train_tr/train_valid splits, "
-                                             "full.parquet and statistics (see preprocessing/README.md).",
-                                 epilog="Fetch raw files only: python -m preprocessing download DATASET --raw DIR")
+    ap = argparse.ArgumentParser(
+        prog="python -m preprocessing",
+        description="Preprocess a dataset into train_full/test/train_tr/train_valid splits, "
+        "full.parquet and statistics (see preprocessing/README.md).",
+        epilog="Fetch raw files only: python -m preprocessing download DATASET --raw DIR",
+    )
     ap.add_argument("dataset", choices=DATASETS)
     ap.add_argument("--raw", help="directory with the raw files (not needed for synthetic)")
     ap.add_argument("--out", required=True, help="output directory for the splits and statistics")
@@ -53,8 +62,9 @@ def main(argv=None) -> int:
     a = ap.parse_args(argv)
     given = {name: getattr(a, name) for name, _, _ in SYNTHETIC if getattr(a, name) is not None}
     if given and a.dataset != "synthetic":
-        return _error(PreprocessingError(f"--{', --'.join(n.replace('_', '-') for n in given)}: only for the "
-                                         f"synthetic dataset"))
+        return _error(
+            PreprocessingError(f"--{', --'.join(n.replace('_', '-') for n in given)}: only for the synthetic dataset")
+        )
     options = given if a.dataset == "synthetic" else ({"config": a.config} if a.config else {})
     try:
         if a.download:

@@ -9,6 +9,7 @@ repeated until it is stable.
 Every step takes and returns a DataFrame with SessionId, ItemId, Time (User / Event before
 sessions are built) and prints one progress line with what is left.
 """
+
 from __future__ import annotations
 
 import os
@@ -20,9 +21,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from gru4rec.fileio import markdown_table
+
 from .errors import PreprocessingError
 
-S, I, T = "SessionId", "ItemId", "Time"
+S, I, T = "SessionId", "ItemId", "Time"  # noqa: E741 (the column names, short as in the papers' notation)
 USER, EVENT = "User", "Event"
 SPLITS = ("train_full", "test", "train_tr", "train_valid")
 
@@ -62,7 +65,7 @@ def encode(df: pd.DataFrame, column: str) -> pd.Index:
     df[column] = codes.astype(np.int32 if len(labels) < 2**31 - 1 else np.int64, copy=False)
     labels = pd.Index(labels)
     if labels.dtype.kind == "f" and np.all(np.mod(labels.to_numpy(), 1) == 0):
-        labels = labels.astype(np.int64)   # integer ids read as float because some were missing
+        labels = labels.astype(np.int64)  # integer ids read as float because some were missing
     return labels
 
 
@@ -81,7 +84,7 @@ def sessionise(df: pd.DataFrame, gap) -> pd.DataFrame:
     """A new session starts when the user changes or when the gap to the user's previous event is
     strictly greater than `gap` (Time units). Session codes are 0, 1, ... in (user, time) order;
     the User column is dropped."""
-    order = np.lexsort((df[I].to_numpy(), df[T].to_numpy(), df[USER].to_numpy()))   # also sorts sessions by (time, item)
+    order = np.lexsort((df[I].to_numpy(), df[T].to_numpy(), df[USER].to_numpy()))  # also sorts sessions by (time, item)
     u, t = df[USER].to_numpy()[order], df[T].to_numpy()[order]
     new = np.ones(len(df), dtype=bool)
     new[1:] = (u[1:] != u[:-1]) | ((t[1:] - t[:-1]) > gap)
@@ -151,8 +154,12 @@ def filter_until_stable(df: pd.DataFrame, min_session_length=2, min_item_support
         rounds += 1
         if len(df) == n:
             break
-    log(f"Filtered sessions < {min_session_length} events and items < {min_item_support} events "
-        f"({rounds} round(s) until stable)", df, quiet)
+    log(
+        f"Filtered sessions < {min_session_length} events and items < {min_item_support} events "
+        f"({rounds} round(s) until stable)",
+        df,
+        quiet,
+    )
     return df
 
 
@@ -212,7 +219,7 @@ def last_event_split(df: pd.DataFrame, within: np.ndarray | None = None):
 # ---------------------------------------------------------------- statistics and output
 @dataclass(frozen=True)
 class TimeUnit:
-    per_second: int   # Time units in one second (1 for seconds, 1000 for milliseconds)
+    per_second: int  # Time units in one second (1 for seconds, 1000 for milliseconds)
 
     @property
     def day(self):
@@ -229,18 +236,34 @@ class TimeUnit:
 
 def split_stats(df: pd.DataFrame, unit: TimeUnit) -> dict:
     if len(df) == 0:
-        return {"events": 0, "sessions": 0, "items": 0, "days": 0.0, "first_time": "", "last_time": "",
-                "session_length_mean": 0.0, "session_length_min": 0, "session_length_max": 0,
-                "item_support_mean": 0.0}
+        return {
+            "events": 0,
+            "sessions": 0,
+            "items": 0,
+            "days": 0.0,
+            "first_time": "",
+            "last_time": "",
+            "session_length_mean": 0.0,
+            "session_length_min": 0,
+            "session_length_max": 0,
+            "item_support_mean": 0.0,
+        }
     lengths = np.diff(np.flatnonzero(np.append(_session_starts(df), True)))
     n_items = n_distinct(df[I])
     t = df[T].to_numpy()
     t0, t1 = t.min(), t.max()
-    return {"events": int(len(df)), "sessions": int(len(lengths)), "items": n_items,
-            "days": round(float(t1 - t0) / unit.day, 3),
-            "first_time": unit.to_timestamp(t0), "last_time": unit.to_timestamp(t1),
-            "session_length_mean": round(float(lengths.mean()), 3), "session_length_min": int(lengths.min()),
-            "session_length_max": int(lengths.max()), "item_support_mean": round(len(df) / n_items, 3)}
+    return {
+        "events": int(len(df)),
+        "sessions": int(len(lengths)),
+        "items": n_items,
+        "days": round(float(t1 - t0) / unit.day, 3),
+        "first_time": unit.to_timestamp(t0),
+        "last_time": unit.to_timestamp(t1),
+        "session_length_mean": round(float(lengths.mean()), 3),
+        "session_length_min": int(lengths.min()),
+        "session_length_max": int(lengths.max()),
+        "item_support_mean": round(len(df) / n_items, 3),
+    }
 
 
 def write_outputs(out_dir, df: pd.DataFrame, splits: dict, labels: dict, unit: TimeUnit, quiet=False) -> dict:
@@ -252,21 +275,28 @@ def write_outputs(out_dir, df: pd.DataFrame, splits: dict, labels: dict, unit: T
     """
     import pyarrow as pa
     import pyarrow.parquet as pq
+
     out_dir = Path(out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
     stats = {}
     try:
         for name, mask in list(splits.items()) + [("full", None)]:
-            part = df if mask is None else df[mask]          # one split in memory at a time
+            part = df if mask is None else df[mask]  # one split in memory at a time
             stats[name] = split_stats(part, unit)
-            table = pa.table({c: pa.array(labels[c].take(part[c].to_numpy())) if labels.get(c) is not None
-                              else pa.array(part[c].to_numpy()) for c in (S, I, T)})
+            table = pa.table(
+                {
+                    c: pa.array(labels[c].take(part[c].to_numpy()))
+                    if labels.get(c) is not None
+                    else pa.array(part[c].to_numpy())
+                    for c in (S, I, T)
+                }
+            )
             pq.write_table(table, tmp / f"{name}.parquet")
             del part, table
         table = pd.DataFrame(stats).T.rename_axis("split")
         table.to_csv(tmp / "stats.tsv", sep="\t")
-        (tmp / "stats.md").write_text(_markdown(table))
+        (tmp / "stats.md").write_text(markdown_table(table.reset_index()))
         out_dir.mkdir(parents=True, exist_ok=True)
         for f in sorted(tmp.iterdir()):
             os.replace(f, out_dir / f.name)
@@ -274,14 +304,8 @@ def write_outputs(out_dir, df: pd.DataFrame, splits: dict, labels: dict, unit: T
         shutil.rmtree(tmp, ignore_errors=True)
     for name in SPLITS:
         s = stats[name]
-        log(f"{name}: {s['events']:,} events, {s['sessions']:,} sessions, {s['items']:,} items, "
-            f"{s['days']} days", quiet=quiet)
+        log(
+            f"{name}: {s['events']:,} events, {s['sessions']:,} sessions, {s['items']:,} items, {s['days']} days",
+            quiet=quiet,
+        )
     return stats
-
-
-def _markdown(table: pd.DataFrame) -> str:
-    cols = ["split"] + list(table.columns)
-    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-    for name, row in table.iterrows():
-        lines.append("| " + " | ".join([str(name)] + [str(v) for v in row.tolist()]) + " |")
-    return "\n".join(lines) + "\n"

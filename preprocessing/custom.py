@@ -1,16 +1,17 @@
 """Your own data, driven by a config (YAML file or dict); every key is in preprocessing/README.md.
 
-    files: [events.csv]             # CSV / TSV / Parquet, relative to the raw directory
-    columns: {session: session_id, item: item_id, time: timestamp}   # or user: instead of session; event: optional
-    time_unit: s                    # s or ms (numbers), iso8601, or a strptime format for text times
-    session_gap: 3600               # with a user column: a larger gap (time units) starts a new session
-    keep_event: view                # with an event column: the value to keep
-    sessionise_first: false         # build sessions on all events before keeping keep_event
-    dedup: true                     # drop consecutive repeats of an item
-    min_item_support: 5
-    min_session_length: 2
-    split: {mode: time, test_days: 1}   # or {mode: last}: hold out each sequence's last event
+files: [events.csv]             # CSV / TSV / Parquet, relative to the raw directory
+columns: {session: session_id, item: item_id, time: timestamp}   # or user: instead of session; event: optional
+time_unit: s                    # s or ms (numbers), iso8601, or a strptime format for text times
+session_gap: 3600               # with a user column: a larger gap (time units) starts a new session
+keep_event: view                # with an event column: the value to keep
+sessionise_first: false         # build sessions on all events before keeping keep_event
+dedup: true                     # drop consecutive repeats of an item
+min_item_support: 5
+min_session_length: 2
+split: {mode: time, test_days: 1}   # or {mode: last}: hold out each sequence's last event
 """
+
 from __future__ import annotations
 
 import numbers
@@ -18,15 +19,30 @@ from pathlib import Path
 
 import pandas as pd
 import pyarrow as pa
-import pyarrow.parquet as pq
+
+from gru4rec.errors import first_line
+from gru4rec.fileio import read_table
 
 from . import readers
-from .common import EVENT, I, S, T, USER, TimeUnit
-from .errors import PreprocessingError, first_line
+from .common import EVENT, USER, I, S, T, TimeUnit
+from .errors import PreprocessingError
 from .recipes import Recipe
 
-KEYS = {"name", "files", "columns", "separator", "time_unit", "id_type", "session_gap", "keep_event",
-        "sessionise_first", "dedup", "min_item_support", "min_session_length", "split"}
+KEYS = {
+    "name",
+    "files",
+    "columns",
+    "separator",
+    "time_unit",
+    "id_type",
+    "session_gap",
+    "keep_event",
+    "sessionise_first",
+    "dedup",
+    "min_item_support",
+    "min_session_length",
+    "split",
+}
 COLUMN_KEYS = {"session", "user", "item", "time", "event"}
 SPLIT_KEYS = {"mode", "test_days", "t_split"}
 OUT = {"session": S, "user": USER, "item": I, "time": T, "event": EVENT}
@@ -44,6 +60,7 @@ def load_config(config) -> dict:
         _fail("missing; give --config FILE.yaml (or the options of the dataset in the workflow config)")
     if isinstance(config, (str, Path)):
         import yaml
+
         path = Path(config)
         if not path.is_file():
             raise PreprocessingError(f"{path}: config file not found")
@@ -119,60 +136,59 @@ def read(raw_dir, config: dict, quiet=False) -> pd.DataFrame:
     parts = []
     for path in files(raw_dir, config):
         if path.suffix.lower() in (".parquet", ".pq"):
-            table = _read_parquet(path, wanted)
+            table = read_table(path, wanted, fmt="parquet", error=PreprocessingError)
         else:
             sep = config.get("separator") or ("\t" if path.suffix.lower() in (".tsv", ".tab") else ",")
             types = {T: pa.string()} if time_unit not in ("s", "ms") else {}
             if string_ids is not None:
                 types.update({c: string_ids for c in (S, USER, I) if c in wanted})
-            table = readers.read_csv(path, {k: [v] for k, v in wanted.items()}, types, sep=sep)
+            table = readers.read_csv(path, wanted, types, sep=sep)
         table = _time(table, time_unit, path, cols["time"])
         parts.append(readers.drop_null_ids(table, (S, USER), path, quiet))
     try:
         table = pa.concat_tables(parts, promote_options="permissive")
     except (pa.ArrowInvalid, pa.ArrowTypeError) as e:
-        raise PreprocessingError(f"custom: the files disagree on column types ({first_line(e)}); "
-                                 f"set id_type: str") from None
+        raise PreprocessingError(
+            f"custom: the files disagree on column types ({first_line(e)}); set id_type: str"
+        ) from None
     return readers.to_frame(table)
-
-
-def _read_parquet(path: Path, wanted: dict) -> pa.Table:
-    readers.require_file(path)
-    try:
-        present = pq.ParquetFile(path).schema_arrow.names
-    except (pa.ArrowInvalid, OSError) as e:
-        raise PreprocessingError(f"{path}: not a readable Parquet file ({first_line(e)})") from None
-    chosen = readers.choose_columns(path, present, {k: [v] for k, v in wanted.items()}, ",")
-    table = pq.read_table(path, columns=list(chosen.values()))
-    if table.num_rows == 0:
-        raise PreprocessingError(f"{path}: no events")
-    return table.rename_columns([next(k for k, v in chosen.items() if v == c) for c in table.column_names])
 
 
 def _time(table: pa.Table, unit: str, path: Path, name: str) -> pa.Table:
     col = table[T]
     if unit in ("s", "ms"):
         if not (pa.types.is_integer(col.type) or pa.types.is_floating(col.type)):
-            raise PreprocessingError(f"{path}: column {name} is not a number ({col.type}); set time_unit to "
-                                     f"iso8601 or a strptime format such as '%Y-%m-%d %H:%M:%S'")
+            raise PreprocessingError(
+                f"{path}: column {name} is not a number ({col.type}); set time_unit to "
+                f"iso8601 or a strptime format such as '%Y-%m-%d %H:%M:%S'"
+            )
         return readers.require_numeric(table, T, path)
-    if pa.types.is_timestamp(col.type):   # a Parquet timestamp column: already parsed
+    if pa.types.is_timestamp(col.type):  # a Parquet timestamp column: already parsed
         secs = pa.array(col.cast(pa.timestamp("ms")).cast(pa.int64()).to_numpy() // 1000)
         return table.set_column(table.column_names.index(T), T, secs)
     fmt = "ISO8601" if unit.lower() == "iso8601" else unit
     if fmt != "ISO8601" and "%" not in fmt:
         raise PreprocessingError(f"custom config: time_unit must be s, ms, iso8601 or a strptime format, got {unit!r}")
-    return readers.parse_time(table.set_column(table.column_names.index(T), T, col.cast(pa.string())),
-                              T, fmt, path, 0, "int", name)
+    return readers.parse_time(
+        table.set_column(table.column_names.index(T), T, col.cast(pa.string())), T, fmt, path, 0, "int", name
+    )
 
 
 def recipe(config: dict) -> Recipe:
     unit = TimeUnit(1000 if str(config.get("time_unit", "s")) == "ms" else 1)
     split = dict(config.get("split") or {})
     gap = config.get("session_gap")
-    return Recipe(name=str(config.get("name", "custom")), read=None, unit=unit,
-                  test_days=float(split.get("test_days", 1)), t_split=split.get("t_split"),
-                  session_gap_hours=None if gap is None else float(gap) / unit.hour,
-                  keep_event=config.get("keep_event"), sessionise_first=bool(config.get("sessionise_first", False)),
-                  dedup=bool(config.get("dedup", True)), min_item_support=int(config.get("min_item_support", 5)),
-                  min_session_length=int(config.get("min_session_length", 2)), split=split.get("mode", "time"))
+    return Recipe(
+        name=str(config.get("name", "custom")),
+        read=None,
+        unit=unit,
+        test_days=float(split.get("test_days", 1)),
+        t_split=split.get("t_split"),
+        session_gap_hours=None if gap is None else float(gap) / unit.hour,
+        keep_event=config.get("keep_event"),
+        sessionise_first=bool(config.get("sessionise_first", False)),
+        dedup=bool(config.get("dedup", True)),
+        min_item_support=int(config.get("min_item_support", 5)),
+        min_session_length=int(config.get("min_session_length", 2)),
+        split=split.get("mode", "time"),
+    )

@@ -12,6 +12,7 @@
 Whatever cannot be fetched ends in a DownloadError whose message has one line per file: where
 to get it and the exact path to put it at.
 """
+
 from __future__ import annotations
 
 import gzip
@@ -23,7 +24,9 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import DownloadError, first_line
+from gru4rec.errors import first_line
+
+from .errors import DownloadError
 
 CHUNK = 1 << 20
 
@@ -31,37 +34,50 @@ CHUNK = 1 << 20
 @dataclass(frozen=True)
 class RawFile:
     name: str
-    min_size: int                 # bytes of the (decompressed) file: less means a broken download
-    header: str | None = None     # the start of the first line, where the file has a header
-    url: str | None = None        # a direct download (may be .gz, decompressed on the fly)
-    sha256: str | None = None     # of the downloaded bytes, where published
+    min_size: int  # bytes of the (decompressed) file: less means a broken download
+    header: str | None = None  # the start of the first line, where the file has a header
+    url: str | None = None  # a direct download (may be .gz, decompressed on the fly)
+    sha256: str | None = None  # of the downloaded bytes, where published
 
 
 @dataclass(frozen=True)
 class Source:
     files: tuple
-    page: str                     # where a person gets the files by hand
-    kaggle: str | None = None     # owner/dataset slug for the Kaggle API
+    page: str  # where a person gets the files by hand
+    kaggle: str | None = None  # owner/dataset slug for the Kaggle API
 
 
-_RSC = Source((RawFile("yoochoose-clicks.dat", 1_000_000_000), RawFile("yoochoose-test.dat", 300_000_000)),
-              "https://www.kaggle.com/datasets/chadgostopp/recsys-challenge-2015", "chadgostopp/recsys-challenge-2015")
+_RSC = Source(
+    (RawFile("yoochoose-clicks.dat", 1_000_000_000), RawFile("yoochoose-test.dat", 300_000_000)),
+    "https://www.kaggle.com/datasets/chadgostopp/recsys-challenge-2015",
+    "chadgostopp/recsys-challenge-2015",
+)
 _REES46_URL = "https://data.rees46.com/datasets/marketplace/{}.csv.gz"
 SOURCES = {
     "yoochoose": _RSC,
     "rsc15": Source(_RSC.files[:1], _RSC.page, _RSC.kaggle),
-    "rees46": Source(tuple(RawFile(f"{m}.csv", size, "event_time,event_type,product_id", _REES46_URL.format(m))
-                           for m, size in (("2019-Oct", 5_000_000_000), ("2019-Nov", 8_000_000_000))),
-                     "https://rees46.com/en/open-cdp (or https://www.kaggle.com/datasets/mkechinov/"
-                     "ecommerce-behavior-data-from-multi-category-store)",
-                     "mkechinov/ecommerce-behavior-data-from-multi-category-store"),
-    "retailrocket": Source((RawFile("events.csv", 90_000_000, "timestamp,visitorid,event,itemid"),),
-                           "https://www.kaggle.com/datasets/retailrocket/ecommerce-dataset",
-                           "retailrocket/ecommerce-dataset"),
-    "coveo": Source((RawFile("release_10_23_2020.csv", 100_000_000),),
-                    "https://github.com/coveooss/shopper-intent-prediction-nature-2020 (browsing data, after sign-up)"),
-    "diginetica": Source((RawFile("train-item-views.csv", 10_000_000),),
-                         "https://competitions.codalab.org/competitions/11161 (CIKM Cup 2016 track 2, after sign-up)"),
+    "rees46": Source(
+        tuple(
+            RawFile(f"{m}.csv", size, "event_time,event_type,product_id", _REES46_URL.format(m))
+            for m, size in (("2019-Oct", 5_000_000_000), ("2019-Nov", 8_000_000_000))
+        ),
+        "https://rees46.com/en/open-cdp (or https://www.kaggle.com/datasets/mkechinov/"
+        "ecommerce-behavior-data-from-multi-category-store)",
+        "mkechinov/ecommerce-behavior-data-from-multi-category-store",
+    ),
+    "retailrocket": Source(
+        (RawFile("events.csv", 90_000_000, "timestamp,visitorid,event,itemid"),),
+        "https://www.kaggle.com/datasets/retailrocket/ecommerce-dataset",
+        "retailrocket/ecommerce-dataset",
+    ),
+    "coveo": Source(
+        (RawFile("release_10_23_2020.csv", 100_000_000),),
+        "https://github.com/coveooss/shopper-intent-prediction-nature-2020 (browsing data, after sign-up)",
+    ),
+    "diginetica": Source(
+        (RawFile("train-item-views.csv", 10_000_000),),
+        "https://competitions.codalab.org/competitions/11161 (CIKM Cup 2016 track 2, after sign-up)",
+    ),
 }
 
 
@@ -118,10 +134,13 @@ def _custom_files(raw: Path, options) -> list[Path]:
     if not options:
         return []
     from . import custom
+
     paths = custom.files(raw, custom.load_config(options))
     absent = [p for p in paths if not p.is_file()]
     if absent:
-        lines = [f"custom: {len(absent)} configured file(s) not found:"] + [f"  {p.name} -> {p.resolve()}" for p in absent]
+        lines = [f"custom: {len(absent)} configured file(s) not found:"] + [
+            f"  {p.name} -> {p.resolve()}" for p in absent
+        ]
         raise DownloadError("\n".join(lines))
     return paths
 
@@ -133,6 +152,7 @@ def fetch_url(url: str, dest: Path, expect: RawFile | None = None, quiet: bool =
     Nothing is left at `dest` unless every check passed; the .part file is removed on failure.
     """
     from tqdm import tqdm
+
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
     part = dest.with_name(f".{dest.name}.part")
@@ -143,7 +163,7 @@ def fetch_url(url: str, dest: Path, expect: RawFile | None = None, quiet: bool =
             length = response.headers.get("Content-Length")
             total = int(length) if length and length.isdigit() else None
 
-            class Counting:   # hashes and counts the compressed bytes as gzip pulls them
+            class Counting:  # hashes and counts the compressed bytes as gzip pulls them
                 def read(self, n=-1):
                     nonlocal received
                     data = response.read(n)
@@ -152,8 +172,10 @@ def fetch_url(url: str, dest: Path, expect: RawFile | None = None, quiet: bool =
                     bar.update(len(data))
                     return data
 
-            with tqdm(total=total, unit="B", unit_scale=True, desc=dest.name, disable=quiet) as bar, \
-                    open(part, "wb") as out:
+            with (
+                tqdm(total=total, unit="B", unit_scale=True, desc=dest.name, disable=quiet) as bar,
+                open(part, "wb") as out,
+            ):
                 stream = gzip.GzipFile(fileobj=Counting()) if url.endswith(".gz") else Counting()
                 shutil.copyfileobj(stream, out, CHUNK)
         if total is not None and received != total:
@@ -167,7 +189,9 @@ def fetch_url(url: str, dest: Path, expect: RawFile | None = None, quiet: bool =
     except DownloadError:
         raise
     except (OSError, EOFError, gzip.BadGzipFile, ValueError) as e:
-        raise DownloadError(f"{url}: download failed ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})") from None
+        raise DownloadError(
+            f"{url}: download failed ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})"
+        ) from None
     finally:
         part.unlink(missing_ok=True)
 
@@ -176,14 +200,16 @@ def check_file(path: Path, expect: RawFile, origin) -> None:
     """Size and header checks of a file that arrived, before it is moved into place."""
     size = path.stat().st_size
     if size < expect.min_size:
-        raise DownloadError(f"{origin}: {expect.name} arrived incomplete ({size:,} bytes, expected at least "
-                            f"{expect.min_size:,})")
+        raise DownloadError(
+            f"{origin}: {expect.name} arrived incomplete ({size:,} bytes, expected at least {expect.min_size:,})"
+        )
     if expect.header:
         with open(path, "rb") as f:
             first = f.readline(4096).decode("utf-8", errors="replace").lstrip("\ufeff")
         if not first.startswith(expect.header):
-            raise DownloadError(f"{origin}: {expect.name} does not start with the header '{expect.header}' "
-                                f"(got {first[:60]!r})")
+            raise DownloadError(
+                f"{origin}: {expect.name} does not start with the header '{expect.header}' (got {first[:60]!r})"
+            )
 
 
 # ---------------------------------------------------------------- Kaggle
@@ -203,6 +229,7 @@ def fetch_kaggle(slug: str, raw: Path, files, quiet=False):
     tmp = Path(tempfile.mkdtemp(prefix=".download.", dir=raw))
     try:
         import kaggle
+
         if not quiet:
             print(f"Downloading {slug} from Kaggle into {raw} ...", flush=True)
         try:

@@ -7,96 +7,47 @@ needed columns are parsed, with explicit types, block by block; a block is reduc
 time parsed to an integer) before the next one is read, so the peak memory follows what is kept,
 not the size of the text file.
 """
+
 from __future__ import annotations
 
-import re
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.csv as pacsv
+
+from gru4rec.fileio import read_table
 
 from .errors import PreprocessingError
 
-BLOCK = 1 << 24   # bytes of text per parsed block
-NULLS = ["", "NA", "NaN", "null", "NULL"]
-STRING_IDS = pa.dictionary(pa.int32(), pa.string())   # hashed ids: stored once, categorical in pandas
+STRING_IDS = pa.dictionary(pa.int32(), pa.string())  # hashed ids: stored once, categorical in pandas
 
 
-def require_file(path: Path):
-    if not path.exists():
-        raise PreprocessingError(f"{path}: raw file not found (see `python -m preprocessing download --help`)")
-    if path.is_dir():
-        raise PreprocessingError(f"{path}: is a directory, expected the raw data file")
-    if path.stat().st_size == 0:
-        raise PreprocessingError(f"{path}: the file is empty")
-
-
-def _header(path: Path, sep: str) -> list[str]:
-    with open(path, "rb") as f:
-        first = f.readline().decode("utf-8", errors="replace").lstrip("\ufeff").rstrip("\r\n")
-    return [c.strip('"') for c in first.split(sep)]
-
-
-def choose_columns(path: Path, present: list[str], wanted: dict, sep: str) -> dict:
-    """wanted: output name -> accepted source names (first match wins); returns output -> source."""
-    chosen = {}
-    for out, options in wanted.items():
-        match = next((c for c in options if c in present), None)
-        if match is None:
-            hint = f" (wrong separator? expected {sep!r})" if len(present) == 1 else ""
-            raise PreprocessingError(f"{path}: missing column {' / '.join(options)}; the header has: "
-                                     f"{', '.join(present[:12])}{hint}")
-        chosen[out] = match
-    return chosen
-
-
-def read_csv(path: Path, wanted: dict, types: dict, sep=",", header=True, names=None,
-             reduce: Callable[[pa.Table, int], pa.Table] | None = None) -> pa.Table:
-    """Stream the needed columns of a delimited text file, renamed to the wanted output names.
+def read_csv(
+    path: Path,
+    wanted: dict,
+    types: dict,
+    sep=",",
+    names=None,
+    reduce: Callable[[pa.Table, int], pa.Table] | None = None,
+) -> pa.Table:
+    """The needed columns of a raw delimited text file, renamed to the wanted output names
+    (gru4rec.fileio.read_table, whatever the file's extension; names: the columns of a file
+    without a header).
 
     wanted: output name -> accepted source names; types: output name -> Arrow type;
     reduce(block, first_row) shrinks each block (filter, parse times) before the next is read.
     """
-    require_file(path)
-    present = _header(path, sep) if header else list(names)
-    chosen = choose_columns(path, present, wanted, sep)
-    source_to_out = {v: k for k, v in chosen.items()}
-    read = pacsv.ReadOptions(block_size=BLOCK, column_names=None if header else list(names))
-    convert = pacsv.ConvertOptions(include_columns=list(chosen.values()),
-                                   column_types={chosen[k]: t for k, t in types.items() if k in chosen},
-                                   null_values=NULLS, strings_can_be_null=True)
-    blocks, row = [], 0
-    try:
-        reader = pacsv.open_csv(path, read_options=read, parse_options=pacsv.ParseOptions(delimiter=sep),
-                                convert_options=convert)
-        for batch in reader:
-            block = pa.Table.from_batches([batch]).rename_columns([source_to_out[c] for c in batch.schema.names])
-            blocks.append(reduce(block, row) if reduce else block)
-            row += batch.num_rows
-    except pa.ArrowInvalid as e:
-        raise PreprocessingError(f"{path}: {_explain(str(e), list(chosen.values()), row)}") from None
-    if row == 0:
-        raise PreprocessingError(f"{path}: no events (only a header)")
-    return pa.concat_tables(blocks)
+    return read_table(
+        path, wanted, fmt="csv", sep=sep, names=names, types=types, reduce=reduce, error=PreprocessingError
+    )
 
 
-def _explain(message: str, columns: list[str], row: int) -> str:
-    """Turn Arrow's 'In CSV column #1: CSV conversion error to int64: invalid value 'x'' into a
-    line naming the column; other parse errors (ragged rows) keep Arrow's first line."""
-    first = message.strip().splitlines()[0]
-    m = re.search(r"column #(\d+): CSV conversion error to (\w+): invalid value '(.*)'", first)
-    if m and int(m.group(1)) < len(columns):
-        what = {"int64": "an integer", "double": "a number", "date32": "a date (YYYY-MM-DD)"}.get(m.group(2), m.group(2))
-        return f"column {columns[int(m.group(1))]}: expected {what}, found {m.group(3)!r} (after data row {row:,})"
-    return f"cannot parse: {first}"
-
-
-def parse_time(table: pa.Table, column: str, fmt: str, path: Path, first_row: int, seconds: str = "int",
-               label: str | None = None) -> pa.Table:
+def parse_time(
+    table: pa.Table, column: str, fmt: str, path: Path, first_row: int, seconds: str = "int", label: str | None = None
+) -> pa.Table:
     """Parse a text time column (UTC) to a number: whole seconds (seconds='int', floored),
     fractional seconds ('float'), or milliseconds ('ms'). fmt: a strptime format or 'ISO8601'.
     label: the column's name in the file, for the error message."""
@@ -111,15 +62,19 @@ def parse_time(table: pa.Table, column: str, fmt: str, path: Path, first_row: in
         bad = parsed.isna().to_numpy()
         if bad.any():
             idx = int(np.flatnonzero(bad)[0])
-            raise PreprocessingError(f"{path}: column {label}: cannot parse time {text.iloc[idx]!r} at data row "
-                                     f"{first_row + idx + 1:,} (expected ISO 8601, e.g. 2014-04-01T03:00:00.124Z)")
+            raise PreprocessingError(
+                f"{path}: column {label}: cannot parse time {text.iloc[idx]!r} at data row "
+                f"{first_row + idx + 1:,} (expected ISO 8601, e.g. 2014-04-01T03:00:00.124Z)"
+            )
         ns = parsed.dt.tz_localize(None).to_numpy().astype("datetime64[ns]").astype(np.int64)
     else:
         ts = pc.strptime(col, format=fmt, unit="ms", error_is_null=True)
         if ts.null_count:
             idx = pc.indices_nonzero(pc.is_null(ts))[0].as_py()
-            raise PreprocessingError(f"{path}: column {label}: cannot parse time {col[idx].as_py()!r} at data row "
-                                     f"{first_row + idx + 1:,} (expected format {fmt})")
+            raise PreprocessingError(
+                f"{path}: column {label}: cannot parse time {col[idx].as_py()!r} at data row "
+                f"{first_row + idx + 1:,} (expected format {fmt})"
+            )
         ns = pc.cast(ts, pa.int64()).to_numpy() * 1_000_000
     values = {"int": ns // 1_000_000_000, "float": ns / 1e9, "ms": ns // 1_000_000}[seconds]
     return table.set_column(table.column_names.index(column), column, pa.array(values))
@@ -150,8 +105,10 @@ def to_frame(table: pa.Table) -> pd.DataFrame:
 # ------------------------------------------------------------------------------------------------
 # One reader per raw format. Time units: Yoochoose and Rees46 in seconds, the others in ms.
 
-def read_yoochoose(raw: Path, files=("yoochoose-clicks.dat", "yoochoose-test.dat"), seconds="int",
-                   quiet=False) -> pd.DataFrame:
+
+def read_yoochoose(
+    raw: Path, files=("yoochoose-clicks.dat", "yoochoose-test.dat"), seconds="int", quiet=False
+) -> pd.DataFrame:
     """No header: session, ISO time, item, category. The newer recipe floors times to whole
     seconds; RSC15 (the first paper) keeps the fraction (seconds='float')."""
     names = ["SessionId", "TimeStr", "ItemId", "Category"]
@@ -161,9 +118,14 @@ def read_yoochoose(raw: Path, files=("yoochoose-clicks.dat", "yoochoose-test.dat
 
         def reduce(block, first_row, path=path):
             return parse_time(block, "Time", "ISO8601", path, first_row, seconds, "2 (time)")
-        t = read_csv(path, {"SessionId": ["SessionId"], "Time": ["TimeStr"], "ItemId": ["ItemId"]},
-                     {"SessionId": pa.int64(), "Time": pa.string(), "ItemId": pa.int64()},
-                     header=False, names=names, reduce=reduce)
+
+        t = read_csv(
+            path,
+            {"SessionId": ["SessionId"], "Time": ["TimeStr"], "ItemId": ["ItemId"]},
+            {"SessionId": pa.int64(), "Time": pa.string(), "ItemId": pa.int64()},
+            names=names,
+            reduce=reduce,
+        )
         parts.append(drop_null_ids(t, ("SessionId", "ItemId"), path, quiet))
     return to_frame(pa.concat_tables(parts))
 
@@ -178,10 +140,13 @@ def read_rees46(raw: Path, files=("2019-Oct.csv", "2019-Nov.csv"), quiet=False) 
         def reduce(block, first_row, path=path):
             block = block.filter(pc.equal(block["Event"], "view")).drop_columns(["Event"])
             return parse_time(block, "Time", "%Y-%m-%d %H:%M:%S UTC", path, first_row, "int", "event_time")
-        t = read_csv(path, {"Time": ["event_time"], "Event": ["event_type"], "ItemId": ["product_id"],
-                            "User": ["user_id"]},
-                     {"Time": pa.string(), "Event": pa.string(), "ItemId": pa.int64(), "User": pa.int64()},
-                     reduce=reduce)
+
+        t = read_csv(
+            path,
+            {"Time": ["event_time"], "Event": ["event_type"], "ItemId": ["product_id"], "User": ["user_id"]},
+            {"Time": pa.string(), "Event": pa.string(), "ItemId": pa.int64(), "User": pa.int64()},
+            reduce=reduce,
+        )
         parts.append(drop_null_ids(t, ("User",), path, quiet))
     return to_frame(pa.concat_tables(parts))
 
@@ -191,9 +156,16 @@ def read_coveo(raw: Path, files=("release_10_23_2020.csv",), quiet=False) -> pd.
     server_timestamp_epoch_ms. Sessions are built on ALL events (a pageview without a product
     bridges a gap), so every event is kept here with its action."""
     path = raw / files[0]
-    t = read_csv(path, {"User": ["session_id_hash"], "Event": ["product_action"],
-                        "ItemId": ["product_skus_hash", "product_sku_hash"], "Time": ["server_timestamp_epoch_ms"]},
-                 {"User": STRING_IDS, "Event": STRING_IDS, "ItemId": STRING_IDS, "Time": pa.int64()})
+    t = read_csv(
+        path,
+        {
+            "User": ["session_id_hash"],
+            "Event": ["product_action"],
+            "ItemId": ["product_skus_hash", "product_sku_hash"],
+            "Time": ["server_timestamp_epoch_ms"],
+        },
+        {"User": STRING_IDS, "Event": STRING_IDS, "ItemId": STRING_IDS, "Time": pa.int64()},
+    )
     t = require_numeric(t, "Time", path)
     return to_frame(drop_null_ids(t, ("User",), path, quiet))
 
@@ -202,8 +174,11 @@ def read_retailrocket(raw: Path, files=("events.csv",), quiet=False) -> pd.DataF
     """timestamp (ms), visitorid, event (view / addtocart / transaction), itemid, transactionid.
     Sessions are built on all events, then the views are kept."""
     path = raw / files[0]
-    t = read_csv(path, {"Time": ["timestamp"], "User": ["visitorid"], "Event": ["event"], "ItemId": ["itemid"]},
-                 {"Time": pa.int64(), "User": pa.int64(), "Event": STRING_IDS, "ItemId": pa.int64()})
+    t = read_csv(
+        path,
+        {"Time": ["timestamp"], "User": ["visitorid"], "Event": ["event"], "ItemId": ["itemid"]},
+        {"Time": pa.int64(), "User": pa.int64(), "Event": STRING_IDS, "ItemId": pa.int64()},
+    )
     t = require_numeric(t, "Time", path)
     return to_frame(drop_null_ids(t, ("User",), path, quiet))
 
@@ -212,15 +187,22 @@ def read_diginetica(raw: Path, files=("train-item-views.csv",), quiet=False) -> 
     """';'-separated sessionId;userId;itemId;timeframe;eventdate (the shared sample spells the
     header in snake_case). Time (ms) = midnight UTC of the session's earliest eventdate + timeframe."""
     path = raw / files[0]
-    t = read_csv(path, {"SessionId": ["sessionId", "session_id"], "ItemId": ["itemId", "item_id"],
-                        "timeframe": ["timeframe"], "eventdate": ["eventdate"]},
-                 {"SessionId": pa.int64(), "ItemId": pa.int64(), "timeframe": pa.int64(), "eventdate": pa.date32()},
-                 sep=";")
+    t = read_csv(
+        path,
+        {
+            "SessionId": ["sessionId", "session_id"],
+            "ItemId": ["itemId", "item_id"],
+            "timeframe": ["timeframe"],
+            "eventdate": ["eventdate"],
+        },
+        {"SessionId": pa.int64(), "ItemId": pa.int64(), "timeframe": pa.int64(), "eventdate": pa.date32()},
+        sep=";",
+    )
     for c in ("timeframe", "eventdate"):
         t = require_numeric(t, c, path)
     t = t.set_column(t.column_names.index("eventdate"), "eventdate", pc.cast(t["eventdate"], pa.int32()))
     df = to_frame(drop_null_ids(t, ("SessionId", "ItemId"), path, quiet))
-    day_ms = df["eventdate"].to_numpy(dtype=np.int64) * 86_400_000   # days since 1970-01-01 -> ms
+    day_ms = df["eventdate"].to_numpy(dtype=np.int64) * 86_400_000  # days since 1970-01-01 -> ms
     start = pd.Series(day_ms).groupby(df["SessionId"].to_numpy()).transform("min").to_numpy()
     df["Time"] = start + df["timeframe"].to_numpy(dtype=np.int64)
     return df.drop(columns=["eventdate", "timeframe"])

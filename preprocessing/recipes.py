@@ -15,18 +15,19 @@ length-1 sessions, drop items with fewer than 5 events" until stable; test = ses
 in the last D before t_split; train_tr/train_valid the same with 2D. RSC15 keeps the first
 paper's recipe (rsc15()).
 """
+
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 
 from . import common, readers
-from .common import EVENT, I, S, T, USER, TimeUnit, log
+from .common import EVENT, USER, I, S, T, TimeUnit, log
 from .errors import PreprocessingError
 
 SECONDS, MILLISECONDS = TimeUnit(1), TimeUnit(1000)
@@ -35,27 +36,42 @@ SECONDS, MILLISECONDS = TimeUnit(1), TimeUnit(1000)
 @dataclass(frozen=True)
 class Recipe:
     name: str
-    read: Callable[..., pd.DataFrame] | None   # read(raw_dir, quiet=...) -> events
+    read: Callable[..., pd.DataFrame] | None  # read(raw_dir, quiet=...) -> events
     unit: TimeUnit
     test_days: float = 1
-    t_split: float | None = None              # None: the time of the last event
-    session_gap_hours: float | None = None    # sessions from users: a gap above this starts a new one
-    keep_event: object = None                 # the Event value to keep (item views), if the reader has Event
-    sessionise_first: bool = False            # build sessions on ALL events, then keep keep_event
+    t_split: float | None = None  # None: the time of the last event
+    session_gap_hours: float | None = None  # sessions from users: a gap above this starts a new one
+    keep_event: object = None  # the Event value to keep (item views), if the reader has Event
+    sessionise_first: bool = False  # build sessions on ALL events, then keep keep_event
     dedup: bool = True
     min_item_support: int = 5
     min_session_length: int = 2
-    split: str = "time"                       # "time" or "last" (hold out each sequence's last event)
+    split: str = "time"  # "time" or "last" (hold out each sequence's last event)
 
 
 RECIPES = {
     "yoochoose": Recipe("yoochoose", readers.read_yoochoose, SECONDS, test_days=1),
     # the reader keeps only the views, before sessions are built
     "rees46": Recipe("rees46", readers.read_rees46, SECONDS, test_days=1, t_split=1575158400, session_gap_hours=1),
-    "coveo": Recipe("coveo", readers.read_coveo, MILLISECONDS, test_days=1, session_gap_hours=1,
-                    keep_event="detail", sessionise_first=True),
-    "retailrocket": Recipe("retailrocket", readers.read_retailrocket, MILLISECONDS, test_days=7,
-                           t_split=1442545200000, session_gap_hours=1, keep_event="view", sessionise_first=True),
+    "coveo": Recipe(
+        "coveo",
+        readers.read_coveo,
+        MILLISECONDS,
+        test_days=1,
+        session_gap_hours=1,
+        keep_event="detail",
+        sessionise_first=True,
+    ),
+    "retailrocket": Recipe(
+        "retailrocket",
+        readers.read_retailrocket,
+        MILLISECONDS,
+        test_days=7,
+        t_split=1442545200000,
+        session_gap_hours=1,
+        keep_event="view",
+        sessionise_first=True,
+    ),
     "diginetica": Recipe("diginetica", readers.read_diginetica, MILLISECONDS, test_days=7),
 }
 
@@ -72,7 +88,7 @@ def clean(df: pd.DataFrame, recipe: Recipe, quiet=False):
         if EVENT not in df:
             raise PreprocessingError(f"{recipe.name}: keeping '{recipe.keep_event}' events needs an event column")
         common.mark_events(df, recipe.keep_event)
-    pa.default_memory_pool().release_unused()   # the raw ids' Arrow buffers: give them back now
+    pa.default_memory_pool().release_unused()  # the raw ids' Arrow buffers: give them back now
     log(f"Read {recipe.name}", df, quiet)
     if recipe.keep_event is not None and not recipe.sessionise_first:
         df = common.keep_events(df)
@@ -81,21 +97,25 @@ def clean(df: pd.DataFrame, recipe: Recipe, quiet=False):
         if USER not in df:
             raise PreprocessingError(f"{recipe.name}: sessions from a gap need a user column")
         df = common.sessionise(df, recipe.session_gap_hours * recipe.unit.hour)
-        labels[S] = pd.RangeIndex(1, int(df[S].max()) + 2 if len(df) else 1)   # new sessions: ids 1, 2, ...
+        labels[S] = pd.RangeIndex(1, int(df[S].max()) + 2 if len(df) else 1)  # new sessions: ids 1, 2, ...
         log(f"Built sessions: same user, gaps up to {recipe.session_gap_hours:g} h", df, quiet)
     if recipe.keep_event is not None and recipe.sessionise_first:
         df = common.keep_events(df)
         log(f"Kept '{recipe.keep_event}' events", df, quiet)
     df = common.drop_missing_items(df, quiet)
-    common.require_events(df, f"after keeping the '{recipe.keep_event}' events" if recipe.keep_event is not None
-                          else "to process")
+    common.require_events(
+        df, f"after keeping the '{recipe.keep_event}' events" if recipe.keep_event is not None else "to process"
+    )
     df = common.sort_events(df)
     if recipe.dedup:
         df = common.drop_consecutive_duplicates(df)
         log("Dropped consecutive duplicates", df, quiet)
     df = common.filter_until_stable(df, recipe.min_session_length, recipe.min_item_support, quiet)
-    common.require_events(df, f"after filtering sessions shorter than {recipe.min_session_length} and items "
-                              f"with fewer than {recipe.min_item_support} events")
+    common.require_events(
+        df,
+        f"after filtering sessions shorter than {recipe.min_session_length} and items "
+        f"with fewer than {recipe.min_item_support} events",
+    )
     return df, labels
 
 
@@ -111,8 +131,9 @@ def split(df: pd.DataFrame, recipe: Recipe) -> dict:
         train_full, test = common.time_split(df, t_split - d)
         train_tr, train_valid = common.time_split(df, t_split - 2 * d, within=train_full)
         why = f"the data must cover more than {2 * recipe.test_days:g} days before the split point"
-    return _nonempty(recipe.name, {"train_full": train_full, "test": test, "train_tr": train_tr,
-                                   "train_valid": train_valid}, why)
+    return _nonempty(
+        recipe.name, {"train_full": train_full, "test": test, "train_tr": train_tr, "train_valid": train_valid}, why
+    )
 
 
 def _nonempty(name: str, splits: dict, why: str) -> dict:
@@ -127,8 +148,11 @@ def run(recipe: Recipe, df: pd.DataFrame, out_dir, quiet=False) -> dict:
     df, labels = clean(df, recipe, quiet)
     splits = split(df, recipe)
     stats = common.write_outputs(out_dir, df, splits, labels, recipe.unit, quiet)
-    log(f"Done: {recipe.name} -> {out_dir}: train_full {stats['train_full']['events']:,} events, "
-        f"test {stats['test']['events']:,} events, {stats['full']['items']:,} items", quiet=quiet)
+    log(
+        f"Done: {recipe.name} -> {out_dir}: train_full {stats['train_full']['events']:,} events, "
+        f"test {stats['test']['events']:,} events, {stats['full']['items']:,} items",
+        quiet=quiet,
+    )
     return stats
 
 
@@ -147,11 +171,17 @@ def rsc15(raw: Path, out_dir, quiet=False) -> dict:
     df = common.sort_events(df)
     train_full, test = _rsc15_split(df)
     train_tr, train_valid = _rsc15_split(df, within=train_full)
-    splits = _nonempty("rsc15", {"train_full": train_full, "test": test, "train_tr": train_tr,
-                                 "train_valid": train_valid}, "the data must cover more than two days")
+    splits = _nonempty(
+        "rsc15",
+        {"train_full": train_full, "test": test, "train_tr": train_tr, "train_valid": train_valid},
+        "the data must cover more than two days",
+    )
     stats = common.write_outputs(out_dir, df, splits, labels, SECONDS, quiet)
-    log(f"Done: rsc15 -> {out_dir}: train_full {stats['train_full']['events']:,} events, "
-        f"test {stats['test']['events']:,} events", quiet=quiet)
+    log(
+        f"Done: rsc15 -> {out_dir}: train_full {stats['train_full']['events']:,} events, "
+        f"test {stats['test']['events']:,} events",
+        quiet=quiet,
+    )
     return stats
 
 
@@ -162,7 +192,7 @@ def _rsc15_split(df: pd.DataFrame, within: np.ndarray | None = None):
     s, t, i = df[S].to_numpy(), df[T].to_numpy(), df[I].to_numpy()
     start = np.ones(len(df), dtype=bool)
     start[1:] = s[1:] != s[:-1]
-    last = np.maximum.reduceat(t, np.flatnonzero(start))[np.cumsum(start) - 1]   # each event's session end
+    last = np.maximum.reduceat(t, np.flatnonzero(start))[np.cumsum(start) - 1]  # each event's session end
     boundary = t[within].max() - 86400
     train = within & (last < boundary)
     test = within & (last >= boundary)

@@ -1,4 +1,5 @@
 """Fixtures shared by the whole suite."""
+
 from pathlib import Path
 
 import numpy as np
@@ -6,7 +7,7 @@ import pandas as pd
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED = REPO.parent / "shared"
+DATA = REPO / "tests" / "data"  # real samples, with their source in tests/data/README.md
 
 
 def markov_sessions(n_sessions=3000, n_items=200, seed=0, p_follow=0.85, min_len=2, max_len=10, t0=1_600_000_000):
@@ -25,7 +26,9 @@ def markov_sessions(n_sessions=3000, n_items=200, seed=0, p_follow=0.85, min_len
             sessions.append(s)
             items.append(item)
             times.append(t0 + 600 * s + 10 * k)
-            item = int(successors[item, rng.integers(0, 2)]) if rng.random() < p_follow else int(rng.integers(0, n_items))
+            item = (
+                int(successors[item, rng.integers(0, 2)]) if rng.random() < p_follow else int(rng.integers(0, n_items))
+            )
     return pd.DataFrame({"SessionId": sessions, "ItemId": items, "Time": times})
 
 
@@ -37,5 +40,8 @@ def markov_data():
 
 
 @pytest.fixture(scope="session")
-def shared_dir():
-    return SHARED
+def data_dir():
+    """tests/data: a missing sample is an error of the checkout, never a reason to skip."""
+    if not DATA.is_dir():
+        raise FileNotFoundError(f"{DATA}: the tests' data folder is missing (see tests/data/README.md)")
+    return DATA

@@ -1,4 +1,5 @@
 """The gru4rec command end to end, and its error handling (one line, exit code 2, no traceback)."""
+
 import contextlib
 import io
 import re
@@ -36,8 +37,24 @@ def trained(tmp_path_factory):
     test = df[df.SessionId >= 350].reset_index(drop=True)
     test.loc[[1, 5, 9], "ItemId"] = [1001, 1002, 1003]  # unknown to the model
     test.to_parquet(d / "test.parquet")
-    code, out, err = run("train", d / "train.tsv", "-ps", FAST, "-t", d / "test.parquet", "-m", 1, 5, 20,
-                         "-s", d / "model.safetensors", "-d", "cpu", "--seed", 7)
+    code, out, err = run(
+        "train",
+        d / "train.tsv",
+        "-ps",
+        FAST,
+        "-t",
+        d / "test.parquet",
+        "-m",
+        1,
+        5,
+        20,
+        "-s",
+        d / "model.safetensors",
+        "-d",
+        "cpu",
+        "--seed",
+        7,
+    )
     assert code == 0, err
     return d, out
 
@@ -49,11 +66,15 @@ def metrics(out):
 def test_train_output_and_model_file(trained):
     d, out = trained
     assert (d / "model.safetensors").is_file()
-    assert re.search(r"^Parameters: layers=24,loss=cross-entropy,final_act=softmax,batch_size=16,.* \(seed 7, "
-                     r"device cpu\)$", out, re.M)
+    assert re.search(
+        r"^Parameters: layers=24,loss=cross-entropy,final_act=softmax,batch_size=16,.* \(seed 7, "
+        r"device cpu\)$",
+        out,
+        re.M,
+    )
     epochs = re.findall(r"^Epoch(\d) --> loss: [\d.]+ \([\d.]+s\) \[[\d.]+ mb/s \| \d+ e/s\]$", out, re.M)
     assert epochs == ["1", "2"]
-    report = out[out.index("Evaluating on"):].splitlines()
+    report = out[out.index("Evaluating on") :].splitlines()
     assert re.fullmatch(rf"Evaluating on {re.escape(str(d / 'test.parquet'))}: \d+ events, 50 sessions .*", report[0])
     assert report[1] == f"Dropped {N_UNKNOWN} test event(s) whose item is unknown to the model"
     assert re.fullmatch(r"Evaluation took [\d.]+s \(\d+ predictions\)", report[2])
@@ -65,12 +86,20 @@ def test_train_output_and_model_file(trained):
 
 def test_evaluate_reproduces_the_training_figures(trained):
     d, out = trained
-    code, again, err = run("evaluate", d / "model.safetensors", "-t", d / "test.parquet", "-m", 20, 5, 1,
-                           "-d", "cpu")
+    code, again, err = run("evaluate", d / "model.safetensors", "-t", d / "test.parquet", "-m", 20, 5, 1, "-d", "cpu")
     assert code == 0, err
     assert metrics(again) == metrics(out)
-    code, cons, err = run("evaluate", d / "model.safetensors", "-t", d / "test.parquet", d / "train.tsv",
-                          "-e", "conservative", "-d", "cpu")
+    code, cons, err = run(
+        "evaluate",
+        d / "model.safetensors",
+        "-t",
+        d / "test.parquet",
+        d / "train.tsv",
+        "-e",
+        "conservative",
+        "-d",
+        "cpu",
+    )
     assert code == 0, err
     assert cons.count("Evaluating on ") == 2 and len(METRIC_LINE.findall(cons)) == 2
     assert "Dropped 0 test event(s)" in cons
@@ -93,21 +122,23 @@ def test_recommend_one_session_from_the_command_line(trained):
 def test_recommend_sessions_file_to_output(trained):
     d, _ = trained
     out_file = d / "recs.tsv"
-    code, out, err = run("recommend", d / "model.safetensors", "--sessions", d / "test.parquet", "-k", 3,
-                         "-o", out_file, "-d", "cpu")
+    code, out, err = run(
+        "recommend", d / "model.safetensors", "--sessions", d / "test.parquet", "-k", 3, "-o", out_file, "-d", "cpu"
+    )
     assert code == 0, err
     assert out == "" and f"skipped {N_UNKNOWN} of" in err
     got = pd.read_csv(out_file, sep="\t")
     test = pd.read_parquet(d / "test.parquet")
     assert got.SessionId.unique().tolist() == test.SessionId.unique().tolist()
-    assert (got.groupby("SessionId").Rank.apply(list) == pd.Series([[1, 2, 3]] * test.SessionId.nunique(),
-                                                                    index=test.SessionId.unique())).all()
+    assert (
+        got.groupby("SessionId").Rank.apply(list)
+        == pd.Series([[1, 2, 3]] * test.SessionId.nunique(), index=test.SessionId.unique())
+    ).all()
     # the list of a session is the one for its events in time order, whatever the file's row order
     last = test.SessionId.iloc[-1]
     items = test[test.SessionId == last].sort_values("Time").ItemId.tolist()
     _, direct, _ = run("recommend", d / "model.safetensors", "--items", *items, "-k", 3, "-d", "cpu")
-    assert pd.read_csv(io.StringIO(direct), sep="\t").ItemId.tolist() == \
-        got[got.SessionId == last].ItemId.tolist()
+    assert pd.read_csv(io.StringIO(direct), sep="\t").ItemId.tolist() == got[got.SessionId == last].ItemId.tolist()
     assert sorted(p.name for p in d.iterdir() if p.name.startswith(".")) == []  # no temporary file left
 
 
@@ -117,11 +148,21 @@ def test_string_ids_custom_columns_and_yaml_parameters(tmp_path):
     df = pd.DataFrame({"sess": "s" + df.SessionId.astype(str), "product": df.ItemId.astype(str), "ts": df.Time})
     df.loc[0, "product"] = "007"
     df.to_csv(tmp_path / "train.csv", index=False)
-    (tmp_path / "p.yaml").write_text("loss: bpr-max\nelu_param: 0.5\nlayers: [8]\nn_epochs: 1\nn_sample: 4\n"
-                                     "sample_store_size: 1000\nbatch_size: 8\n")
+    (tmp_path / "p.yaml").write_text(
+        "loss: bpr-max\nelu_param: 0.5\nlayers: [8]\nn_epochs: 1\nn_sample: 4\nsample_store_size: 1000\nbatch_size: 8\n"
+    )
     cols = ["-sk", "sess", "-ik", "product", "-tk", "ts", "-d", "cpu"]
-    code, out, err = run("train", tmp_path / "train.csv", "-pf", tmp_path / "p.yaml", "-s", tmp_path / "m",
-                         "-t", tmp_path / "train.csv", *cols)
+    code, out, err = run(
+        "train",
+        tmp_path / "train.csv",
+        "-pf",
+        tmp_path / "p.yaml",
+        "-s",
+        tmp_path / "m",
+        "-t",
+        tmp_path / "train.csv",
+        *cols,
+    )
     assert code == 0, err
     assert "final_act=elu-0.5" in out and "Recall@20: " in out
     assert GRU4Rec.load(tmp_path / "m", device="cpu").item_ids.dtype == object
@@ -139,9 +180,11 @@ def test_string_ids_custom_columns_and_yaml_parameters(tmp_path):
 def test_reference_parameter_file(trained, tmp_path):
     d, _ = trained
     pf = tmp_path / "p.py"
-    pf.write_text("from collections import OrderedDict\ngru4rec_params = OrderedDict([('loss', 'bpr-max'), "
-                  "('elu_param', 0.5), ('layers', [16]), ('n_epochs', 1), ('batch_size', 16), ('n_sample', 8), "
-                  "('sample_store_size', 1000)])\n")
+    pf.write_text(
+        "from collections import OrderedDict\ngru4rec_params = OrderedDict([('loss', 'bpr-max'), "
+        "('elu_param', 0.5), ('layers', [16]), ('n_epochs', 1), ('batch_size', 16), ('n_sample', 8), "
+        "('sample_store_size', 1000)])\n"
+    )
     code, out, err = run("train", d / "train.tsv", "-pf", pf, "-d", "cpu", "-q")
     assert code == 0, err
     assert "loss=bpr-max,final_act=elu-0.5" in out and "Epoch1" not in out  # -q: no epoch lines
@@ -149,8 +192,9 @@ def test_reference_parameter_file(trained, tmp_path):
 
 def test_diverged_training_exits_1_and_saves_nothing(trained, tmp_path):
     d, _ = trained
-    code, out, err = run("train", d / "train.tsv", "-ps", FAST + ",learning_rate=1e30", "-s", tmp_path / "m",
-                         "-d", "cpu")
+    code, out, err = run(
+        "train", d / "train.tsv", "-ps", FAST + ",learning_rate=1e30", "-s", tmp_path / "m", "-d", "cpu"
+    )
     assert code == 1
     assert err.startswith("gru4rec: error: the loss became nan") and err.count("\n") == 1
     assert not (tmp_path / "m").exists() and list(tmp_path.iterdir()) == []
@@ -167,34 +211,48 @@ CONTENTS = {
 }
 
 
-@pytest.mark.parametrize("make,args,match", [
-    (None, ["train", "{d}/missing.tsv", "-ps", FAST], "{d}/missing.tsv: file not found"),
-    (None, ["train", "{d}", "-ps", FAST], "{d}: is a directory"),
-    ("empty", ["train", "{f}", "-ps", FAST], "{f}: the file is empty"),
-    ("header", ["train", "{f}", "-ps", FAST], "{f}: no events"),
-    ("nocol", ["train", "{f}", "-ps", FAST], r"{f}: missing column\(s\) ItemId; the file has: SessionId, Item, Time"),
-    ("commas", ["train", "{f}", "-ps", FAST], "the file has: SessionId,ItemId,Time"),
-    ("badtime", ["train", "{f}", "-ps", FAST], r"{f}: column Time must be numeric; 1 value\(s\) .*'noon'"),
-    ("nanid", ["train", "{f}", "-ps", FAST], r"{f}: column ItemId has 1 missing value\(s\) \(first at data row 1\)"),
-    ("ok", ["train", "{f}", "-ps", "layrs=10"], "unknown parameter 'layrs' \\(did you mean 'layers'\\?\\); valid"),
-    ("ok", ["train", "{f}", "-ps", "batch_size=-1"], r"batch_size=-1 is not valid: expected a value in \[1, inf\)"),
-    ("ok", ["train", "{f}", "-ps", "layers"], "malformed parameter 'layers'"),
-    ("ok", ["train", "{f}", "-ps", "loss=bpr-max,final_act=softmax"],
-     "final_act='softmax' cannot be used with loss='bpr-max'; valid final_act for bpr-max: linear, relu"),
-    ("ok", ["train", "{f}", "-pf", "{d}/nope.py"], "{d}/nope.py: parameter file not found"),
-    ("ok", ["train", "{f}", "-ps", FAST, "-pf", "{d}/p.py"], "argument -pf/--parameter-file: not allowed with"),
-    ("ok", ["train", "{f}", "-ps", FAST, "-t", "{d}/nope.tsv"], "{d}/nope.tsv: file not found"),
-    ("ok", ["train", "{f}", "-ps", FAST, "-s", "{d}/no/dir/m.safetensors"], "directory {d}/no/dir does not exist"),
-    ("ok", ["train", "{f}", "-ps", FAST, "-d", "tpu"], "device must be 'auto', 'cpu', 'cuda' or 'cuda:N'"),
-    ("ok", ["train", "{f}", "-m", "0"], "argument -m/--measure: expected a positive integer, got '0'"),
-    ("ok", ["train", "{f}", "-e", "optimistic"], "argument -e/--eval-type: invalid choice: 'optimistic'"),
-    ("ok", ["evaluate", "{f}", "-t", "{f}"], "{f} is not a GRU4Rec model file"),
-    ("ok", ["evaluate", "{d}/none.safetensors", "-t", "{f}"], "{d}/none.safetensors: model file not found"),
-    ("ok", ["evaluate", "{d}/none.safetensors"], "the following arguments are required: -t/--test"),
-    ("ok", ["recommend", "{f}"], "one of the arguments --items --sessions is required"),
-    ("ok", ["recommend", "{f}", "--items", "1", "-o", "{d}"], "{d}: is a directory, expected a file path for -o"),
-    ("ok", ["frobnicate"], "invalid choice: 'frobnicate'"),
-])
+@pytest.mark.parametrize(
+    "make,args,match",
+    [
+        (None, ["train", "{d}/missing.tsv", "-ps", FAST], "{d}/missing.tsv: file not found"),
+        (None, ["train", "{d}", "-ps", FAST], "{d}: is a directory"),
+        ("empty", ["train", "{f}", "-ps", FAST], "{f}: the file is empty"),
+        ("header", ["train", "{f}", "-ps", FAST], "{f}: no events"),
+        (
+            "nocol",
+            ["train", "{f}", "-ps", FAST],
+            r"{f}: missing column\(s\) ItemId; the file has: SessionId, Item, Time",
+        ),
+        ("commas", ["train", "{f}", "-ps", FAST], "the file has: SessionId,ItemId,Time"),
+        ("badtime", ["train", "{f}", "-ps", FAST], r"{f}: column Time must be numeric; 1 value\(s\) .*'noon'"),
+        (
+            "nanid",
+            ["train", "{f}", "-ps", FAST],
+            r"{f}: column ItemId has 1 missing value\(s\) \(first at data row 1\)",
+        ),
+        ("ok", ["train", "{f}", "-ps", "layrs=10"], "unknown parameter 'layrs' \\(did you mean 'layers'\\?\\); valid"),
+        ("ok", ["train", "{f}", "-ps", "batch_size=-1"], r"batch_size=-1 is not valid: expected a value in \[1, inf\)"),
+        ("ok", ["train", "{f}", "-ps", "layers"], "malformed parameter 'layers'"),
+        (
+            "ok",
+            ["train", "{f}", "-ps", "loss=bpr-max,final_act=softmax"],
+            "final_act='softmax' cannot be used with loss='bpr-max'; valid final_act for bpr-max: linear, relu",
+        ),
+        ("ok", ["train", "{f}", "-pf", "{d}/nope.py"], "{d}/nope.py: parameter file not found"),
+        ("ok", ["train", "{f}", "-ps", FAST, "-pf", "{d}/p.py"], "argument -pf/--parameter-file: not allowed with"),
+        ("ok", ["train", "{f}", "-ps", FAST, "-t", "{d}/nope.tsv"], "{d}/nope.tsv: file not found"),
+        ("ok", ["train", "{f}", "-ps", FAST, "-s", "{d}/no/dir/m.safetensors"], "directory {d}/no/dir does not exist"),
+        ("ok", ["train", "{f}", "-ps", FAST, "-d", "tpu"], "device must be 'auto', 'cpu', 'cuda' or 'cuda:N'"),
+        ("ok", ["train", "{f}", "-m", "0"], "argument -m/--measure: expected a positive integer, got '0'"),
+        ("ok", ["train", "{f}", "-e", "optimistic"], "argument -e/--eval-type: invalid choice: 'optimistic'"),
+        ("ok", ["evaluate", "{f}", "-t", "{f}"], "{f} is not a GRU4Rec model file"),
+        ("ok", ["evaluate", "{d}/none.safetensors", "-t", "{f}"], "{d}/none.safetensors: model file not found"),
+        ("ok", ["evaluate", "{d}/none.safetensors"], "the following arguments are required: -t/--test"),
+        ("ok", ["recommend", "{f}"], "one of the arguments --items --sessions is required"),
+        ("ok", ["recommend", "{f}", "--items", "1", "-o", "{d}"], "{d}: is a directory, expected a file path for -o"),
+        ("ok", ["frobnicate"], "invalid choice: 'frobnicate'"),
+    ],
+)
 def test_bad_inputs_are_one_line_errors(tmp_path, make, args, match):
     f = tmp_path / "in.tsv"
     if make:
@@ -209,13 +267,33 @@ def test_bad_inputs_are_one_line_errors(tmp_path, make, args, match):
 
 def test_python_dash_m_and_console_script(trained, tmp_path):
     d, out = trained
-    r = subprocess.run([sys.executable, "-m", "gru4rec", "evaluate", str(d / "model.safetensors"), "-t",
-                        str(d / "test.parquet"), "-m", "1", "5", "20", "-d", "cpu"], capture_output=True, text=True)
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "gru4rec",
+            "evaluate",
+            str(d / "model.safetensors"),
+            "-t",
+            str(d / "test.parquet"),
+            "-m",
+            "1",
+            "5",
+            "20",
+            "-d",
+            "cpu",
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert r.returncode == 0, r.stderr
     assert metrics(r.stdout) == metrics(out)
     (tmp_path / "bad.tsv").write_text(CONTENTS["badtime"])
-    r = subprocess.run([sys.executable, "-m", "gru4rec", "train", str(tmp_path / "bad.tsv"), "-d", "cpu"],
-                       capture_output=True, text=True)
+    r = subprocess.run(
+        [sys.executable, "-m", "gru4rec", "train", str(tmp_path / "bad.tsv"), "-d", "cpu"],
+        capture_output=True,
+        text=True,
+    )
     assert r.returncode == 2 and "Traceback" not in r.stderr and r.stderr.count("\n") == 1, r.stderr
     (script,) = entry_points(group="console_scripts", name="gru4rec")
     assert script.load() is main

@@ -1,4 +1,5 @@
 """Reading events: formats, id types, column names, and every bad input as a one-line DataError."""
+
 import gzip
 
 import numpy as np
@@ -24,14 +25,17 @@ def raises(match, fn, *args, **kw):
     return str(e.value)
 
 
-@pytest.mark.parametrize("name,writer", [
-    ("e.tsv", tsv),
-    ("e.txt", tsv),
-    ("e.csv", lambda df, p: df.to_csv(p, index=False)),
-    ("e.parquet", lambda df, p: df.to_parquet(p)),
-    ("e.pq", lambda df, p: df.to_parquet(p)),
-    ("e.tsv.gz", lambda df, p: df.to_csv(p, sep="\t", index=False, compression="gzip")),
-])
+@pytest.mark.parametrize(
+    "name,writer",
+    [
+        ("e.tsv", tsv),
+        ("e.txt", tsv),
+        ("e.csv", lambda df, p: df.to_csv(p, index=False)),
+        ("e.parquet", lambda df, p: df.to_parquet(p)),
+        ("e.pq", lambda df, p: df.to_parquet(p)),
+        ("e.tsv.gz", lambda df, p: df.to_csv(p, sep="\t", index=False, compression="gzip")),
+    ],
+)
 def test_formats_give_the_same_events(tmp_path, name, writer):
     writer(EVENTS.assign(Extra="x"), tmp_path / name)
     df = read_events(tmp_path / name)
@@ -44,8 +48,11 @@ def test_format_override(tmp_path):
     EVENTS.to_csv(tmp_path / "events.dat", index=False)
     assert read_events(tmp_path / "events.dat", fmt="csv").ItemId.tolist() == [10, 11, 10, 12]
     raises("unknown format 'xls'", read_events, tmp_path / "events.dat", fmt="xls")
-    raises(r"cannot tell the format from the extension '.dat' \(supported: .tsv, .txt, .csv, .parquet, .pq",
-           read_events, tmp_path / "events.dat")
+    raises(
+        r"cannot tell the format from the extension '.dat' \(supported: .tsv, .txt, .csv, .parquet, .pq",
+        read_events,
+        tmp_path / "events.dat",
+    )
 
 
 def test_string_ids_and_custom_columns(tmp_path):
@@ -79,7 +86,7 @@ def test_parquet_timestamps_and_categories(tmp_path):
 
 def test_missing_file_and_directory(tmp_path):
     raises("nope.tsv: file not found", read_events, tmp_path / "nope.tsv")
-    raises("is a directory, expected an events file", read_events, tmp_path)
+    raises("is a directory, expected a file", read_events, tmp_path)
 
 
 def test_empty_file_and_header_only(tmp_path):
@@ -96,19 +103,28 @@ def test_empty_file_and_header_only(tmp_path):
 
 def test_missing_column_and_wrong_separator(tmp_path):
     tsv(EVENTS.rename(columns={"ItemId": "item"}), tmp_path / "e.tsv")
-    raises(r"e.tsv: missing column\(s\) ItemId; the file has: SessionId, item, Time \(.*-sk/-ik/-tk",
-           read_events, tmp_path / "e.tsv")
+    raises(
+        r"e.tsv: missing column\(s\) ItemId; the file has: SessionId, item, Time \(.*-sk/-ik/-tk",
+        read_events,
+        tmp_path / "e.tsv",
+    )
     EVENTS.rename(columns={"Time": "ts"}).to_parquet(tmp_path / "e.parquet")
     raises(r"missing column\(s\) Time; the file has: SessionId, ItemId, ts", read_events, tmp_path / "e.parquet")
     EVENTS.to_csv(tmp_path / "comma.tsv", index=False)  # commas in a .tsv: one mashed header name
-    raises(r"missing column\(s\) SessionId, ItemId, Time; the file has: SessionId,ItemId,Time",
-           read_events, tmp_path / "comma.tsv")
+    raises(
+        r"missing column\(s\) SessionId, ItemId, Time; the file has: SessionId,ItemId,Time",
+        read_events,
+        tmp_path / "comma.tsv",
+    )
 
 
 def test_non_numeric_time(tmp_path):
     tsv(EVENTS.assign(Time=["5", "6", "yesterday", "noon"]), tmp_path / "t.tsv")
-    raises(r"t.tsv: column Time must be numeric; 2 value\(s\) are not \(first at data row 3: 'yesterday'\)",
-           read_events, tmp_path / "t.tsv")
+    raises(
+        r"t.tsv: column Time must be numeric; 2 value\(s\) are not \(first at data row 3: 'yesterday'\)",
+        read_events,
+        tmp_path / "t.tsv",
+    )
 
 
 def test_non_numeric_time_after_the_first_block(tmp_path):
@@ -118,19 +134,24 @@ def test_non_numeric_time_after_the_first_block(tmp_path):
     tsv(df, tmp_path / "late.tsv")
     with open(tmp_path / "late.tsv", "a") as f:
         f.write("1\t2\tnoon\n")
-    raises(rf"column Time must be numeric; 1 value\(s\) are not \(first at data row {n + 1}: 'noon'\)",
-           read_events, tmp_path / "late.tsv")
+    raises(
+        rf"column Time must be numeric; 1 value\(s\) are not \(first at data row {n + 1}: 'noon'\)",
+        read_events,
+        tmp_path / "late.tsv",
+    )
 
 
 def test_missing_ids_and_times(tmp_path):
     tsv(EVENTS.assign(ItemId=[10, None, 10, None]), tmp_path / "n.tsv")
     raises(r"n.tsv: column ItemId has 2 missing value\(s\) \(first at data row 2\)", read_events, tmp_path / "n.tsv")
     (tmp_path / "s.csv").write_text("SessionId,ItemId,Time\na,x,1\n,y,2\n")
-    raises(r"s.csv: column SessionId has 1 missing value\(s\) \(first at data row 2\)", read_events,
-           tmp_path / "s.csv")
+    raises(r"s.csv: column SessionId has 1 missing value\(s\) \(first at data row 2\)", read_events, tmp_path / "s.csv")
     (tmp_path / "t.tsv").write_text("SessionId\tItemId\tTime\n1\t2\t\n")
-    raises(r"t.tsv: column Time has 1 missing or infinite value\(s\) \(first at data row 1\)", read_events,
-           tmp_path / "t.tsv")
+    raises(
+        r"t.tsv: column Time has 1 missing or infinite value\(s\) \(first at data row 1\)",
+        read_events,
+        tmp_path / "t.tsv",
+    )
     EVENTS.assign(ItemId=[1.0, 2.0, np.nan, 3.0]).to_parquet(tmp_path / "n.parquet")
     raises(r"column ItemId has 1 missing value\(s\) \(first at data row 3\)", read_events, tmp_path / "n.parquet")
 
@@ -148,15 +169,21 @@ def test_unreadable_files(tmp_path):
 
 
 def test_validate_events_on_dataframes():
-    df = pd.DataFrame({"s": [1, 1], "i": np.array([3, 4], dtype=object), "t": [1, 2], "other": [0, 0]},
-                      index=[7, 9])
+    df = pd.DataFrame({"s": [1, 1], "i": np.array([3, 4], dtype=object), "t": [1, 2], "other": [0, 0]}, index=[7, 9])
     out = validate_events(df, "s", "i", "t")
     assert list(out.columns) == ["s", "i", "t"] and out.i.dtype == np.int64 and list(out.index) == [7, 9]
     assert validate_events(EVENTS.assign(ItemId=[1.0, 2.0, 3.0, 4.0])).ItemId.dtype == np.int64  # never float
     assert validate_events(EVENTS.assign(ItemId=["a", 2, "c", 4])).ItemId.tolist() == ["a", "2", "c", "4"]
-    raises(r"<DataFrame>: missing column\(s\) ItemId; the data has: SessionId, Time \(pass session_key",
-           validate_events, EVENTS.drop(columns="ItemId"))
+    raises(
+        r"<DataFrame>: missing column\(s\) ItemId; the data has: SessionId, Time \(pass session_key",
+        validate_events,
+        EVENTS.drop(columns="ItemId"),
+    )
     raises("<DataFrame>: no events", validate_events, EVENTS.iloc[:0])
-    raises(r"test data: column Time has 1 missing or infinite value\(s\)", validate_events,
-           EVENTS.assign(Time=[1, 2, np.inf, 4]), source="test data")
+    raises(
+        r"test data: column Time has 1 missing or infinite value\(s\)",
+        validate_events,
+        EVENTS.assign(Time=[1, 2, np.inf, 4]),
+        source="test data",
+    )
     raises("expected a pandas DataFrame, got list", validate_events, [1, 2])

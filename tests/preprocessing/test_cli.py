@@ -1,4 +1,5 @@
 """python -m preprocessing: progress lines and a summary, one-line errors with exit code 2."""
+
 import subprocess
 import sys
 
@@ -19,7 +20,10 @@ def test_errors_are_one_line_and_exit_2(tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.startswith("preprocessing: error: ") and "wrong separator" in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "rr").exists()
-    assert main(["custom", "--raw", str(tmp_path), "--out", str(tmp_path / "c"), "--config", str(tmp_path / "no.yaml")]) == 2
+    assert (
+        main(["custom", "--raw", str(tmp_path), "--out", str(tmp_path / "c"), "--config", str(tmp_path / "no.yaml")])
+        == 2
+    )
     assert "no.yaml: config file not found" in capsys.readouterr().err
 
 
@@ -31,7 +35,10 @@ def test_download_subcommand_lists_what_to_place(tmp_path, capsys):
 
 
 def test_module_entry_point(tmp_path):
-    r = subprocess.run([sys.executable, "-m", "preprocessing", "coveo", "--raw", str(tmp_path), "--out",
-                        str(tmp_path / "o")], capture_output=True, text=True)
+    r = subprocess.run(
+        [sys.executable, "-m", "preprocessing", "coveo", "--raw", str(tmp_path), "--out", str(tmp_path / "o")],
+        capture_output=True,
+        text=True,
+    )
     assert r.returncode == 2 and r.stderr.startswith("preprocessing: error: ") and "Traceback" not in r.stderr
-    assert "release_10_23_2020.csv: raw file not found" in r.stderr
+    assert "release_10_23_2020.csv: file not found" in r.stderr

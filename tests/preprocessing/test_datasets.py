@@ -11,6 +11,7 @@ One logical scenario is rendered into every raw format. Hand-checked expectation
       (RetailRocket, Coveo) keep (1,2) as one session; built on views only (Rees46) they split into
       two length-1 sessions that are dropped.
 """
+
 from collections import Counter
 from datetime import datetime, timezone
 
@@ -34,7 +35,7 @@ def scenario(t_split, day, user_based, last_before_split=0):
         t = start
         for k, item in enumerate(items):
             if k:
-                t += (gaps[k - 1] if gaps else 600)
+                t += gaps[k - 1] if gaps else 600
             rows.append((user if user_based else name, item, t, "view"))
 
     sess("s1", [1, 2, 3], early, user="u1")
@@ -113,7 +114,9 @@ def test_retailrocket_sessions_on_all_events_then_views(tmp_path):
     lines = ["timestamp,visitorid,event,itemid,transactionid"]
     users = {}
     for u, item, t, ev in rows:
-        lines.append(f"{t * 1000},{users.setdefault(u, 1000 + len(users))},{ev if ev == 'view' else 'addtocart'},{item},")
+        lines.append(
+            f"{t * 1000},{users.setdefault(u, 1000 + len(users))},{ev if ev == 'view' else 'addtocart'},{item},"
+        )
     (tmp_path / "events.csv").write_text("\n".join(lines) + "\n")
     preprocessing.preprocess("retailrocket", tmp_path, tmp_path / "out", quiet=True)
     check(tmp_path / "out", bridge=True)
@@ -140,8 +143,10 @@ def test_rees46_views_first_then_sessions(tmp_path):
     rows = scenario(t_split, 86400, True, last_before_split=600)
     header = "event_time,event_type,product_id,category_id,category_code,brand,price,user_id,user_session"
     users = {}
-    lines = [f"{iso(t, '%Y-%m-%d %H:%M:%S')} UTC,{ev},{item},1,,,1.0,{users.setdefault(u, 500 + len(users))},x"
-             for u, item, t, ev in rows]
+    lines = [
+        f"{iso(t, '%Y-%m-%d %H:%M:%S')} UTC,{ev},{item},1,,,1.0,{users.setdefault(u, 500 + len(users))},x"
+        for u, item, t, ev in rows
+    ]
     (tmp_path / "2019-Oct.csv").write_text(header + "\n" + "\n".join(lines[:10]) + "\n")
     (tmp_path / "2019-Nov.csv").write_text(header + "\n" + "\n".join(lines[10:]) + "\n")
     preprocessing.preprocess("rees46", tmp_path, tmp_path / "out", quiet=True)
@@ -150,12 +155,16 @@ def test_rees46_views_first_then_sessions(tmp_path):
 
 def test_rsc15_keeps_its_own_recipe(tmp_path):
     t_end = 1_400_000_000
-    rows = [(1, 1, t_end - 5 * 86400), (1, 1, t_end - 5 * 86400 + 60), (1, 2, t_end - 5 * 86400 + 120),  # no dedup
-            (2, 7, t_end - 4 * 86400)]                                                             # length 1: dropped
+    rows = [
+        (1, 1, t_end - 5 * 86400),
+        (1, 1, t_end - 5 * 86400 + 60),
+        (1, 2, t_end - 5 * 86400 + 120),  # no dedup
+        (2, 7, t_end - 4 * 86400),
+    ]  # length 1: dropped
     rows += [(10 + k, 1 + k % 2, t_end - 3 * 86400 + k * 100) for k in range(10)]
     rows += [(10 + k, 2 - k % 2, t_end - 3 * 86400 + k * 100 + 50) for k in range(10)]
-    rows += [(50, 1, t_end - 3600), (50, 2, t_end - 1800), (50, 8, t_end - 900)]   # test; item 8 unknown... dropped
-    rows += [(60, 8, t_end - 600), (60, 1, t_end)]                                  # test; left with 1 event: dropped
+    rows += [(50, 1, t_end - 3600), (50, 2, t_end - 1800), (50, 8, t_end - 900)]  # test; item 8 unknown... dropped
+    rows += [(60, 8, t_end - 600), (60, 1, t_end)]  # test; left with 1 event: dropped
     rows += [(61, 8, t_end - 100), (62, 8, t_end - 90), (63, 8, t_end - 80), (64, 8, t_end - 70)]
     rows += [(61, 1, t_end - 99), (62, 2, t_end - 89), (63, 1, t_end - 79), (64, 2, t_end - 69)]
     lines = [f"{s},{iso(t, '%Y-%m-%dT%H:%M:%S')}.000Z,{i},0" for s, i, t in rows]
@@ -170,10 +179,8 @@ def test_rsc15_keeps_its_own_recipe(tmp_path):
     assert test.ItemId.tolist() == [1, 2]
 
 
-def test_diginetica_real_sample_end_to_end(tmp_path, shared_dir):
-    raw = shared_dir / "data" / "diginetica-sample"
-    if not raw.exists():
-        pytest.skip("shared data sample not available")
+def test_diginetica_real_sample_end_to_end(tmp_path, data_dir):
+    raw = data_dir / "diginetica-sample"
     stats = preprocessing.preprocess("diginetica", raw, tmp_path / "out", quiet=True)
     full = pd.read_parquet(tmp_path / "out" / "full.parquet")
     # the reference recipe repeats the filters until stable: every item >= 5 events, every session >= 2
@@ -186,16 +193,25 @@ def test_diginetica_real_sample_end_to_end(tmp_path, shared_dir):
     assert stats["train_full"]["events"] + stats["test"]["events"] <= stats["full"]["events"]
 
 
-@pytest.mark.parametrize("content,match", [
-    ("", "empty"),
-    ("timestamp,visitorid,event\n1,2,view\n", "missing column itemid"),
-    ("timestamp;visitorid;event;itemid\n1;2;view;3\n", "wrong separator"),
-    ("timestamp,visitorid,event,itemid,transactionid\n", "no events"),
-    ("timestamp,visitorid,event,itemid,transactionid\nnoon,1,view,3,\n", "column timestamp: expected an integer, found 'noon'"),
-    ("timestamp,visitorid,event,itemid\n1,2,view\n", "cannot parse: .*Expected 4 columns"),
-    ("timestamp,visitorid,event,itemid,transactionid\n1,1,addtocart,3,\n", "no events left"),
-    ("timestamp,visitorid,event,itemid,transactionid\n1,1,view,3,\n2,1,view,4,\n", "no events left after filtering"),
-])
+@pytest.mark.parametrize(
+    "content,match",
+    [
+        ("", "empty"),
+        ("timestamp,visitorid,event\n1,2,view\n", r"missing column\(s\) itemid"),
+        ("timestamp;visitorid;event;itemid\n1;2;view;3\n", "wrong separator"),
+        ("timestamp,visitorid,event,itemid,transactionid\n", "no events"),
+        (
+            "timestamp,visitorid,event,itemid,transactionid\nnoon,1,view,3,\n",
+            "column timestamp: expected an integer, found 'noon'",
+        ),
+        ("timestamp,visitorid,event,itemid\n1,2,view\n", "cannot parse as CSV .*Expected 4 columns"),
+        ("timestamp,visitorid,event,itemid,transactionid\n1,1,addtocart,3,\n", "no events left"),
+        (
+            "timestamp,visitorid,event,itemid,transactionid\n1,1,view,3,\n2,1,view,4,\n",
+            "no events left after filtering",
+        ),
+    ],
+)
 def test_bad_raw_input_is_a_one_line_error_and_writes_nothing(tmp_path, content, match):
     (tmp_path / "events.csv").write_text(content)
     with pytest.raises(PreprocessingError, match=match) as e:
@@ -207,16 +223,23 @@ def test_bad_raw_input_is_a_one_line_error_and_writes_nothing(tmp_path, content,
 
 def test_unparsable_timestamp(tmp_path):
     header = "event_time,event_type,product_id,category_id,category_code,brand,price,user_id,user_session"
-    (tmp_path / "2019-Oct.csv").write_text(header + "\n2019-10-01 00:00:00 UTC,view,1,1,,,1,1,x\nyesterday,view,1,1,,,1,1,x\n")
+    (tmp_path / "2019-Oct.csv").write_text(
+        header + "\n2019-10-01 00:00:00 UTC,view,1,1,,,1,1,x\nyesterday,view,1,1,,,1,1,x\n"
+    )
     (tmp_path / "2019-Nov.csv").write_text(header + "\n")
-    with pytest.raises(PreprocessingError, match=r"2019-Oct.csv: column event_time: cannot parse time 'yesterday' at data row 2"):
+    with pytest.raises(
+        PreprocessingError, match=r"2019-Oct.csv: column event_time: cannot parse time 'yesterday' at data row 2"
+    ):
         preprocessing.preprocess("rees46", tmp_path, tmp_path / "out", quiet=True)
 
 
 def test_yoochoose_floors_to_whole_seconds_and_rsc15_keeps_the_fraction(tmp_path):
     rows = [(1, 1, "2014-04-01T10:00:00.900Z"), (1, 2, "2014-04-01T10:00:00.100Z"), (1, 1, "2014-04-01T10:00:01.500Z")]
-    rows += [(s, 1 + (s + k) % 2, f"2014-04-0{d}T1{k}:00:00.000Z") for s, d in ((2, 1), (3, 2), (4, 3), (5, 4))
-             for k in range(3)]
+    rows += [
+        (s, 1 + (s + k) % 2, f"2014-04-0{d}T1{k}:00:00.000Z")
+        for s, d in ((2, 1), (3, 2), (4, 3), (5, 4))
+        for k in range(3)
+    ]
     lines = [f"{s},{t},{i},0" for s, i, t in rows]
     (tmp_path / "yoochoose-clicks.dat").write_text("\n".join(lines) + "\n")
     (tmp_path / "yoochoose-test.dat").write_text("")
@@ -238,6 +261,7 @@ def test_filter_repeats_until_stable():
     they go in round 2, which takes item 8 from 5 events to 4; it goes too, which leaves sessions
     6 and 20-22 with one event; they go in round 3. Items 1-3 keep exactly 5 events each."""
     from preprocessing import common
+
     rows = [(s, i) for s in range(5) for i in (1, 2, 3)]
     rows += [(5, 9), (5, 8)] + [(s, i) for s in (10, 11, 12) for i in (9, 1)]
     rows += [(6, 8), (6, 1)] + [(s, i) for s in (20, 21, 22) for i in (8, 2)]
@@ -251,8 +275,11 @@ def test_filter_repeats_until_stable():
 
 def test_diginetica_wrong_separator(tmp_path):
     (tmp_path / "train-item-views.csv").write_text("sessionId,userId,itemId,timeframe,eventdate\n1,NA,2,3,2016-01-01\n")
-    with pytest.raises(PreprocessingError, match=r"train-item-views.csv: missing column sessionId / session_id; .*"
-                                                 r"wrong separator\? expected ';'"):
+    with pytest.raises(
+        PreprocessingError,
+        match=r"train-item-views.csv: missing column\(s\) sessionId / session_id, .*"
+        r"wrong separator\? expected ';'",
+    ):
         preprocessing.preprocess("diginetica", tmp_path, tmp_path / "out", quiet=True)
 
 
@@ -262,7 +289,7 @@ def test_events_without_an_item_are_dropped_and_counted_and_ids_stay_integers(tm
     users = {}
     for u, item, t, ev in rows:
         lines.append(f"{t * 1000},{users.setdefault(u, len(users))},{ev if ev == 'view' else 'addtocart'},{item},")
-    lines.append(f"{rows[0][2] * 1000 + 1},{users[rows[0][0]]},view,,")   # a view without an item
+    lines.append(f"{rows[0][2] * 1000 + 1},{users[rows[0][0]]},view,,")  # a view without an item
     (tmp_path / "events.csv").write_text("\n".join(lines) + "\n")
     preprocessing.preprocess("retailrocket", tmp_path, tmp_path / "out")
     assert "Dropped 1 event(s) without an item id" in capsys.readouterr().out

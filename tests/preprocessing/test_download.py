@@ -1,4 +1,5 @@
 """Downloads without the network: file:// URLs, a stubbed Kaggle, and the 'place it here' message."""
+
 import gzip
 import hashlib
 
@@ -25,41 +26,57 @@ def leftovers(d):
 
 def test_fetch_url_decompresses_verifies_and_renames(tmp_path):
     src = gz(tmp_path)
-    expect = RawFile("2019-Oct.csv", len(BODY), "event_time,event_type", sha256=hashlib.sha256(src.read_bytes()).hexdigest())
+    expect = RawFile(
+        "2019-Oct.csv", len(BODY), "event_time,event_type", sha256=hashlib.sha256(src.read_bytes()).hexdigest()
+    )
     dest = fetch.fetch_url(src.as_uri(), tmp_path / "raw" / "2019-Oct.csv", expect, quiet=True)
     assert dest.read_text() == BODY and leftovers(tmp_path / "raw") == ["2019-Oct.csv"]
 
 
-@pytest.mark.parametrize("expect,corrupt,match", [
-    (RawFile("f.csv", 10), "truncate", "download failed"),                        # gzip stream cut short
-    (RawFile("f.csv", 10 ** 9), None, "arrived incomplete"),                       # smaller than the known size
-    (RawFile("f.csv", 10, "timestamp,visitorid"), None, "does not start with the header"),
-    (RawFile("f.csv", 10, sha256="0" * 64), None, "SHA-256"),
-])
+@pytest.mark.parametrize(
+    "expect,corrupt,match",
+    [
+        (RawFile("f.csv", 10), "truncate", "download failed"),  # gzip stream cut short
+        (RawFile("f.csv", 10**9), None, "arrived incomplete"),  # smaller than the known size
+        (RawFile("f.csv", 10, "timestamp,visitorid"), None, "does not start with the header"),
+        (RawFile("f.csv", 10, sha256="0" * 64), None, "SHA-256"),
+    ],
+)
 def test_fetch_url_leaves_nothing_when_a_check_fails(tmp_path, expect, corrupt, match):
     src = gz(tmp_path)
     if corrupt == "truncate":
         src.write_bytes(src.read_bytes()[:-30])
     with pytest.raises(DownloadError, match=match):
         fetch.fetch_url(src.as_uri(), tmp_path / "raw" / "f.csv", expect, quiet=True)
-    assert leftovers(tmp_path / "raw") == []          # neither the file nor a .part
+    assert leftovers(tmp_path / "raw") == []  # neither the file nor a .part
 
 
 def test_download_fetches_direct_urls(tmp_path, monkeypatch):
     src = gz(tmp_path)
-    monkeypatch.setitem(fetch.SOURCES, "rees46", Source((RawFile("2019-Oct.csv", 100, "event_time", src.as_uri()),), "page"))
+    monkeypatch.setitem(
+        fetch.SOURCES, "rees46", Source((RawFile("2019-Oct.csv", 100, "event_time", src.as_uri()),), "page")
+    )
     raw = tmp_path / "raw"
     assert fetch.download("rees46", raw, quiet=True) == [raw / "2019-Oct.csv"]
     assert (raw / "2019-Oct.csv").read_text() == BODY
-    src.unlink()                                       # present files are not fetched again
+    src.unlink()  # present files are not fetched again
     assert fetch.download("rees46", raw, quiet=True) == [raw / "2019-Oct.csv"]
 
 
 def test_missing_files_message_has_one_line_per_file_with_the_exact_path(tmp_path, monkeypatch):
     monkeypatch.setattr(fetch, "_kaggle_unavailable", lambda: "the Kaggle API is not installed")
-    monkeypatch.setitem(fetch.SOURCES, "rees46", Source(
-        tuple(RawFile(n, 10, url=(tmp_path / "nowhere" / f"{n}.gz").as_uri()) for n in ("2019-Oct.csv", "2019-Nov.csv")),
-        "https://rees46.com/en/open-cdp", "owner/slug"))
+    monkeypatch.setitem(
+        fetch.SOURCES,
+        "rees46",
+        Source(
+            tuple(
+                RawFile(n, 10, url=(tmp_path / "nowhere" / f"{n}.gz").as_uri())
+                for n in ("2019-Oct.csv", "2019-Nov.csv")
+            ),
+            "https://rees46.com/en/open-cdp",
+            "owner/slug",
+        ),
+    )
     raw = tmp_path / "raw"
     with pytest.raises(DownloadError) as e:
         fetch.download("rees46", raw, quiet=True)
@@ -82,7 +99,7 @@ def test_kaggle_files_are_checked_before_they_are_moved(tmp_path, monkeypatch):
     raw = tmp_path / "raw"
     monkeypatch.setattr(fetch, "_kaggle_unavailable", lambda: None)
 
-    def fake_kaggle(slug, raw_dir, files, quiet=False):   # what fetch_kaggle does after the API call
+    def fake_kaggle(slug, raw_dir, files, quiet=False):  # what fetch_kaggle does after the API call
         arrived = tmp_path / "arrived" / "sub"
         arrived.mkdir(parents=True, exist_ok=True)
         (arrived / "events.csv").write_text(content)
@@ -91,12 +108,18 @@ def test_kaggle_files_are_checked_before_they_are_moved(tmp_path, monkeypatch):
     monkeypatch.setattr(fetch, "fetch_kaggle", fake_kaggle)
     raw.mkdir()
     content = "timestamp,visitorid,event,itemid\n1,2,view,3\n"
-    with pytest.raises(DownloadError, match=r"events.csv -> .*\[kaggle:retailrocket/ecommerce-dataset: events.csv "
-                                            r"arrived incomplete"):
+    with pytest.raises(
+        DownloadError,
+        match=r"events.csv -> .*\[kaggle:retailrocket/ecommerce-dataset: events.csv "
+        r"arrived incomplete",
+    ):
         fetch.download("retailrocket", raw)
     assert leftovers(raw) == []
-    monkeypatch.setitem(fetch.SOURCES, "retailrocket", Source((RawFile("events.csv", 10, "timestamp,visitorid"),),
-                                                                "page", "retailrocket/ecommerce-dataset"))
+    monkeypatch.setitem(
+        fetch.SOURCES,
+        "retailrocket",
+        Source((RawFile("events.csv", 10, "timestamp,visitorid"),), "page", "retailrocket/ecommerce-dataset"),
+    )
     assert fetch.download("retailrocket", raw) == [raw / "events.csv"] and (raw / "events.csv").read_text() == content
 
 

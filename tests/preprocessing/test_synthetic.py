@@ -1,4 +1,5 @@
 """The embedded demo dataset: deterministic for a seed, sequential, and complete splits."""
+
 import pandas as pd
 import pytest
 
@@ -36,8 +37,10 @@ def test_default_demo_size_and_splits(tmp_path):
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporary leftovers
 
 
-@pytest.mark.parametrize("options,match", [({"n_sesions": 5}, "unknown synthetic option.s. n_sesions"),
-                                           ({"p_follow": 2}, "0 <= p_follow <= 1")])
+@pytest.mark.parametrize(
+    "options,match",
+    [({"n_sesions": 5}, "unknown synthetic option.s. n_sesions"), ({"p_follow": 2}, "0 <= p_follow <= 1")],
+)
 def test_bad_options(tmp_path, options, match):
     with pytest.raises(PreprocessingError, match=match):
         preprocessing.preprocess("synthetic", None, tmp_path / "o", options, quiet=True)

@@ -1,48 +1,50 @@
-"""The Snakemake workflow: dry runs of both configs, the demo end to end on a tiny config, a config
-error, resuming a killed study, and two workers sharing one study."""
+"""The Snakemake workflow: dry runs of the configs, config errors, defaults, the tiny CI config
+(.test/config) end to end, and resuming an interrupted study. Every run works in a temporary
+directory (snakemake --directory), as the catalog's workflows run .test/."""
+
 import json
 import os
+import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
+import optuna
 import pandas as pd
 import pytest
 import yaml
 
+import preprocessing
+from experiments import tuning
+from experiments.jobs import PAUSE_AT, PAUSE_DIR
+from gru4rec.losses import RANKING_LOSSES
+
+from ..experiments.test_tuning import wait_until_reached
+
 REPO = Path(__file__).resolve().parents[2]
-SNAKEMAKE = [sys.executable, "-m", "snakemake"]
+TEST_CONFIG = REPO / ".test" / "config" / "config.yaml"
+SNAKEMAKE = [sys.executable, "-m", "snakemake", "-s", str(REPO / "workflow" / "Snakefile")]
+ENV = dict(os.environ, PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}")
 
 
-def snake(args, tmp_path, timeout=900):
-    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}")
-    return subprocess.run(SNAKEMAKE + args, cwd=REPO, capture_output=True, text=True, timeout=timeout, env=env)
+def snake(args, workdir, env=ENV, timeout=900):
+    return subprocess.run(
+        SNAKEMAKE + ["--directory", str(workdir), *args], capture_output=True, text=True, timeout=timeout, env=env
+    )
 
 
-def tiny_config(tmp_path, **extra):
-    cfg = {
-        "results_dir": str(tmp_path / "results"), "raw_dir": str(tmp_path / "raw"),
-        "mlflow": {"tracking_uri": f"sqlite:///{tmp_path}/mlflow.db", "experiment": "test"},
-        "optuna": {"storage": None, "seed": 1},
-        "tuning": {"n_trials": 2, "workers": 1, "threads_per_trial": 1, "metric": "mrr", "cutoff": 20, "device": "cpu",
-                   "overrides": {"n_epochs": 1, "n_sample": 32},
-                   "space": {"cross-entropy": {"layers": {"type": "int", "low": 16, "high": 32, "step": 16},
-                                               "learning_rate": {"type": "float", "low": 0.05, "high": 0.1, "step": 0.05}},
-                             "bpr-max": {"layers": {"type": "int", "low": 16, "high": 32, "step": 16},
-                                         "final_act": {"type": "categorical", "choices": ["elu-1", "linear"]}}}},
-        "final": {"cutoffs": [1, 5, 10, 20], "device": "cpu", "seed": 1, "threads": 1, "overrides": {"n_epochs": 1}},
-        "datasets": {"synthetic": {"source": "synthetic", "options": {"n_sessions": 1500, "n_items": 150, "days": 10, "seed": 3}}},
-    }
-    cfg.update(extra)
+def tiny_config(tmp_path, **changes):
+    """The CI config (.test/config/config.yaml) with top-level sections updated by `changes`."""
+    cfg = yaml.safe_load(TEST_CONFIG.read_text())
+    for key, value in changes.items():
+        cfg[key] = dict(cfg.get(key) or {}, **value) if isinstance(value, dict) else value
     path = tmp_path / "config.yaml"
     path.write_text(yaml.safe_dump(cfg))
     return path
 
 
-def dry_run(tmp_path, *args, config=()):
-    r = snake(["-n", "--cores", "8", "all", *args, "--config", f"results_dir={tmp_path}/results",
-               f"raw_dir={tmp_path}/raw", *config], tmp_path)
+def dry_run(tmp_path, *args):
+    r = snake(["-n", "--cores", "8", "all", *args], tmp_path)
     assert r.returncode == 0, r.stdout + r.stderr
     return r.stdout + r.stderr
 
@@ -53,39 +55,92 @@ def job_counts(out):
     return {line.split()[0]: int(line.split()[1]) for line in table.splitlines()[3:] if line.strip()}
 
 
-PAPER = ("rsc15", "yoochoose", "rees46", "coveo", "retailrocket", "diginetica")
-
-
 def test_dry_run_of_the_demo_config(tmp_path):
-    jobs = job_counts(dry_run(tmp_path))
+    jobs = job_counts(dry_run(tmp_path, "--configfile", str(REPO / "config" / "config.yaml")))
     assert jobs == {"mlflow_init": 1, "preprocess": 1, "tune": 6, "train_final": 6, "tables": 1, "plots": 1, "all": 1}
 
 
+def test_the_demo_config_is_the_default_in_the_repository(tmp_path):
+    """`snakemake all` in the repository runs config/config.yaml (results_dir moved for the test)."""
+    r = subprocess.run(
+        SNAKEMAKE + ["-n", "all", "--config", f"results_dir={tmp_path}/results"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        env=ENV,
+        timeout=300,
+    )
+    assert r.returncode == 0, r.stderr
+    assert f"{tmp_path}/results/synthetic/final/bpr-max-separate/metrics.json" in r.stdout
+
+
 def test_dry_runs_of_the_paper_config_in_both_modes(tmp_path):
-    out = dry_run(tmp_path, "--configfile", "config/paper.yaml")
-    assert job_counts(out) == {"download": 6, "mlflow_init": 1, "preprocess": 6, "tune": 36, "train_final": 36,
-                               "tables": 1, "plots": 1, "all": 1}
+    out = dry_run(tmp_path, "--configfile", str(REPO / "config" / "paper.yaml"))
+    assert job_counts(out) == {
+        "download": 6,
+        "mlflow_init": 1,
+        "preprocess": 6,
+        "tune": 36,
+        "train_final": 36,
+        "tables": 1,
+        "plots": 1,
+        "all": 1,
+    }
     assert "synthetic" not in out  # the demo config is replaced, not merged
-    out = dry_run(tmp_path, "--configfile", "config/paper.yaml", config=["mode=reproduce"])
+    out = dry_run(tmp_path, "--configfile", str(REPO / "config" / "paper.yaml"), "--config", "mode=reproduce")
     assert job_counts(out)["published_params"] == 6 and "tune" not in job_counts(out)
-    for ds, loss in zip(PAPER, ["cross-entropy"] * 3 + ["bpr-max"] * 3):
-        assert f"{ds}/final/{loss}-shared/metrics.json" in out
+    published = yaml.safe_load((REPO / "config" / "published.yaml").read_text())["params"]
+    for ds in preprocessing.PUBLIC_DATASETS:
+        assert f"{ds}/final/{published[ds]['loss']}-shared/metrics.json" in out
 
 
-def test_config_error_is_one_line_before_any_job(tmp_path):
-    cfg = yaml.safe_load(tiny_config(tmp_path).read_text())
+def test_a_config_holds_only_what_differs_from_the_defaults(tmp_path):
+    """One dataset entry is a whole config: the schema has every other key's default."""
+    (tmp_path / "one.yaml").write_text(
+        "datasets:\n  rr: {source: retailrocket, mode: reproduce, paper: retailrocket}\n"
+    )
+    out = dry_run(tmp_path, "--configfile", str(tmp_path / "one.yaml"))
+    assert job_counts(out) == {
+        "download": 1,
+        "mlflow_init": 1,
+        "preprocess": 1,
+        "published_params": 1,
+        "train_final": 1,
+        "tables": 1,
+        "plots": 1,
+        "all": 1,
+    }
+    assert "results/rr/final/bpr-max-shared/metrics.json" in out and "resources/raw/rr/.complete" in out
+    (tmp_path / "tune.yaml").write_text("datasets:\n  demo: {source: synthetic}\n")
+    assert job_counts(dry_run(tmp_path, "--configfile", str(tmp_path / "tune.yaml")))["tune"] == 6
+
+
+def test_every_loss_of_the_library_is_a_valid_study(tmp_path):
+    """The workflow's names come from the library: a legacy ranking loss is a study like any other."""
+    loss = RANKING_LOSSES[-1]
+    config = tiny_config(
+        tmp_path, datasets={"synthetic": {"source": "synthetic", "losses": [loss], "embeddings": ["none"]}}
+    )
+    out = dry_run(tmp_path, "--configfile", str(config))
+    assert f"results/synthetic/tuning/{loss}-none/best_params.json" in out and job_counts(out)["tune"] == 1
+
+
+def test_config_errors_are_one_line_before_any_job(tmp_path):
+    cfg = yaml.safe_load(TEST_CONFIG.read_text())
     cfg["tunning"] = cfg.pop("tuning")
     cfg["datasets"]["synthetic"]["embeddings"] = ["shared", "tied"]
+    cfg["datasets"]["other"] = {"options": {}}
     (tmp_path / "bad.yaml").write_text(yaml.safe_dump(cfg))
     r = snake(["--cores", "1", "all", "--configfile", str(tmp_path / "bad.yaml")], tmp_path)
     assert r.returncode != 0
     lines = [line for line in (r.stdout + r.stderr).splitlines() if line.strip()]
     assert len(lines) == 1, lines
     assert lines[0].startswith("config error (") and "bad.yaml" in lines[0]
-    assert "unknown key 'tunning'" in lines[0] and "missing" in lines[0] and "'tied'" in lines[0]
+    assert "unknown key 'tunning'" in lines[0] and "'tied' is not one of" in lines[0]
+    assert "datasets.other: 'source' is missing" in lines[0]
     assert not (tmp_path / "results").exists()  # no job ran
     # a cross-check the schema cannot express
-    cfg = yaml.safe_load(tiny_config(tmp_path).read_text())
+    cfg = yaml.safe_load(TEST_CONFIG.read_text())
     cfg["datasets"]["retail"] = {"source": "retailrocket", "mode": "reproduce"}
     (tmp_path / "bad.yaml").write_text(yaml.safe_dump(cfg))
     r = snake(["-n", "--cores", "1", "all", "--configfile", str(tmp_path / "bad.yaml")], tmp_path)
@@ -95,31 +150,26 @@ def test_config_error_is_one_line_before_any_job(tmp_path):
 def test_the_documented_workout_example_is_a_valid_dataset_entry(tmp_path):
     """config/README.md's custom dataset (the second seed's workout log) passes the schema and
     the preprocessing, and gives the last-item split it promises."""
-    import preprocessing
     readme = (REPO / "config" / "README.md").read_text()
     block = next(b.split("```", 1)[0] for b in readme.split("```yaml")[1:] if "workouts:" in b)
     entry = yaml.safe_load(block)["datasets"]["workouts"]
     raw = tmp_path / "fitrec"
     raw.mkdir()
-    rows = ["session,item,timestamp"] + [f"u{u},{['run', 'bike', 'walk', 'swim'][(u + k) % 4]},{1000 * u + k}"
-                                         for u in range(30) for k in range(5)]
+    rows = ["session,item,timestamp"] + [
+        f"u{u},{['run', 'bike', 'walk', 'swim'][(u + k) % 4]},{1000 * u + k}" for u in range(30) for k in range(5)
+    ]
     (raw / entry["options"]["files"][0]).write_text("\n".join(rows) + "\n")
-    cfg = yaml.safe_load(tiny_config(tmp_path).read_text())
-    cfg["datasets"] = {"workouts": dict(entry, raw=str(raw))}
-    (tmp_path / "workouts.yaml").write_text(yaml.safe_dump(cfg))
-    r = snake(["-n", "--cores", "1", "all", "--configfile", str(tmp_path / "workouts.yaml")], tmp_path)
-    assert r.returncode == 0, r.stdout + r.stderr
+    config = tiny_config(tmp_path, datasets={"workouts": dict(entry, raw=str(raw))})
+    dry_run(tmp_path, "--configfile", str(config))
     preprocessing.preprocess("custom", raw, tmp_path / "splits", entry["options"])
     test = pd.read_parquet(tmp_path / "splits" / "test.parquet")
     train = pd.read_parquet(tmp_path / "splits" / "train_full.parquet")
     assert test.SessionId.nunique() == 30 and len(train) == len(test) - 30  # the last workout is held out
 
 
-def test_demo_pipeline_end_to_end(tmp_path):
-    config = tiny_config(tmp_path)
-    cfg = yaml.safe_load(config.read_text())
-    cfg["tuning"]["workers"] = 2  # each study's two trials run in two worker processes
-    config.write_text(yaml.safe_dump(cfg))
+@pytest.mark.slow
+def test_the_tiny_config_end_to_end(tmp_path):
+    config = tiny_config(tmp_path, tuning={"workers": 2})  # each study's two trials in two worker processes
     r = snake(["--cores", "2", "all", "--configfile", str(config)], tmp_path)
     assert r.returncode == 0, (r.stdout + r.stderr)[-4000:]
     res = tmp_path / "results"
@@ -127,7 +177,7 @@ def test_demo_pipeline_end_to_end(tmp_path):
     assert len(summary) == 6 and set(summary.embedding) == {"none", "separate", "shared"}
     assert summary["Recall@20"].between(0, 1).all() and (summary["Recall@20"] > 0.3).all()
     paper = pd.read_csv(res / "tables" / "paper_comparison.csv")
-    assert set(paper.dataset) == {"rsc15", "yoochoose", "rees46", "coveo", "retailrocket", "diginetica"}
+    assert set(paper.dataset) == set(preprocessing.PUBLIC_DATASETS)
     for name in ("metrics.png", "speed.png"):
         assert (res / "plots" / name).stat().st_size > 1000
     best = json.loads((res / "synthetic" / "tuning" / "bpr-max-shared" / "best_params.json").read_text())
@@ -137,12 +187,13 @@ def test_demo_pipeline_end_to_end(tmp_path):
     assert "with 2 worker(s)" in log and "(2/2)" in log and "done: best MRR@20=" in log
     metrics = json.loads((res / "synthetic" / "final" / "bpr-max-shared" / "metrics.json").read_text())
     assert metrics["device"] == "cpu" and metrics["recall_at_20"] == pytest.approx(
-        summary.query("loss == 'bpr-max' and embedding == 'shared'")["Recall@20"].iloc[0])
-    # MLflow: 6 studies, their trials nested under them, 6 final runs
+        summary.query("loss == 'bpr-max' and embedding == 'shared'")["Recall@20"].iloc[0]
+    )
+    # MLflow (the default store: results/mlflow.db): 6 studies, their trials nested under them, 6 final runs
     from mlflow.tracking import MlflowClient
-    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path}/mlflow.db")
-    exp = client.get_experiment_by_name("test")
-    runs = client.search_runs([exp.experiment_id], max_results=1000)
+
+    client = MlflowClient(tracking_uri=f"sqlite:///{res}/mlflow.db")
+    runs = client.search_runs([client.get_experiment_by_name("test").experiment_id], max_results=1000)
     kinds = pd.Series([r.data.tags.get("kind") for r in runs]).value_counts()
     assert kinds["study"] == 6 and kinds["trial"] == 12 and kinds["final"] == 6
     studies = {r.info.run_id for r in runs if r.data.tags.get("kind") == "study"}
@@ -151,46 +202,60 @@ def test_demo_pipeline_end_to_end(tmp_path):
     assert "recall_at_20" in final.data.metrics and final.data.params["device"] == "cpu"
     assert len(client.get_metric_history(final.info.run_id, "train_loss")) == 1
     artifacts = Path(final.info.artifact_uri.replace("file://", ""))
-    assert artifacts.is_relative_to(tmp_path / "mlartifacts") and (artifacts / "model.safetensors").exists()
+    assert artifacts.is_relative_to(res / "mlartifacts") and (artifacts / "model.safetensors").exists()
     # the HTML report
     r = snake(["--cores", "1", "--configfile", str(config), "--report", str(tmp_path / "report.html")], tmp_path)
     assert r.returncode == 0, r.stderr[-3000:]
     assert (tmp_path / "report.html").stat().st_size > 10000
 
 
+@pytest.mark.slow
 def test_interrupted_workflow_continues_its_study(tmp_path):
-    """Ctrl-C during tuning, then the same command again: the study continues where it stopped."""
-    import signal
-
-    import optuna
-    from gru4rec import tuning
-    config = tiny_config(tmp_path)
-    cfg = yaml.safe_load(config.read_text())
-    cfg["tuning"].update(n_trials=6, overrides={"n_epochs": 10, "n_sample": 32})  # trials of ~2 s
-    cfg["datasets"]["synthetic"].update(losses=["cross-entropy"], embeddings=["shared"])
-    cfg["mlflow"]["tracking_uri"] = "none"
-    config.write_text(yaml.safe_dump(cfg))
+    """Ctrl-C during tuning (while trial 2 runs, trials 0 and 1 done), then the same command
+    again: the study continues where it stopped."""
+    config = tiny_config(
+        tmp_path,
+        tuning={"n_trials": 6},
+        mlflow={"tracking_uri": "none"},
+        datasets={
+            "synthetic": {
+                "source": "synthetic",
+                "losses": ["cross-entropy"],
+                "embeddings": ["shared"],
+                "options": {"n_sessions": 1500, "n_items": 150, "days": 10},
+            }
+        },
+    )
     study_dir = tmp_path / "results" / "synthetic" / "tuning" / "cross-entropy-shared"
-    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}")
-    proc = subprocess.Popen(SNAKEMAKE + ["--cores", "1", "all", "--configfile", str(config)], cwd=REPO, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    (tmp_path / "pause").mkdir()
+    env = dict(ENV, **{PAUSE_AT: "trial-2", PAUSE_DIR: str(tmp_path / "pause")})
+    proc = subprocess.Popen(
+        SNAKEMAKE + ["--directory", str(tmp_path), "--cores", "1", "all", "--configfile", str(config)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    wait_until_reached(tmp_path / "pause" / "trial-2.reached", proc)
     complete = optuna.trial.TrialState.COMPLETE
-    deadline, before = time.time() + 180, []
-    while time.time() < deadline and not before:
-        time.sleep(0.5)
-        if (study_dir / "study.journal").exists():
-            before = [t for t in tuning.load_study("synthetic/cross-entropy-shared", str(study_dir / "study.journal")).trials
-                      if t.state == complete]
+    before = [
+        t
+        for t in tuning.load_study("synthetic/cross-entropy-shared", str(study_dir / "study.journal")).trials
+        if t.state == complete
+    ]
     os.killpg(proc.pid, signal.SIGINT)
-    proc.wait(timeout=120)
-    assert before, "no trial finished before the interruption"
+    proc.communicate(timeout=300)
+    assert [t.number for t in before] == [0, 1]
     assert not (study_dir / "best_params.json").exists()
     r = snake(["--cores", "1", "all", "--configfile", str(config)], tmp_path)
     assert r.returncode == 0, (r.stdout + r.stderr)[-3000:]
-    after = {t.number: t for t in tuning.load_study("synthetic/cross-entropy-shared", str(study_dir / "study.journal")).trials}
+    after = {
+        t.number: t
+        for t in tuning.load_study("synthetic/cross-entropy-shared", str(study_dir / "study.journal")).trials
+    }
     assert all(after[t.number].state == complete and after[t.number].value == t.value for t in before)
+    assert after[2].state == optuna.trial.TrialState.FAIL  # the interrupted trial: failed, not counted
     best = json.loads((study_dir / "best_params.json").read_text())
-    assert best["n_complete"] + best["n_failed"] == 6
+    assert best["n_complete"] + best["n_failed"] == 6 and best["n_interrupted"] == 1
     log = (tmp_path / "results" / "logs" / "tune" / "synthetic" / "cross-entropy-shared.log").read_text()
-    resumed_at = int(log.split("': ", 1)[1].split("/6 trials done")[0])  # the second run's first line
-    assert len(before) <= resumed_at < 6
+    assert "study 'synthetic/cross-entropy-shared': 2/6 trials done" in log  # the second run's first line

@@ -1,12 +1,26 @@
 import sys
+from pathlib import Path
 
+import jsonschema
 import yaml
-from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
-LOSSES = ("cross-entropy", "bpr-max")
-EMBEDDINGS = ("none", "separate", "shared")
+# The jobs' scripts import the repository's packages, whichever environment runs them (this
+# one, or a rule's conda environment): Snakemake passes its module search path on to them.
+sys.path.insert(0, str(Path(workflow.basedir).parent))
+
+from gru4rec.losses import LOSSES
+from gru4rec.model import EMBEDDING_MODES
+from preprocessing import DATASETS, PUBLIC_DATASETS
+
 SCHEMA = "../schemas/config.schema.yaml"
+# The schema's lists of names, from the code that defines them.
+NAMES = {
+    "loss": LOSSES,
+    "embedding": EMBEDDING_MODES,
+    "source": DATASETS,
+    "paper": PUBLIC_DATASETS,
+}
 PUBLISHED = yaml.safe_load(open(workflow.source_path("../../config/published.yaml")))
 
 
@@ -24,34 +38,57 @@ def _describe(error):
         allowed = sorted(error.schema.get("properties", {}))
         unknown = sorted(set(error.instance) - set(allowed))
         known = f"; known keys: {', '.join(allowed)}" if allowed else ""
-        return f"{where}: unknown key{'s' if len(unknown) > 1 else ''} {', '.join(map(repr, unknown))}{known}"
+        plural = "s" if len(unknown) > 1 else ""
+        return f"{where}: unknown key{plural} {', '.join(map(repr, unknown))}{known}"
     if error.validator == "required":
-        return f"{where}: {error.message.replace('is a required property', 'is missing')}"
+        return (
+            f"{where}: {error.message.replace('is a required property', 'is missing')}"
+        )
+    if error.validator == "propertyNames" and "enum" in error.schema.get(
+        "propertyNames", {}
+    ):
+        return f"{where}: {error.instance!r} is not one of {', '.join(error.schema['propertyNames']['enum'])}"
     if error.validator == "propertyNames":
         return f"{where}: the name {error.instance!r} may use letters, digits, '_', '.', '-' only"
     return f"{where}: {error.message}"
 
 
+def schema_errors():
+    """Every problem of the config against the schema, with the lists of names filled in."""
+    schema = yaml.safe_load(open(workflow.source_path(SCHEMA)))
+    for name, values in NAMES.items():
+        schema["$defs"][name] = {"enum": list(values)}
+    errors = jsonschema.Draft202012Validator(schema).iter_errors(config)
+    return sorted(errors, key=lambda e: list(map(str, e.absolute_path)))
+
+
 def validate_config():
-    """Snakemake's validate (fills the schema's defaults); on failure, every problem as one line."""
-    try:
-        validate(config, schema=SCHEMA)
-    except WorkflowError:
-        import jsonschema
-        schema = yaml.safe_load(open(workflow.source_path(SCHEMA)))
-        errors = sorted(jsonschema.Draft202012Validator(schema).iter_errors(config), key=lambda e: list(e.path))
-        config_error("; ".join(_describe(e) for e in errors) or "does not match workflow/schemas/config.schema.yaml")
+    """Check the config (every problem on one line), then fill in the schema's defaults."""
+    errors = schema_errors()
+    if errors:
+        config_error("; ".join(_describe(e) for e in errors))
+    validate(config, schema=SCHEMA)  # Snakemake's validation: fills in every default
+    if not config["mlflow"]["tracking_uri"]:
+        config["mlflow"][
+            "tracking_uri"
+        ] = f"sqlite:///{config['results_dir'].rstrip('/')}/mlflow.db"
     for name, ds in config["datasets"].items():
         ds.setdefault("mode", config["mode"])
         if ds["mode"] == "reproduce" and ds.get("paper") not in PUBLISHED["params"]:
-            config_error(f"datasets.{name}: mode 'reproduce' needs 'paper' set to one of "
-                         f"{', '.join(PUBLISHED['params'])} (the published parameter sets)")
+            config_error(
+                f"datasets.{name}: mode 'reproduce' needs 'paper' set to one of "
+                f"{', '.join(PUBLISHED['params'])} (the published parameter sets)"
+            )
         if ds["source"] == "custom" and not ds.get("options"):
-            config_error(f"datasets.{name}: a custom dataset needs 'options' (its preprocessing config, "
-                         "see preprocessing/README.md)")
+            config_error(
+                f"datasets.{name}: a custom dataset needs 'options' (its preprocessing config, "
+                "see preprocessing/README.md)"
+            )
         if ds["source"] in ("synthetic", "custom") and ds["mode"] == "reproduce":
-            config_error(f"datasets.{name}: mode 'reproduce' is for the public datasets only (source is "
-                         f"'{ds['source']}')")
+            config_error(
+                f"datasets.{name}: mode 'reproduce' is for the public datasets only (source is "
+                f"'{ds['source']}')"
+            )
 
 
 validate_config()
@@ -62,45 +99,52 @@ RAW = config["raw_dir"].rstrip("/")
 wildcard_constraints:
     dataset="[^/]+",
     loss="|".join(LOSSES),
-    embedding="|".join(EMBEDDINGS),
+    embedding="|".join(EMBEDDING_MODES),
 
 
 def tracking_uri():
     uri = config["mlflow"]["tracking_uri"]
-    return None if uri in (None, "none", "") else uri
+    return None if uri.lower() == "none" else uri
 
 
 def dataset_config(wildcards):
     return config["datasets"][wildcards.dataset]
 
 
-def combos(dataset):
-    """(loss, embedding) pairs trained for a dataset: every configured study, or the published one."""
-    ds = config["datasets"][dataset]
-    if ds["mode"] == "reproduce":
-        return [(PUBLISHED["params"][ds["paper"]]["loss"], "shared")]
-    return [(loss, emb) for loss in ds["losses"] for emb in ds["embeddings"]]
-
-
-def final_dir(dataset, loss, embedding):
-    return f"{RESULTS}/{dataset}/final/{loss}-{embedding}"
+def studies():
+    """(dataset, loss, embedding) of every final run: every configured study, or the published one."""
+    out = []
+    for dataset, ds in config["datasets"].items():
+        if ds["mode"] == "reproduce":
+            out.append((dataset, PUBLISHED["params"][ds["paper"]]["loss"], "shared"))
+        else:
+            out += [
+                (dataset, loss, emb)
+                for loss in ds["losses"]
+                for emb in ds["embeddings"]
+            ]
+    return out
 
 
 def all_metrics():
-    return [f"{final_dir(d, l, e)}/metrics.json" for d in config["datasets"] for l, e in combos(d)]
-
-
-def all_stats():
-    return [f"{RESULTS}/{d}/splits/stats.tsv" for d in config["datasets"]]
+    """metrics.json of every final run (the train_final rule's output)."""
+    dataset, loss, embedding = zip(*studies())
+    return expand(
+        rules.train_final.output.metrics,
+        zip,
+        dataset=dataset,
+        loss=loss,
+        embedding=embedding,
+    )
 
 
 def all_outputs():
+    """Everything `all` builds: the rules' outputs for every dataset and study."""
     return [
-        *all_stats(),
+        *expand(rules.preprocess.output.stats, dataset=config["datasets"]),
         *all_metrics(),
-        *[f"{RESULTS}/tables/{name}" for name in ("summary.md", "summary.csv", "paper_comparison.md", "paper_comparison.csv")],
-        f"{RESULTS}/plots/metrics.png",
-        f"{RESULTS}/plots/speed.png",
+        *rules.tables.output,
+        *rules.plots.output,
     ]
 
 
@@ -116,7 +160,11 @@ def split_file(split):
 def preprocess_input(wildcards):
     """The raw files of a public dataset (synthetic data is generated, custom files checked by preprocess)."""
     source = dataset_config(wildcards)["source"]
-    return [] if source in ("synthetic", "custom") else [f"{RAW}/{wildcards.dataset}/.complete"]
+    return (
+        []
+        if source in ("synthetic", "custom")
+        else [f"{RAW}/{wildcards.dataset}/.complete"]
+    )
 
 
 def best_params(wildcards):
@@ -131,7 +179,7 @@ def mlflow_ready():
 
 def study_storage(wildcards):
     """A database URL from the config (one database holds every study), or a journal file per study."""
-    url = config["optuna"].get("storage")
+    url = config["optuna"]["storage"]
     if url:
         return url
     return f"{RESULTS}/{wildcards.dataset}/tuning/{wildcards.loss}-{wildcards.embedding}/study.journal"

@@ -2,11 +2,13 @@ rule download:
     """Fetch and verify the raw files where possible, or stop naming each file to place, and where."""
     output:
         touch(f"{RAW}/{{dataset}}/.complete"),
+    log:
+        f"{RESULTS}/logs/download/{{dataset}}.log",
+    conda:
+        "../envs/pipeline.yaml"
     params:
         source=lambda w: dataset_config(w)["source"],
         raw=lambda w: raw_dir(w.dataset),
-    log:
-        f"{RESULTS}/logs/download/{{dataset}}.log",
     script:
         "../scripts/download.py"
 
@@ -16,15 +18,25 @@ rule preprocess:
     input:
         preprocess_input,
     output:
-        **{s: f"{RESULTS}/{{dataset}}/splits/{s}.parquet" for s in ("train_full", "test", "train_tr", "train_valid", "full")},
+        train_full=f"{RESULTS}/{{dataset}}/splits/train_full.parquet",
+        test=f"{RESULTS}/{{dataset}}/splits/test.parquet",
+        train_tr=f"{RESULTS}/{{dataset}}/splits/train_tr.parquet",
+        train_valid=f"{RESULTS}/{{dataset}}/splits/train_valid.parquet",
+        full=f"{RESULTS}/{{dataset}}/splits/full.parquet",
         stats=f"{RESULTS}/{{dataset}}/splits/stats.tsv",
-        stats_md=report(f"{RESULTS}/{{dataset}}/splits/stats.md", category="Datasets", subcategory="{dataset}",
-                        caption="../report/stats.rst"),
+        stats_md=report(
+            f"{RESULTS}/{{dataset}}/splits/stats.md",
+            category="Datasets",
+            subcategory="{dataset}",
+            caption="../report/stats.rst",
+        ),
+    log:
+        f"{RESULTS}/logs/preprocess/{{dataset}}.log",
+    conda:
+        "../envs/pipeline.yaml"
     params:
         source=lambda w: dataset_config(w)["source"],
         options=lambda w: dataset_config(w).get("options") or {},
         raw=lambda w: raw_dir(w.dataset),
-    log:
-        f"{RESULTS}/logs/preprocess/{{dataset}}.log",
     script:
         "../scripts/preprocess.py"

@@ -3,15 +3,25 @@ rule tables:
     input:
         metrics=all_metrics(),
     output:
-        summary_md=report(f"{RESULTS}/tables/summary.md", category="Tables", caption="../report/summary.rst"),
+        summary_md=report(
+            f"{RESULTS}/tables/summary.md",
+            category="Tables",
+            caption="../report/summary.rst",
+        ),
         summary_csv=f"{RESULTS}/tables/summary.csv",
-        paper_md=report(f"{RESULTS}/tables/paper_comparison.md", category="Tables", caption="../report/paper.rst"),
+        paper_md=report(
+            f"{RESULTS}/tables/paper_comparison.md",
+            category="Tables",
+            caption="../report/paper.rst",
+        ),
         paper_csv=f"{RESULTS}/tables/paper_comparison.csv",
+    log:
+        f"{RESULTS}/logs/tables.log",
+    conda:
+        "../envs/pipeline.yaml"
     params:
         datasets=config["datasets"],
         published=PUBLISHED,
-    log:
-        f"{RESULTS}/logs/tables.log",
     script:
         "../scripts/tables.py"
 
@@ -19,11 +29,21 @@ rule tables:
 rule plots:
     """Test metrics and training speed of every final run."""
     input:
-        summary=f"{RESULTS}/tables/summary.csv",
+        summary=rules.tables.output.summary_csv,
     output:
-        metrics=report(f"{RESULTS}/plots/metrics.png", category="Plots", caption="../report/metrics.rst"),
-        speed=report(f"{RESULTS}/plots/speed.png", category="Plots", caption="../report/speed.rst"),
+        metrics=report(
+            f"{RESULTS}/plots/metrics.png",
+            category="Plots",
+            caption="../report/metrics.rst",
+        ),
+        speed=report(
+            f"{RESULTS}/plots/speed.png",
+            category="Plots",
+            caption="../report/speed.rst",
+        ),
     log:
         f"{RESULTS}/logs/plots.log",
+    conda:
+        "../envs/pipeline.yaml"
     script:
         "../scripts/plots.py"

@@ -1,11 +1,11 @@
+"""Raw events -> the four splits, full.parquet and the statistics of one dataset."""
+
 from pathlib import Path
 
-from gru4rec.jobs import job
-
 import preprocessing
+from experiments.jobs import job
 
+p = snakemake.params
 with job(snakemake.log[0]):
-    out_dir = Path(snakemake.output.stats).parent
-    source = snakemake.params.source
-    raw = None if source == "synthetic" else snakemake.params.raw
-    preprocessing.preprocess(source, raw, out_dir, dict(snakemake.params.options))
+    raw = None if p.source == "synthetic" else p.raw
+    preprocessing.preprocess(p.source, raw, Path(snakemake.output.stats).parent, dict(p.options))

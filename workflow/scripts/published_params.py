@@ -1,8 +1,9 @@
 """mode 'reproduce': the published best parameters, in the same file format as a study's result."""
-from gru4rec.fileio import write_json
-from gru4rec.jobs import job
 
+from experiments.jobs import job
+from gru4rec.fileio import write_json
+
+p = snakemake.params
 with job(snakemake.log[0]):
-    write_json(snakemake.output.best, {"study": f"published/{snakemake.params.paper}",
-                                       "params": dict(snakemake.params.published)})
-    print(f"published parameters of '{snakemake.params.paper}' -> {snakemake.output.best}")
+    write_json(snakemake.output.best, {"study": f"published/{p.paper}", "params": dict(p.published)})
+    print(f"published parameters of '{p.paper}' -> {snakemake.output.best}")

@@ -1,20 +1,34 @@
 """Train the best (or published) parameters on train_full, evaluate on test, log to MLflow."""
+
 import json
+from pathlib import Path
 
 import torch
 
-from gru4rec.experiment import train_and_evaluate
-from gru4rec.jobs import job
+from experiments.jobs import job
+from experiments.runs import final_run
 
-w, p = snakemake.wildcards, snakemake.params
+w, p, final = snakemake.wildcards, snakemake.params, snakemake.params.final
 with job(snakemake.log[0]):
     torch.set_num_threads(max(1, snakemake.threads))
-    best = json.load(open(snakemake.input.best))
-    params = dict(best["params"], **(p.final.get("overrides") or {}))
-    train_and_evaluate(snakemake.input.train, snakemake.input.test, params,
-                       out_dir=snakemake.output.metrics.rsplit("/", 1)[0], cutoffs=p.final["cutoffs"],
-                       device=p.final["device"], seed=p.final["seed"], tracking_uri=p.tracking_uri,
-                       experiment=p.experiment, label=f"{w.dataset}/{w.loss}-{w.embedding}/final",
-                       eval_targets=p.eval_targets, stats_path=snakemake.input.stats,
-                       tags={"dataset": w.dataset, "loss": w.loss, "embedding": w.embedding,
-                             "params_from": "published" if p.mode == "reproduce" else "tuning"})
+    best = json.loads(Path(snakemake.input.best).read_text())
+    final_run(
+        snakemake.input.train,
+        snakemake.input.test,
+        dict(best["params"], **(final["overrides"] or {})),
+        out_dir=Path(snakemake.output.metrics).parent,
+        cutoffs=final["cutoffs"],
+        device=final["device"],
+        seed=final["seed"],
+        tracking_uri=p.tracking_uri,
+        experiment=p.experiment,
+        label=f"{w.dataset}/{w.loss}-{w.embedding}/final",
+        eval_targets=p.eval_targets,
+        stats_path=snakemake.input.stats,
+        tags={
+            "dataset": w.dataset,
+            "loss": w.loss,
+            "embedding": w.embedding,
+            "params_from": "published" if p.mode == "reproduce" else "tuning",
+        },
+    )

@@ -1,4 +1,4 @@
-"""Hyperparameter search with Optuna, as the papers did it (Optuna is imported only inside functions).
+"""Hyperparameter search with Optuna, as the papers did it.
 
 One study per dataset x embedding mode x loss: train on train_tr, score MRR@20 (or Recall@20) on
 train_valid. A study lives in persistent storage and is run to a trial *budget*, not for a number
@@ -16,6 +16,7 @@ before a worker starts, such trials are failed (tag `interrupted`) and run again
 dead process on this host is recognised by the host:pid it records; on a database, by Optuna's
 heartbeat (a worker that has not reported for `grace_period` seconds is dead, on any machine).
 """
+
 from __future__ import annotations
 
 import json
@@ -27,13 +28,26 @@ import subprocess
 import sys
 import tempfile
 import time
+import warnings
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
-from .errors import ParameterError, TrainingDivergedError
+import optuna
+import torch
+from optuna.storages.journal import JournalFileBackend
 
-# The papers' search space (shared by both losses; BPR-max adds bpreg and the final activation).
+from gru4rec import GRU4Rec, read_events
+from gru4rec.errors import ParameterError, TrainingDivergedError
+from gru4rec.losses import LOSSES, RANKING_LOSSES
+from gru4rec.model import EMBEDDING_MODES
+from gru4rec.params import validate_params
+
+from .jobs import pause_point
+from .runs import train_and_evaluate
+from .tracking import Tracker
+
+# The papers' search space (shared by the losses; see paper_space).
 PAPER_SPACE = {
     "layers": {"type": "int", "low": 64, "high": 512, "step": 32},
     "batch_size": {"type": "int", "low": 32, "high": 256, "step": 16},
@@ -43,36 +57,39 @@ PAPER_SPACE = {
     "momentum": {"type": "float", "low": 0.0, "high": 0.9, "step": 0.05},
     "sample_alpha": {"type": "float", "low": 0.0, "high": 1.0, "step": 0.1},
 }
-BPRMAX_EXTRA = {
-    "bpreg": {"type": "float", "low": 0.0, "high": 2.0, "step": 0.05},
-    "final_act": {"type": "categorical", "choices": ["elu-0.5", "elu-1", "linear"]},
-}
-# Fixed during tuning (the papers' settings).
-FIXED = {
-    "cross-entropy": {"loss": "cross-entropy", "final_act": "softmax", "logq": 1.0, "n_sample": 2048, "n_epochs": 10},
-    "bpr-max": {"loss": "bpr-max", "logq": 0.0, "n_sample": 2048, "n_epochs": 10},
-}
-EMBEDDING_MODES = {
+BPREG = {"type": "float", "low": 0.0, "high": 2.0, "step": 0.05}  # BPR-max's score regularisation
+# The final activations a ranking loss is tuned over (the papers tuned BPR-max's).
+RANKING_FINAL_ACTS = {"type": "categorical", "choices": ["elu-0.5", "elu-1", "linear"]}
+# The model parameters of each embedding mode (gru4rec.model.EMBEDDING_MODES).
+EMBEDDING_PARAMS = {
     "none": {"embedding": 0, "constrained_embedding": False},
     "separate": {"embedding": "layersize", "constrained_embedding": False},
     "shared": {"embedding": 0, "constrained_embedding": True},
 }
+S = optuna.trial.TrialState
 # A RUNNING trial that never said which process runs it (killed between Optuna's ask and our
 # first line) is taken as dead after this long.
 _ANONYMOUS_STALE_SECONDS = 600
 
 
 def paper_space(loss: str) -> dict:
-    return dict(PAPER_SPACE, **(BPRMAX_EXTRA if loss == "bpr-max" else {}))
+    """The papers' search space; BPR-max adds bpreg, the ranking losses the final activation."""
+    extra = {"bpreg": BPREG} if loss == "bpr-max" else {}
+    if loss in RANKING_LOSSES:
+        extra["final_act"] = RANKING_FINAL_ACTS
+    return dict(PAPER_SPACE, **extra)
 
 
 def fixed_params(loss: str, embedding: str, *overrides: dict | None) -> dict:
-    """The papers' fixed settings for a loss and embedding mode, then the given overrides in order."""
-    if loss not in FIXED:
-        raise ParameterError(f"loss must be one of {', '.join(FIXED)}, got '{loss}'")
-    if embedding not in EMBEDDING_MODES:
+    """The papers' settings fixed during tuning (n_sample 2048, n_epochs 10; log-Q 1 for
+    cross-entropy, 0 otherwise) for a loss and embedding mode, then the overrides in order."""
+    if loss not in LOSSES:
+        raise ParameterError(f"loss must be one of {', '.join(LOSSES)}, got '{loss}'")
+    if embedding not in EMBEDDING_PARAMS:
         raise ParameterError(f"embedding mode must be one of {', '.join(EMBEDDING_MODES)}, got '{embedding}'")
-    out = dict(FIXED[loss], **EMBEDDING_MODES[embedding])
+    out = {"loss": loss, "final_act": "softmax"} if loss == "cross-entropy" else {"loss": loss}
+    out.update(logq=1.0 if loss == "cross-entropy" else 0.0, n_sample=2048, n_epochs=10)
+    out.update(EMBEDDING_PARAMS[embedding])
     for extra in overrides:
         out.update(extra or {})
     return out
@@ -86,8 +103,9 @@ def suggest(trial, space: dict) -> dict:
         if kind == "int":
             out[name] = trial.suggest_int(name, int(spec["low"]), int(spec["high"]), step=int(spec.get("step", 1)))
         elif kind == "float":
-            out[name] = trial.suggest_float(name, float(spec["low"]), float(spec["high"]), step=spec.get("step"),
-                                            log=bool(spec.get("log", False)))
+            out[name] = trial.suggest_float(
+                name, float(spec["low"]), float(spec["high"]), step=spec.get("step"), log=bool(spec.get("log", False))
+            )
         elif kind == "categorical":
             out[name] = trial.suggest_categorical(name, list(spec["choices"]))
         else:
@@ -105,23 +123,26 @@ def _as_model_params(params: dict) -> dict:
 
 def make_storage(storage, heartbeat_interval: int = 60, grace_period: int = 180):
     """A database URL (postgresql://, mysql://, sqlite:///) or the path of an Optuna journal file."""
-    import optuna
     if not isinstance(storage, (str, Path)):
         return storage
     if "://" in str(storage):
-        return optuna.storages.RDBStorage(str(storage), heartbeat_interval=heartbeat_interval,
-                                          grace_period=grace_period)
-    from optuna.storages.journal import JournalFileBackend
+        return optuna.storages.RDBStorage(
+            str(storage), heartbeat_interval=heartbeat_interval, grace_period=grace_period
+        )
     Path(storage).parent.mkdir(parents=True, exist_ok=True)
     return optuna.storages.JournalStorage(JournalFileBackend(str(storage)))
 
 
 def load_study(name: str, storage, seed: int = 42):
     """Create the study, or open it as it is (maximising; TPE sampler with this seed)."""
-    import optuna
     optuna.logging.set_verbosity(optuna.logging.ERROR)  # our own progress lines say it once
-    return optuna.create_study(study_name=name, storage=make_storage(storage), direction="maximize",
-                               load_if_exists=True, sampler=optuna.samplers.TPESampler(seed=seed))
+    return optuna.create_study(
+        study_name=name,
+        storage=make_storage(storage),
+        direction="maximize",
+        load_if_exists=True,
+        sampler=optuna.samplers.TPESampler(seed=seed),
+    )
 
 
 def _this_worker() -> str:
@@ -152,10 +173,6 @@ def release_orphans(study, storage) -> int:
     """Fail the RUNNING trials of dead workers (tag `interrupted`) so that they neither block the
     study nor count against its budget; returns how many. Safe while other workers are running.
     `storage` is the study's storage object (`make_storage`)."""
-    import warnings
-
-    import optuna
-    S = optuna.trial.TrialState
     with warnings.catch_warnings():  # the heartbeat API is marked experimental
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         optuna.storages.fail_stale_trials(study)  # databases: no heartbeat for grace_period -> FAIL
@@ -174,14 +191,11 @@ def release_orphans(study, storage) -> int:
 def _diverged(trial) -> bool:
     """Failed on its own (NaN loss or score, tagged `error`): it uses up budget. A trial failed
     because its worker died (`release_orphans`, or Optuna's heartbeat) does not."""
-    import optuna
     return trial.state == optuna.trial.TrialState.FAIL and "error" in trial.user_attrs
 
 
 def counts(study) -> tuple[int, int]:
     """(trials that use up the budget, trials running now)."""
-    import optuna
-    S = optuna.trial.TrialState
     used = running = 0
     for t in study.get_trials(deepcopy=False):
         if t.state in (S.COMPLETE, S.PRUNED) or _diverged(t):
@@ -196,6 +210,7 @@ class ValidationScore:
     """The papers' objective: train GRU4Rec with the parameters on train_tr, return MRR@cutoff
     (or Recall@cutoff) on train_valid. Picklable, so that spawned workers get a copy; each loads
     the data once."""
+
     train_path: str
     valid_path: str
     cutoff: int = 20
@@ -214,26 +229,27 @@ class ValidationScore:
         return dict(self.__dict__, _data=None)
 
     def __call__(self, params: dict, epoch_callback=None) -> tuple[float, dict]:
-        import torch
-        from .core import GRU4Rec
-        from .data import read_events
-        from .evaluation import evaluate
         torch.set_num_threads(max(1, self.threads))
         if self._data is None:
             self._data = (read_events(self.train_path), read_events(self.valid_path))
         train, valid = self._data
         model = GRU4Rec(params, device=self.device, seed=self.seed)
-        history = model.fit(train, verbose=False, callback=epoch_callback)
-        res = evaluate(model, valid, cutoffs=(self.cutoff,), targets=self.eval_targets)
-        value = res.mrr[self.cutoff] if self.metric == "mrr" else res.recall[self.cutoff]
-        return value, {f"valid_recall_at_{self.cutoff}": res.recall[self.cutoff],
-                       f"valid_mrr_at_{self.cutoff}": res.mrr[self.cutoff],
-                       "train_seconds": sum(h["seconds"] for h in history), "device": str(model.device)}
+        m = train_and_evaluate(
+            model, train, valid, (self.cutoff,), self.eval_targets, verbose=False, epoch_callback=epoch_callback
+        )
+        recall, mrr = m[f"recall_at_{self.cutoff}"], m[f"mrr_at_{self.cutoff}"]
+        return mrr if self.metric == "mrr" else recall, {
+            f"valid_recall_at_{self.cutoff}": recall,
+            f"valid_mrr_at_{self.cutoff}": mrr,
+            "train_seconds": m["train_seconds"],
+            "device": m["device"],
+        }
 
 
 @dataclass
 class _Objective:
     """One trial: draw parameters, score them, log the trial to MLflow under the study's run."""
+
     score: object  # callable(params, epoch_callback=None) -> (value, extra metrics)
     space: dict
     fixed: dict
@@ -243,10 +259,14 @@ class _Objective:
 
     def __call__(self, trial) -> float:
         trial.set_user_attr("worker", _this_worker())
+        pause_point(f"trial-{trial.number}")
         params = dict(self.fixed, **suggest(trial, self.space))
         tracker = self.tracker
-        run = tracker.start(f"{self.label}/trial-{trial.number}", parent=self.parent_run,
-                            tags={"kind": "trial", "optuna_trial": trial.number})
+        run = tracker.start(
+            f"{self.label}/trial-{trial.number}",
+            parent=self.parent_run,
+            tags={"kind": "trial", "optuna_trial": trial.number},
+        )
         tracker.params(run, params)
         t0 = time.perf_counter()
         try:
@@ -278,8 +298,6 @@ class _Progress:
         self.used = counts(study)[0]
 
     def __call__(self, study, _trial=None):
-        import optuna
-        S = optuna.trial.TrialState
         for t in study.get_trials(deepcopy=False):
             if not t.state.is_finished() or t.number in self.seen:
                 continue
@@ -288,12 +306,17 @@ class _Progress:
                 self.used += 1
                 secs = t.user_attrs.get("seconds")
                 took = f" in {secs:.1f}s" if secs is not None else ""
-                print(f"[{self.label}] trial {t.number} ({self.used}/{self.n_trials}): {self.metric}={t.value:.4f} "
-                      f"(best {study.best_value:.4f}){took}", flush=True)
+                print(
+                    f"[{self.label}] trial {t.number} ({self.used}/{self.n_trials}): {self.metric}={t.value:.4f} "
+                    f"(best {study.best_value:.4f}){took}",
+                    flush=True,
+                )
             elif _diverged(t):
                 self.used += 1
-                print(f"[{self.label}] trial {t.number} ({self.used}/{self.n_trials}): failed, "
-                      f"{t.user_attrs['error']}", flush=True)
+                print(
+                    f"[{self.label}] trial {t.number} ({self.used}/{self.n_trials}): failed, {t.user_attrs['error']}",
+                    flush=True,
+                )
 
 
 class _StopAtBudget:
@@ -313,21 +336,37 @@ class _StopAtBudget:
 
 def _work(study_name, storage, objective, n_trials, seed, progress=None, parent_pid=None):
     """One worker: run trials of the study until the budget is reached (or its parent is gone)."""
-    import optuna
     study = load_study(study_name, storage, seed=seed)
     existing = len(study.get_trials(deepcopy=False))
     if existing:  # a resumed study: the same seed would draw the first run's parameters again
         study.sampler = optuna.samplers.TPESampler(seed=seed + existing)
     used, running = counts(study)
     if used + running < n_trials:
-        study.optimize(objective, n_trials=n_trials - used - running, catch=(TrainingDivergedError,),
-                       callbacks=[_StopAtBudget(n_trials, progress, parent_pid)], gc_after_trial=False)
+        study.optimize(
+            objective,
+            n_trials=n_trials - used - running,
+            catch=(TrainingDivergedError,),
+            callbacks=[_StopAtBudget(n_trials, progress, parent_pid)],
+            gc_after_trial=False,
+        )
 
 
-def run_study(study_name: str, storage, score, space: dict, fixed: dict, n_trials: int, workers: int = 1,
-              seed: int = 42, metric_name: str = "MRR@20", tracking_uri: str | None = None,
-              experiment: str = "gru4rec", label: str | None = None, stats_path=None,
-              poll_seconds: float = 2.0) -> dict:
+def run_study(
+    study_name: str,
+    storage,
+    score,
+    space: dict,
+    fixed: dict,
+    n_trials: int,
+    workers: int = 1,
+    seed: int = 42,
+    metric_name: str = "MRR@20",
+    tracking_uri: str | None = None,
+    experiment: str = "gru4rec",
+    label: str | None = None,
+    stats_path=None,
+    poll_seconds: float = 2.0,
+) -> dict:
     """Run (or continue) a study to `n_trials` with `workers` local processes; returns the summary
     of the best trial: {study, metric, value, trial, n_complete, n_failed, n_interrupted, params}.
 
@@ -335,7 +374,6 @@ def run_study(study_name: str, storage, score, space: dict, fixed: dict, n_trial
     `ValidationScore` for GRU4Rec (any picklable callable for tests). Worker k samples with
     TPE(seed + k). Raises TrainingDivergedError when no trial of the study succeeded.
     """
-    from .tracking import Tracker
     label = label or study_name
     if n_trials < 1 or workers < 1:
         raise ParameterError(f"n_trials and workers must be >= 1, got {n_trials} and {workers}")
@@ -348,10 +386,13 @@ def run_study(study_name: str, storage, score, space: dict, fixed: dict, n_trial
     tracker = Tracker(tracking_uri, experiment)
     parent = _study_run(study, tracker, label, n_trials, metric_name, fixed, space, stats_path)
     used, running = counts(study)
-    print(f"[{label}] study '{study_name}': {used}/{n_trials} trials done"
-          + (f", {interrupted} interrupted trial(s) released" if interrupted else "")
-          + (f", {running} running elsewhere" if running else "")
-          + f"; {max(0, n_trials - used - running)} to run with {workers} worker(s)", flush=True)
+    print(
+        f"[{label}] study '{study_name}': {used}/{n_trials} trials done"
+        + (f", {interrupted} interrupted trial(s) released" if interrupted else "")
+        + (f", {running} running elsewhere" if running else "")
+        + f"; {max(0, n_trials - used - running)} to run with {workers} worker(s)",
+        flush=True,
+    )
     objective = _Objective(score, space, fixed, tracker, parent, label)
     progress = _Progress(study, label, n_trials, metric_name)
     if workers == 1:
@@ -363,13 +404,13 @@ def run_study(study_name: str, storage, score, space: dict, fixed: dict, n_trial
 
 def _check_fixed_and_space(fixed: dict, space: dict):
     """Catch a misspelt parameter or an impossible bound before any training time is spent."""
-    from .params import validate_params
     for spec in space.values():
         if spec.get("type") in ("int", "float") and not spec["low"] <= spec["high"]:
             raise ParameterError(f"search space: low must be <= high, got {spec}")
     for pick in ("low", "high"):
-        probe = {k: (v[pick] if v.get("type") in ("int", "float") else v.get("choices", [None])[0])
-                 for k, v in space.items()}
+        probe = {
+            k: (v[pick] if v.get("type") in ("int", "float") else v.get("choices", [None])[0]) for k, v in space.items()
+        }
         validate_params(dict(fixed, **_as_model_params(probe)))
 
 
@@ -384,8 +425,9 @@ def _study_run(study, tracker, label, n_trials, metric_name, fixed, space, stats
         return parent
     parent = tracker.start(f"{label}/study", tags={"kind": "study", "study": study.study_name})
     study.set_user_attr("mlflow_parent_run", parent)
-    tracker.params(parent, {"n_trials": n_trials, "metric": metric_name, "fixed": json.dumps(fixed),
-                            "space": json.dumps(space)})
+    tracker.params(
+        parent, {"n_trials": n_trials, "metric": metric_name, "fixed": json.dumps(fixed), "space": json.dumps(space)}
+    )
     tracker.dataset_stats(parent, stats_path)
     return parent
 
@@ -396,16 +438,18 @@ def _run_processes(study, study_name, storage, objective, n_trials, seed, worker
     share torch's threads and the stores' database connections). Their output goes to a file each
     and is shown when a worker fails; the progress lines come from here, read off the study."""
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
-    code = "import pickle, sys; from gru4rec.tuning import _work; _work(*pickle.load(sys.stdin.buffer))"
+    code = "import pickle, sys; from experiments.tuning import _work; _work(*pickle.load(sys.stdin.buffer))"
     procs = []
     with tempfile.TemporaryDirectory(prefix="tune-workers-") as tmp:
         try:
             for k in range(workers):
                 out = open(Path(tmp) / f"worker-{k}.log", "w+")
-                proc = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=out,
-                                        stderr=subprocess.STDOUT, env=env)
-                proc.stdin.write(pickle.dumps((study_name, str(storage), objective, n_trials, seed + k, None,
-                                               os.getpid())))
+                proc = subprocess.Popen(
+                    [sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=out, stderr=subprocess.STDOUT, env=env
+                )
+                proc.stdin.write(
+                    pickle.dumps((study_name, str(storage), objective, n_trials, seed + k, None, os.getpid()))
+                )
                 proc.stdin.close()
                 procs.append((proc, out))
             while any(p.poll() is None for p, _ in procs):
@@ -426,32 +470,46 @@ def _run_processes(study, study_name, storage, objective, n_trials, seed, worker
                 failed.append(p.returncode)
             out.close()
     if failed:
-        raise RuntimeError(f"{len(failed)} of {workers} tuning workers of study '{study_name}' failed "
-                           f"(exit codes {failed}); their last lines are above")
+        raise RuntimeError(
+            f"{len(failed)} of {workers} tuning workers of study '{study_name}' failed "
+            f"(exit codes {failed}); their last lines are above"
+        )
 
 
 def _summarise(study, fixed, metric_name, tracker, parent, label) -> dict:
     """The best trial and the trial counts; `study` reads the storage afresh, so trials of other
     workers are included."""
-    import optuna
-    S = optuna.trial.TrialState
     study_name = study.study_name
     trials = study.get_trials(deepcopy=False)
     complete = [t for t in trials if t.state == S.COMPLETE]
     n_failed = sum(1 for t in trials if _diverged(t))
     n_interrupted = sum(1 for t in trials if t.state == S.FAIL) - n_failed
     if not complete:
-        raise TrainingDivergedError(f"study '{study_name}': no trial succeeded ({n_failed} diverged); "
-                                    "narrow the search space (e.g. lower learning rates)")
+        raise TrainingDivergedError(
+            f"study '{study_name}': no trial succeeded ({n_failed} diverged); "
+            "narrow the search space (e.g. lower learning rates)"
+        )
     best = study.best_trial
-    summary = {"study": study_name, "metric": metric_name, "value": best.value, "trial": best.number,
-               "n_complete": len(complete), "n_failed": n_failed, "n_interrupted": n_interrupted,
-               "params": dict(fixed, **_as_model_params(best.params))}
+    summary = {
+        "study": study_name,
+        "metric": metric_name,
+        "value": best.value,
+        "trial": best.number,
+        "n_complete": len(complete),
+        "n_failed": n_failed,
+        "n_interrupted": n_interrupted,
+        "params": dict(fixed, **_as_model_params(best.params)),
+    }
     if parent:
-        tracker.metrics(parent, {"best_value": best.value, "best_trial": best.number,
-                                 "n_complete": len(complete), "n_failed": n_failed})
+        tracker.metrics(
+            parent,
+            {"best_value": best.value, "best_trial": best.number, "n_complete": len(complete), "n_failed": n_failed},
+        )
         tracker.artifact_json(parent, summary, "best_params.json")
         tracker.end(parent)
-    print(f"[{label}] done: best {metric_name}={best.value:.4f} (trial {best.number}); {len(complete)} complete, "
-          f"{n_failed} diverged, {n_interrupted} interrupted", flush=True)
+    print(
+        f"[{label}] done: best {metric_name}={best.value:.4f} (trial {best.number}); {len(complete)} complete, "
+        f"{n_failed} diverged, {n_interrupted} interrupted",
+        flush=True,
+    )
     return summary

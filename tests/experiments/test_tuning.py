@@ -1,5 +1,6 @@
-"""Optuna studies (gru4rec.tuning) with a stand-in objective: budget, seeding, diverged trials,
+"""Optuna studies (experiments.tuning) with a stand-in objective: budget, seeding, diverged trials,
 resuming a killed run, parallel workers, MLflow nesting; and the real GRU4Rec objective once."""
+
 import os
 import signal
 import subprocess
@@ -10,14 +11,19 @@ from pathlib import Path
 import optuna
 import pytest
 
-from gru4rec import tuning
+from experiments import tuning
+from experiments.jobs import PAUSE_AT, PAUSE_DIR
 from gru4rec.errors import ParameterError
+from gru4rec.losses import LOSSES, RANKING_LOSSES
+from gru4rec.model import EMBEDDING_MODES, embedding_mode
 
-from .fake_objective import Quadratic, quadratic
+from .fake_objective import Rendezvous, quadratic
 
 S = optuna.trial.TrialState
-SPACE = {"learning_rate": {"type": "float", "low": 0.02, "high": 0.2, "step": 0.01},  # never diverges
-         "layers": {"type": "int", "low": 16, "high": 64, "step": 16}}
+SPACE = {
+    "learning_rate": {"type": "float", "low": 0.02, "high": 0.2, "step": 0.01},  # never diverges
+    "layers": {"type": "int", "low": 16, "high": 64, "step": 16},
+}
 FIXED = tuning.fixed_params("cross-entropy", "shared", {"n_epochs": 1, "n_sample": 0})
 REPO = Path(__file__).resolve().parents[2]
 
@@ -26,8 +32,20 @@ def trials(storage, name="s"):
     return tuning.load_study(name, str(storage)).get_trials()
 
 
-def run(storage, n, name="s", sleep=0.0, **kw):
-    return tuning.run_study(name, str(storage), Quadratic(sleep) if sleep else quadratic, SPACE, FIXED, n, **kw)
+def run(storage, n, name="s", objective=quadratic, **kw):
+    return tuning.run_study(name, str(storage), objective, SPACE, FIXED, n, **kw)
+
+
+@pytest.mark.parametrize("loss", LOSSES)
+def test_every_loss_and_embedding_mode_of_the_library_can_be_studied(loss):
+    for mode in EMBEDDING_MODES:
+        fixed = tuning.fixed_params(loss, mode)
+        assert fixed["loss"] == loss and embedding_mode(fixed["embedding"], fixed["constrained_embedding"]) == mode
+        tuning._check_fixed_and_space(fixed, tuning.paper_space(loss))  # both ends of every range are valid
+    assert ("bpreg" in tuning.paper_space(loss)) == (loss == "bpr-max")
+    assert ("final_act" in tuning.paper_space(loss)) == (loss in RANKING_LOSSES)
+    with pytest.raises(ParameterError, match="embedding mode must be one of none, separate, shared"):
+        tuning.fixed_params(loss, "tied")
 
 
 def test_study_runs_to_its_budget_with_a_seeded_sampler(tmp_path):
@@ -36,7 +54,7 @@ def test_study_runs_to_its_budget_with_a_seeded_sampler(tmp_path):
     assert len(done) == 6
     values = [t.value for t in done if t.state == S.COMPLETE]
     assert summary["value"] == max(values) and summary["n_complete"] == len(values)
-    assert summary["params"]["layers"] in ([16], [32], [48], [64])          # a list, as the model takes it
+    assert summary["params"]["layers"] in ([16], [32], [48], [64])  # a list, as the model takes it
     assert summary["params"]["constrained_embedding"] is True and summary["params"]["loss"] == "cross-entropy"
     assert summary["params"]["learning_rate"] == round(summary["params"]["learning_rate"], 2)
     # the same seed draws the same parameters; another seed does not
@@ -73,67 +91,99 @@ def test_no_successful_trial_is_an_error(tmp_path):
 
 def test_bad_space_or_fixed_parameter_fails_before_any_trial(tmp_path):
     with pytest.raises(ParameterError, match="layerz"):
-        tuning.run_study("s", str(tmp_path / "j"), quadratic, {"layerz": {"type": "int", "low": 1, "high": 2}}, FIXED, 2)
+        tuning.run_study(
+            "s", str(tmp_path / "j"), quadratic, {"layerz": {"type": "int", "low": 1, "high": 2}}, FIXED, 2
+        )
     with pytest.raises(ParameterError, match="low must be <= high"):
-        tuning.run_study("s", str(tmp_path / "j"), quadratic,
-                         {"learning_rate": {"type": "float", "low": 0.2, "high": 0.1}}, FIXED, 2)
+        tuning.run_study(
+            "s", str(tmp_path / "j"), quadratic, {"learning_rate": {"type": "float", "low": 0.2, "high": 0.1}}, FIXED, 2
+        )
     assert not (tmp_path / "j").exists() or not trials(tmp_path / "j")
 
 
-def _start_study_process(storage, n, sleep, name="s", workers=1):
-    code = ("import sys; sys.path.insert(0, %r)\n"
-            "from gru4rec import tuning\nfrom tests.workflow.fake_objective import Quadratic\n"
-            "tuning.run_study(%r, %r, Quadratic(%r), %r, %r, %d, workers=%d, poll_seconds=0.2)\n"
-            % (str(REPO), name, str(storage), sleep, SPACE, FIXED, n, workers))
-    return subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            start_new_session=True)
+def _start_study_process(storage, n, objective: str, name="s", workers=1, env=None):
+    """run_study in a process of its own (a session leader, so that its workers die with it);
+    `objective` is Python code for the objective, evaluated there."""
+    code = (
+        f"import sys; sys.path.insert(0, {str(REPO)!r})\n"
+        "from experiments import tuning\nfrom tests.experiments.fake_objective import Rendezvous, quadratic\n"
+        f"tuning.run_study({name!r}, {str(storage)!r}, {objective}, {SPACE!r}, {FIXED!r}, {n}, workers={workers}, "
+        "poll_seconds=0.2)\n"
+    )
+    return subprocess.Popen(
+        [sys.executable, "-c", code],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+        env=dict(os.environ, **(env or {})),
+    )
 
 
-def _wait_for(storage, predicate, timeout=90):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if Path(storage).exists():
-            done = trials(storage)
-            if predicate(done):
-                return done
-        time.sleep(0.1)
-    raise AssertionError("timed out waiting for the study")
+def _paused_at(point, tmp_path):
+    """The environment that makes a job hold at `point` (experiments.jobs.pause_point), and the file
+    that says it is there."""
+    where = tmp_path / "pause"
+    where.mkdir(exist_ok=True)
+    return {PAUSE_AT: point, PAUSE_DIR: str(where)}, where / f"{point}.reached"
+
+
+def wait_until_reached(marker: Path, proc, timeout=300):
+    """Wait for the job to reach its pause point (an event; the timeout only stops a broken test)."""
+    deadline = time.monotonic() + timeout
+    while not marker.exists():
+        if proc.poll() is not None:
+            raise AssertionError(
+                f"the job ended (exit code {proc.returncode}) before reaching {marker.stem}:\n"
+                + (proc.stdout.read().decode() if proc.stdout else "")
+            )
+        if time.monotonic() > deadline:
+            raise AssertionError(f"the job did not reach {marker.stem} within {timeout} s")
+        time.sleep(0.05)
 
 
 def test_killed_run_resumes_to_its_budget_without_losing_a_trial(tmp_path):
     storage = tmp_path / "study.journal"
-    proc = _start_study_process(storage, 5, sleep=1.0)
+    env, reached = _paused_at("trial-2", tmp_path)
+    proc = _start_study_process(storage, 5, "quadratic", env=env)
     # kill it (the whole process group, as a cancelled cluster job) while trial 2 is running
-    done = _wait_for(storage, lambda ts: sum(t.state == S.COMPLETE for t in ts) >= 2 and ts[-1].state == S.RUNNING)
+    wait_until_reached(reached, proc)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
+    done = trials(storage)
+    assert [t.state for t in done] == [S.COMPLETE, S.COMPLETE, S.RUNNING]  # left behind by the killed worker
     before = {t.number: (t.params, t.value) for t in done if t.state == S.COMPLETE}
-    assert trials(storage)[-1].state == S.RUNNING  # left behind by the killed worker
     summary = tuning.run_study("s", str(storage), quadratic, SPACE, FIXED, 5)
     after = trials(storage)
     complete = {t.number: (t.params, t.value) for t in after if t.state == S.COMPLETE}
     interrupted = [t for t in after if t.user_attrs.get("interrupted")]
     # the budget is used up by completed and diverged trials, not by the interrupted one
-    assert len(complete) + summary["n_failed"] == 5 and summary["n_complete"] == len(complete)
+    assert len(after) == 6 and len(complete) + summary["n_failed"] == 5 and summary["n_complete"] == len(complete)
     assert all(complete[k] == v for k, v in before.items())  # no finished trial lost or changed
-    assert len(interrupted) == 1 and interrupted[0].state == S.FAIL and summary["n_interrupted"] == 1
+    assert [t.number for t in interrupted] == [2] and interrupted[0].state == S.FAIL
+    assert summary["n_interrupted"] == 1
     assert not any(t.state == S.RUNNING for t in after)
 
 
 def test_two_workers_of_one_job_share_the_study(tmp_path):
-    summary = run(tmp_path / "j", 6, workers=2, sleep=0.3, poll_seconds=0.2)
+    (tmp_path / "rendezvous").mkdir()
+    summary = run(tmp_path / "j", 6, objective=Rendezvous(tmp_path / "rendezvous"), workers=2, poll_seconds=0.2)
     done = trials(tmp_path / "j")
     complete = [t for t in done if t.state == S.COMPLETE]
-    assert 6 <= len(complete) <= 7  # one worker may start a trial while the other finishes the last
+    # a worker checks the budget after each of its trials: when both finish one at the same moment,
+    # both may start another, one more than the budget (never more with two workers)
+    assert 6 <= len(complete) <= 7
     assert len({t.user_attrs["worker"] for t in complete}) == 2
     assert summary["value"] == max(t.value for t in complete)
 
 
 def test_two_separate_jobs_share_one_study(tmp_path):
-    """As two machines on one database: neither takes the other's running trials for dead ones."""
+    """As two machines on one database: neither takes the other's running trials for dead ones
+    (the first job's first trial is running, waiting for the second, when the second starts)."""
     storage = tmp_path / "shared.journal"
-    procs = [_start_study_process(storage, 6, sleep=0.4) for _ in range(2)]
-    outs = [p.communicate(timeout=120)[0].decode() for p in procs]
+    (tmp_path / "rendezvous").mkdir()
+    objective = f"Rendezvous({str(tmp_path / 'rendezvous')!r})"
+    procs = [_start_study_process(storage, 6, objective) for _ in range(2)]
+    outs = [p.communicate(timeout=300)[0].decode() for p in procs]
     assert all(p.returncode == 0 for p in procs), outs
     done = trials(storage)
     complete = [t for t in done if t.state == S.COMPLETE]
@@ -144,6 +194,7 @@ def test_two_separate_jobs_share_one_study(tmp_path):
 
 def test_trials_nest_under_the_study_run_in_mlflow(tmp_path, monkeypatch):
     from mlflow.tracking import MlflowClient
+
     monkeypatch.chdir(tmp_path)  # MLflow's default artifact root would be ./mlruns: it must not be used
     uri = f"sqlite:///{tmp_path}/store/mlflow.db"
     stats = tmp_path / "stats.tsv"
@@ -171,7 +222,8 @@ def test_trials_nest_under_the_study_run_in_mlflow(tmp_path, monkeypatch):
 
 
 def _log_runs(uri, k):
-    from gru4rec.tracking import Tracker
+    from experiments.tracking import Tracker
+
     tracker = Tracker(uri, "par")
     for i in range(8):
         with tracker.run(f"w{k}-{i}", tags={"kind": "load"}) as r:
@@ -185,7 +237,8 @@ def test_parallel_jobs_do_not_lose_mlflow_runs(tmp_path):
 
     from mlflow.tracking import MlflowClient
 
-    from gru4rec.tracking import init_store
+    from experiments.tracking import init_store
+
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     init_store(uri, "par")
     with ProcessPoolExecutor(4) as pool:
@@ -198,6 +251,7 @@ def test_parallel_jobs_do_not_lose_mlflow_runs(tmp_path):
 
 def test_gru4rec_validation_score(tmp_path):
     import preprocessing
+
     preprocessing.preprocess("synthetic", None, tmp_path, {"n_sessions": 600, "n_items": 60, "days": 6, "seed": 2})
     score = tuning.ValidationScore(str(tmp_path / "train_tr.parquet"), str(tmp_path / "train_valid.parquet"))
     epochs = []

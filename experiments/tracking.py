@@ -1,4 +1,4 @@
-"""MLflow logging for tuning trials and final runs (MLflow is imported only when tracking is on).
+"""MLflow logging for tuning trials and final runs.
 
 Why SQLite for the default local store: MLflow 3 puts its file store (`./mlruns`) in maintenance
 mode (it warns on every use) and makes `sqlite:///mlflow.db` its own default, and a database can
@@ -9,6 +9,7 @@ migrations, which must not race); the workflow does this in its own rule. Artifa
 store go to `mlartifacts/` beside the database (MLflow's default would be `./mlruns` in whatever
 directory the job happens to run in).
 """
+
 from __future__ import annotations
 
 import functools
@@ -22,8 +23,24 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
-_TRANSIENT = ("locked", "busy", "unable to open database", "connection reset", "temporarily unavailable",
-              "timed out", "timeout")
+import pandas as pd
+from mlflow.entities import Metric, Param, RunTag
+from mlflow.tracking import MlflowClient
+
+import gru4rec
+
+# a run's metrics are in the store when the call returns (MLflow reads this when logging)
+os.environ.setdefault("MLFLOW_ENABLE_ASYNC_LOGGING", "false")
+
+_TRANSIENT = (
+    "locked",
+    "busy",
+    "unable to open database",
+    "connection reset",
+    "temporarily unavailable",
+    "timed out",
+    "timeout",
+)
 
 
 def _retry(fn, *args, attempts: int = 40, **kwargs):
@@ -34,23 +51,24 @@ def _retry(fn, *args, attempts: int = 40, **kwargs):
         except Exception as e:  # sqlite3 / SQLAlchemy OperationalError, requests' errors, ...
             if k == attempts - 1 or not any(s in str(e).lower() for s in _TRANSIENT):
                 raise
-            time.sleep(min(2.0, 0.05 * 2 ** k) * (0.5 + random.random()))
+            time.sleep(min(2.0, 0.05 * 2**k) * (0.5 + random.random()))
 
 
 @functools.lru_cache(maxsize=1)
 def code_version() -> str:
     """Package version + git commit (+ '-dirty' when tracked files differ from it)."""
-    from . import __version__
     here = Path(__file__).resolve().parent
 
     def git(*args):
         return subprocess.run(["git", *args], capture_output=True, text=True, timeout=10, cwd=here).stdout.strip()
+
     try:
         sha = git("rev-parse", "--short", "HEAD")
         dirty = bool(sha) and bool(git("status", "--porcelain", "--untracked-files=no"))
     except (OSError, subprocess.SubprocessError):
         sha, dirty = "", False
-    return f"{__version__}+{sha}{'-dirty' if dirty else ''}" if sha else __version__
+    version = gru4rec.__version__
+    return f"{version}+{sha}{'-dirty' if dirty else ''}" if sha else version
 
 
 def enabled(uri) -> bool:
@@ -60,7 +78,7 @@ def enabled(uri) -> bool:
 def default_artifact_location(uri: str | None) -> str | None:
     """`mlartifacts/` beside a SQLite database; None (the server decides) otherwise."""
     if uri and str(uri).startswith("sqlite:///"):
-        return (Path(str(uri)[len("sqlite:///"):]).resolve().parent / "mlartifacts").as_uri()
+        return (Path(str(uri)[len("sqlite:///") :]).resolve().parent / "mlartifacts").as_uri()
     return None
 
 
@@ -68,6 +86,9 @@ def _quiet():
     """MLflow's and alembic's INFO lines (store migrations, run URLs) would drown the progress."""
     for name in ("mlflow", "alembic", "alembic.runtime.migration"):
         logging.getLogger(name).setLevel(logging.WARNING)
+
+
+_quiet()  # after the import: importing mlflow sets its loggers to INFO
 
 
 class Tracker:
@@ -87,9 +108,7 @@ class Tracker:
     @property
     def client(self):
         if self._client is None:
-            os.environ.setdefault("MLFLOW_ENABLE_ASYNC_LOGGING", "false")
-            from mlflow.tracking import MlflowClient
-            _quiet()  # after the import: importing mlflow sets its loggers to INFO
+            _quiet()  # the store's first connection (alembic) may have reset them
             self._client = MlflowClient(tracking_uri=self.uri)
         return self._client
 
@@ -98,8 +117,9 @@ class Tracker:
             exp = _retry(self.client.get_experiment_by_name, self.experiment)
             if exp is None:
                 try:
-                    self._experiment_id = _retry(self.client.create_experiment, self.experiment,
-                                                 artifact_location=self.artifact_location)
+                    self._experiment_id = _retry(
+                        self.client.create_experiment, self.experiment, artifact_location=self.artifact_location
+                    )
                 except Exception:  # created by a parallel job in the meantime
                     exp = _retry(self.client.get_experiment_by_name, self.experiment)
                     if exp is None:
@@ -135,23 +155,23 @@ class Tracker:
 
     def params(self, run, params: dict):
         if run:
-            from mlflow.entities import Param
             items = [Param(str(k), str(v)[:6000]) for k, v in params.items()]
             for i in range(0, len(items), 100):
-                _retry(self.client.log_batch, run, params=items[i:i + 100])
+                _retry(self.client.log_batch, run, params=items[i : i + 100])
 
     def metrics(self, run, metrics: dict, step: int = 0):
         if run:
-            from mlflow.entities import Metric
             now = int(time.time() * 1000)
-            items = [Metric(str(k), float(v), now, step) for k, v in metrics.items()
-                     if isinstance(v, (int, float)) and not isinstance(v, bool)]
+            items = [
+                Metric(str(k), float(v), now, step)
+                for k, v in metrics.items()
+                if isinstance(v, (int, float)) and not isinstance(v, bool)
+            ]
             if items:
                 _retry(self.client.log_batch, run, metrics=items)
 
     def tags(self, run, tags: dict):
         if run:
-            from mlflow.entities import RunTag
             _retry(self.client.log_batch, run, tags=[RunTag(str(k), str(v)) for k, v in tags.items()])
 
     def artifact(self, run, path, subdir: str | None = None):
@@ -170,10 +190,16 @@ class Tracker:
         parameters, and the file itself as an artifact."""
         if not run or not stats_path or not Path(stats_path).exists():
             return
-        import pandas as pd
         stats = pd.read_csv(stats_path, sep="\t", index_col=0)
-        self.params(run, {f"data.{split}.{col}": stats.loc[split, col] for split in stats.index
-                          for col in ("events", "sessions", "items") if col in stats.columns})
+        self.params(
+            run,
+            {
+                f"data.{split}.{col}": stats.loc[split, col]
+                for split in stats.index
+                for col in ("events", "sessions", "items")
+                if col in stats.columns
+            },
+        )
         self.artifact(run, stats_path, "data")
 
     def end(self, run, status: str = "FINISHED"):
@@ -193,10 +219,19 @@ class Tracker:
 
     def epoch_logger(self, run):
         """A GRU4Rec.fit callback that logs the loss and speed of every epoch (step = epoch)."""
+
         def log(info):
-            self.metrics(run, {"train_loss": info["loss"], "epoch_seconds": info["seconds"],
-                               "mb_per_s": info["mb_per_s"], "events_per_s": info["events_per_s"]},
-                         step=info["epoch"])
+            self.metrics(
+                run,
+                {
+                    "train_loss": info["loss"],
+                    "epoch_seconds": info["seconds"],
+                    "mb_per_s": info["mb_per_s"],
+                    "events_per_s": info["events_per_s"],
+                },
+                step=info["epoch"],
+            )
+
         return log
 
 
@@ -205,5 +240,5 @@ def init_store(uri: str | None, experiment: str = "gru4rec", artifact_location: 
     if not enabled(uri):
         return None
     if str(uri).startswith("sqlite:///"):
-        Path(str(uri)[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
+        Path(str(uri)[len("sqlite:///") :]).parent.mkdir(parents=True, exist_ok=True)
     return Tracker(uri, experiment, artifact_location).experiment_id()

@@ -1,0 +1,70 @@
+"""gru4rec.fileio: the one reader of Parquet/CSV/TSV files (the model's events and preprocessing's
+raw files alike), atomic writes and the markdown-table writer."""
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pytest
+
+from gru4rec.errors import DataError
+from gru4rec.fileio import NULL_TOKENS, markdown_table, read_table, write_text_atomic
+
+
+class OtherError(Exception):
+    pass
+
+
+@pytest.mark.parametrize("streamed", [False, True])
+def test_every_null_token_is_missing_whether_read_at_once_or_in_blocks(tmp_path, streamed):
+    rows = [f"{k},{token}" for k, token in enumerate(NULL_TOKENS)] + ["99,7"]
+    (tmp_path / "e.csv").write_text("a,b\n" + "\n".join(rows) + "\n")
+    table = read_table(
+        tmp_path / "e.csv",
+        ["a", "b"],
+        types={"b": pa.int64()},
+        reduce=(lambda block, first_row: block) if streamed else None,
+    )
+    assert table["b"].null_count == len(NULL_TOKENS) and table["b"].to_pylist()[-1] == 7
+
+
+def test_blocks_are_reduced_in_order_with_their_first_row(tmp_path):
+    (tmp_path / "e.tsv").write_text("x\ty\n" + "".join(f"{i}\t{i % 3}\n" for i in range(200_000)))
+    seen = []
+
+    def reduce(block, first_row):
+        seen.append((first_row, block.num_rows))
+        return block.filter(pc.equal(block["keep"], 0))  # blocks come with the output names
+
+    table = read_table(tmp_path / "e.tsv", {"keep": ["y"], "id": ["x"]}, reduce=reduce)
+    assert table.column_names == ["keep", "id"] and table["id"].to_pylist() == list(range(0, 200_000, 3))
+    assert seen[0][0] == 0 and all(a + n == b for (a, n), (b, _) in zip(seen, seen[1:]))
+
+
+def test_a_bad_value_names_the_file_column_whatever_the_order_asked(tmp_path):
+    (tmp_path / "e.csv").write_text("a,b,c\n1,2,3\nx,2,3\n")
+    with pytest.raises(OtherError, match=r"e.csv: column a: expected an integer, found 'x'"):
+        read_table(
+            tmp_path / "e.csv", {"c": ["c"], "a": ["a"]}, types={"a": pa.int64(), "c": pa.int64()}, error=OtherError
+        )
+
+
+def test_accepted_names_missing_columns_and_a_wrong_separator(tmp_path):
+    (tmp_path / "e.csv").write_text("session_id;item\n1;2\n")
+    with pytest.raises(
+        DataError,
+        match=r"missing column\(s\) sessionId / session_id, item; the file has: "
+        r"session_id;item \(wrong separator\? expected ','; see -sk\)",
+    ):
+        read_table(tmp_path / "e.csv", {"s": ["sessionId", "session_id"], "i": ["item"]}, hint="see -sk")
+    table = read_table(tmp_path / "e.csv", {"s": ["sessionId", "session_id"], "i": ["item"]}, sep=";")
+    assert table.to_pydict() == {"s": [1], "i": [2]}
+    pd.DataFrame({"x": [1], "y": ["a"]}).to_parquet(tmp_path / "e.parquet")
+    assert read_table(tmp_path / "e.parquet", {"why": ["y"]}).to_pydict() == {"why": ["a"]}
+
+
+def test_markdown_table_and_atomic_text(tmp_path):
+    df = pd.DataFrame({"split": ["test"], "events": [12], "days": [1.5]})
+    assert markdown_table(df) == "| split | events | days |\n|---|---|---|\n| test | 12 | 1.5 |\n"
+    assert "| 12.00 |" in markdown_table(df, lambda v, c: f"{v:.2f}" if c == "events" else str(v))
+    write_text_atomic(tmp_path / "new" / "t.md", "x\n")
+    assert (tmp_path / "new" / "t.md").read_text() == "x\n" and len(list((tmp_path / "new").iterdir())) == 1

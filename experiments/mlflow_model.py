@@ -21,7 +21,7 @@ from pathlib import Path
 
 import gru4rec
 from gru4rec.errors import ParameterError
-from gru4rec.tracking import _retry
+from experiments.tracking import _retry
 
 CODE = Path(__file__).with_name("mlflow_pyfunc.py")
 ARTIFACT_NAME = "model"  # the name of the MLflow model inside its run
@@ -133,7 +133,7 @@ def main(argv=None) -> int:
     import mlflow
 
     from gru4rec.errors import GRU4RecError, first_line
-    from gru4rec.tracking import init_store
+    from experiments.tracking import init_store
     ap = argparse.ArgumentParser(prog="python -m experiments.mlflow_model", description=main.__doc__)
     ap.add_argument("final_dir", type=Path, help="directory with model.safetensors and metrics.json")
     ap.add_argument("--name", help="registered model name (default: gru4rec-DATASET-LOSS-EMBEDDING from the path)")

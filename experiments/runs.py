@@ -10,6 +10,7 @@ from gru4rec import GRU4Rec, evaluate, read_events
 from gru4rec.fileio import write_json
 from gru4rec.params import validate_params
 
+from .mlflow_model import log_and_register
 from .tracking import Tracker
 
 
@@ -49,9 +50,11 @@ def final_run(
     eval_targets="all",
     stats_path=None,
     tags: dict | None = None,
+    register_as: str | None = None,
 ) -> dict:
     """Train on train_full, evaluate on test; writes out_dir/model.safetensors, params.json and
-    metrics.json, logs the run to MLflow, and returns the metrics."""
+    metrics.json, logs the run to MLflow, and returns the metrics. With `register_as`, the model is
+    also logged as an MLflow pyfunc model and registered under that name (a new version)."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     model = GRU4Rec(params, device=device, seed=seed)
@@ -69,4 +72,6 @@ def final_run(
         tracker.metrics(run, {k: v for k, v in metrics.items() if isinstance(v, (int, float))})
         tracker.artifact(run, out / "params.json")
         tracker.artifact(run, out / "model.safetensors")
+        if run and register_as:
+            log_and_register(out / "model.safetensors", register_as, metrics, run_id=run, tracking_uri=tracker.uri)
     return metrics

@@ -20,7 +20,6 @@ from gru4rec.evaluation import ranks_of_targets
 from tests.conftest import markov_sessions
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "baselines"
-NEEDS_EVALUATOR = pytest.mark.xfail(reason="needs the evaluator protocol from the core branch", strict=False)
 
 # Hand-made training sessions (string item ids); times 100 * session + position, so the recency of a
 # session is its id, except sessions 13 and 14 whose last events share one time.
@@ -484,7 +483,6 @@ def test_cli_missing_train_file(tmp_path, digi):
     assert code == 2 and err == f"gru4rec: error: {tmp_path / 'none.tsv'}: file not found\n"
 
 
-@NEEDS_EVALUATOR
 def test_cli_prints_the_reference_metric_lines(digi):
     train, test = digi
     code, out, err = run("baseline", "vsknn", train, "-t", test, "-m", 1, 5, 20, "-ps", "k=50", "-e", "conservative")
@@ -496,7 +494,6 @@ def test_cli_prints_the_reference_metric_lines(digi):
 # ------------------------------------------------------------------------------------------------
 # End to end through gru4rec.evaluate
 # ------------------------------------------------------------------------------------------------
-@NEEDS_EVALUATOR
 def test_evaluator_ranks_baselines_like_the_reference_loop(sequential_data):
     from gru4rec import evaluate
     train, test = sequential_data
@@ -506,7 +503,6 @@ def test_evaluator_ranks_baselines_like_the_reference_loop(sequential_data):
         assert (res.recall[20], res.mrr[20]) == pytest.approx(recall_mrr(model, test), rel=1e-9)
 
 
-@NEEDS_EVALUATOR
 def test_gru4rec_and_vsknn_beat_pop_by_a_wide_margin(markov_data):
     from gru4rec import GRU4Rec, evaluate
     train, test = markov_data
@@ -520,7 +516,6 @@ def test_gru4rec_and_vsknn_beat_pop_by_a_wide_margin(markov_data):
     assert recall["vsknn"] > recall["pop"] + 0.3 and recall["gru4rec"] > recall["pop"] + 0.3
 
 
-@NEEDS_EVALUATOR
 def test_every_model_runs_end_to_end_on_the_real_diginetica_sample(digi):
     from gru4rec import GRU4Rec, evaluate, read_events
     train, test = (read_events(p) for p in digi)

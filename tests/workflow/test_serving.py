@@ -20,7 +20,7 @@ from mlflow.exceptions import MlflowException
 
 from experiments.mlflow_model import log_and_register, main, registered_name
 from gru4rec import GRU4Rec, recommend
-from gru4rec.tracking import Tracker
+from experiments.tracking import Tracker
 from tests.gru4rec.test_streaming import assert_same_ranking
 
 NAME = registered_name("markov", "cross-entropy", "shared")

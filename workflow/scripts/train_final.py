@@ -6,6 +6,7 @@ from pathlib import Path
 import torch
 
 from experiments.jobs import job
+from experiments.mlflow_model import registered_name
 from experiments.runs import final_run
 
 w, p, final = snakemake.wildcards, snakemake.params, snakemake.params.final
@@ -25,6 +26,7 @@ with job(snakemake.log[0]):
         label=f"{w.dataset}/{w.loss}-{w.embedding}/final",
         eval_targets=p.eval_targets,
         stats_path=snakemake.input.stats,
+        register_as=registered_name(w.dataset, w.loss, w.embedding),
         tags={
             "dataset": w.dataset,
             "loss": w.loss,

@@ -9,6 +9,7 @@ ties) and prints Recall@20 / MRR@20 next to the speed, so that a fast but wrong 
     python benchmarks/baselines_speed.py                          # ~1M events, 20,000 items
     python benchmarks/baselines_speed.py --sessions 20000 --only itemknn vsknn
 """
+
 from __future__ import annotations
 
 import argparse
@@ -78,11 +79,15 @@ def main(argv=None):
     t0 = time.perf_counter()
     df = generate_events(n_sessions=args.sessions, n_items=args.items, days=30, seed=args.seed)
     train, test = split(df, args.test_events)
-    print(f"Generated {len(df)} events in {time.perf_counter() - t0:.1f}s: train {len(train)} events, "
-          f"{train.SessionId.nunique()} sessions, {train.ItemId.nunique()} items; test {len(test)} events, "
-          f"{test.SessionId.nunique()} sessions")
-    print(f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPU(s) visible, "
-          f"torch threads {torch.get_num_threads()}, width {args.width}")
+    print(
+        f"Generated {len(df)} events in {time.perf_counter() - t0:.1f}s: train {len(train)} events, "
+        f"{train.SessionId.nunique()} sessions, {train.ItemId.nunique()} items; test {len(test)} events, "
+        f"{test.SessionId.nunique()} sessions"
+    )
+    print(
+        f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPU(s) visible, "
+        f"torch threads {torch.get_num_threads()}, width {args.width}"
+    )
     print(f"{'baseline':<10} {'fit s':>8} {'score s':>8} {'pred/s':>8} {'Recall@20':>10} {'MRR@20':>8}")
     seconds = {}
     for name in args.only:
@@ -97,8 +102,10 @@ def main(argv=None):
     if "itemknn" in seconds:
         print(f"Item-KNN fit: {seconds['itemknn'][0]:.1f}s = {seconds['itemknn'][0] / 60:.2f} of the 60 s target")
     if "vsknn" in seconds:
-        print(f"V-SkNN scoring of {len(test)} test events: {seconds['vsknn'][1]:.1f}s = "
-              f"{seconds['vsknn'][1] / 60:.2f} of the 60 s target")
+        print(
+            f"V-SkNN scoring of {len(test)} test events: {seconds['vsknn'][1]:.1f}s = "
+            f"{seconds['vsknn'][1] / 60:.2f} of the 60 s target"
+        )
     print(f"Done in {time.perf_counter() - t0:.1f}s")
 
 

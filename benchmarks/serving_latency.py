@@ -15,6 +15,7 @@ with other processes on a shared machine).
     python benchmarks/serving_latency.py
     python benchmarks/serving_latency.py --items 20000 --events 500 --threads 1
 """
+
 from __future__ import annotations
 
 import argparse
@@ -39,7 +40,7 @@ def random_sessions(n_items, rng, mean_length=5):
     items = np.concatenate([rng.permutation(n_items), rng.integers(0, n_items, n_items)])
     lengths = rng.integers(2, 2 * mean_length - 1, size=len(items) // 2)
     lengths = lengths[np.cumsum(lengths) <= len(items)]
-    items = items[:lengths.sum()]
+    items = items[: lengths.sum()]
     sessions = np.repeat(np.arange(len(lengths)), lengths)
     return pd.DataFrame({"SessionId": sessions, "ItemId": items, "Time": np.arange(len(items))})
 
@@ -47,8 +48,16 @@ def random_sessions(n_items, rng, mean_length=5):
 def build_model(n_items, units, train, seed):
     """A GRU4Rec of the given size: trained for one epoch on random sessions (slow on a small
     machine), or with the network's initial random weights and integer item ids."""
-    model = GRU4Rec(layers=[units], n_epochs=1, batch_size=64, n_sample=2048, loss="cross-entropy",
-                    constrained_embedding=True, device="cpu", seed=seed)
+    model = GRU4Rec(
+        layers=[units],
+        n_epochs=1,
+        batch_size=64,
+        n_sample=2048,
+        loss="cross-entropy",
+        constrained_embedding=True,
+        device="cpu",
+        seed=seed,
+    )
     t0 = time.perf_counter()
     if train:
         data = random_sessions(n_items, np.random.default_rng(seed))
@@ -95,8 +104,11 @@ def main(argv=None):
     rng = np.random.default_rng(args.seed)
     load_before = os.getloadavg()
     model, how = build_model(args.items, args.units, args.train, args.seed)
-    print(f"model: {model.n_items} items, {args.units} units, {how}; k={args.k}; "
-          f"torch threads: {torch.get_num_threads()}, CPUs: {os.cpu_count()}", flush=True)
+    print(
+        f"model: {model.n_items} items, {args.units} units, {how}; k={args.k}; "
+        f"torch threads: {torch.get_num_threads()}, CPUs: {os.cpu_count()}",
+        flush=True,
+    )
 
     rec = SessionRecommender(model, k=args.k, max_sessions=max(args.live, args.batch) * 2)
     ids = model.item_ids
@@ -109,10 +121,12 @@ def main(argv=None):
     def batch():
         s = rng.choice(args.live, args.batch, replace=False)
         return rec.update_many(s, ids[rng.integers(0, len(ids), args.batch)])
+
     many = timed(batch, args.batches, warmup=2)
     per_event = np.median(many) / args.batch * 1e6
-    print(f"batch of {args.batch} sessions:      {percentiles(many)}   ({per_event:.0f} us per event at p50)",
-          flush=True)
+    print(
+        f"batch of {args.batch} sessions:      {percentiles(many)}   ({per_event:.0f} us per event at p50)", flush=True
+    )
 
     h = torch.randn(1, args.units)
     floor = timed(lambda: torch.topk(model.net.score_all(h), args.k), args.events, warmup=min(100, args.events))
@@ -122,10 +136,12 @@ def main(argv=None):
     replay = timed(lambda: recommend(model, [session], k=args.k), max(args.events // 10, 20), warmup=5)
     print(f"recommend() replaying {args.replay_length} events: {percentiles(replay)}", flush=True)
     load_after = os.getloadavg()
-    print(f"summary: one event p99 {np.percentile(one, 99) * 1e3:.2f} ms (target < 5 ms: "
-          f"{'met' if np.percentile(one, 99) < 0.005 else 'NOT met'}), batch of {args.batch} p99 "
-          f"{np.percentile(many, 99) * 1e3:.1f} ms; 1-min load average {load_before[0]:.2f} before, "
-          f"{load_after[0]:.2f} after, on {os.cpu_count()} CPUs")
+    print(
+        f"summary: one event p99 {np.percentile(one, 99) * 1e3:.2f} ms (target < 5 ms: "
+        f"{'met' if np.percentile(one, 99) < 0.005 else 'NOT met'}), batch of {args.batch} p99 "
+        f"{np.percentile(many, 99) * 1e3:.1f} ms; 1-min load average {load_before[0]:.2f} before, "
+        f"{load_after[0]:.2f} after, on {os.cpu_count()} CPUs"
+    )
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ first), optional `k` (default 20) and `exclude_seen` (default false); it returns
 top-k item ids after the session (`items`, best first), their `scores`, and `n_unknown` (the
 session's items the model does not know, skipped as `recommend()` does).
 """
+
 from __future__ import annotations
 
 import mlflow
@@ -21,14 +22,15 @@ DEFAULT_K = 20
 
 
 class GRU4RecPyfunc(mlflow.pyfunc.PythonModel):
-
     def load_context(self, context):
         from gru4rec import GRU4Rec
+
         config = context.model_config or {}
         self.model = GRU4Rec.load(context.artifacts["model"], device=config.get("device", "cpu"))
 
     def predict(self, context, model_input: pd.DataFrame, params=None):
         from gru4rec.errors import GRU4RecError
+
         try:
             return recommend_frame(self.model, model_input)
         except GRU4RecError as e:  # a bad request: MLflow's server answers 400 with this message
@@ -38,6 +40,7 @@ class GRU4RecPyfunc(mlflow.pyfunc.PythonModel):
 def recommend_frame(model, frame) -> pd.DataFrame:
     """Top-k after each row's session: the whole sessions are fed to a SessionRecommender."""
     from gru4rec.streaming import SessionRecommender
+
     sessions, k, exclude = _read_frame(frame)
     n = len(sessions)
     rows = np.repeat(np.arange(n), [len(s) for s in sessions])
@@ -48,14 +51,19 @@ def recommend_frame(model, frame) -> pd.DataFrame:
         part = np.flatnonzero(exclude == flag)
         for i, r in zip(part, rec.recommendations(part, exclude_seen=flag)):
             out[i] = r
-    return pd.DataFrame({"items": [r.items[:k[i]].tolist() for i, r in enumerate(out)],
-                         "scores": [r.scores[:k[i]].astype(float).tolist() for i, r in enumerate(out)],
-                         "n_unknown": np.bincount(rows[~known], minlength=n)})
+    return pd.DataFrame(
+        {
+            "items": [r.items[: k[i]].tolist() for i, r in enumerate(out)],
+            "scores": [r.scores[: k[i]].astype(float).tolist() for i, r in enumerate(out)],
+            "n_unknown": np.bincount(rows[~known], minlength=n),
+        }
+    )
 
 
 def _read_frame(frame):
     """Sessions, k and exclude_seen per row, validated (ParameterError naming the column and row)."""
     from gru4rec.errors import ParameterError
+
     if isinstance(frame, dict):
         frame = pd.DataFrame(frame)
     if not isinstance(frame, pd.DataFrame) or "items" not in frame.columns:

@@ -9,6 +9,7 @@ Computing the whole schedule up front keeps the step loop free of Python-side bo
 step only slices precomputed index rows that already live on the device. The same runner drives
 training, evaluation and recommendation.
 """
+
 from __future__ import annotations
 
 import heapq
@@ -22,9 +23,10 @@ import torch
 @dataclass
 class SessionData:
     """Events sorted by (session, time), items mapped to model indices."""
-    items: np.ndarray        # (n_events,) int64 item indices
-    offsets: np.ndarray      # (n_sessions + 1,) session k is items[offsets[k]:offsets[k+1]]
-    first_time: np.ndarray   # (n_sessions,) time of each session's first event
+
+    items: np.ndarray  # (n_events,) int64 item indices
+    offsets: np.ndarray  # (n_sessions + 1,) session k is items[offsets[k]:offsets[k+1]]
+    first_time: np.ndarray  # (n_sessions,) time of each session's first event
 
     @property
     def n_sessions(self) -> int:
@@ -58,10 +60,11 @@ class Schedule:
     shrink[t] (for the steps where the batch shrinks) are the rows of the previous step's hidden
     state that carry over, in order.
     """
-    inputs: np.ndarray      # (n_steps, batch_size) int64, -1 where the slot is empty
-    starts: np.ndarray      # (n_steps, batch_size) bool
-    width: np.ndarray       # (n_steps,) active slots per step
-    shrink: dict            # step -> np.ndarray of kept row positions
+
+    inputs: np.ndarray  # (n_steps, batch_size) int64, -1 where the slot is empty
+    starts: np.ndarray  # (n_steps, batch_size) bool
+    width: np.ndarray  # (n_steps,) active slots per step
+    shrink: dict  # step -> np.ndarray of kept row positions
 
     @property
     def n_steps(self) -> int:
@@ -150,8 +153,9 @@ class SessionRunner:
     Its first step has `first_width` rows.
     """
 
-    def __init__(self, items: torch.Tensor, offsets, order, batch_size: int, min_width: int = 1,
-                 with_events: bool = False):
+    def __init__(
+        self, items: torch.Tensor, offsets, order, batch_size: int, min_width: int = 1, with_events: bool = False
+    ):
         sched = build_schedule(offsets, order, batch_size, min_width)
         dev = items.device
         events = torch.from_numpy(np.maximum(sched.inputs, 0)).to(dev)

@@ -331,6 +331,7 @@ def _check_output_path(path, option):
 # -- baselines ---------------------------------------------------------------------------------------
 def _baseline_help() -> str:
     from .baselines import BASELINES
+
     lines = ["baselines and their parameters (-ps name=value,...; name: default):"]
     for key, cls in BASELINES.items():
         params = ", ".join(f"{n}: {spec.default}" for n, spec in cls.PARAMS.items()) or "no parameters"
@@ -339,10 +340,13 @@ def _baseline_help() -> str:
 
 
 def _add_baseline_parser(sub):
-    bl = sub.add_parser("baseline", help="fit a baseline (POP, Item-KNN, V-SkNN, ...) and evaluate it",
-                        description="Fit a baseline on an events file and evaluate it on test files exactly as "
-                                    "GRU4Rec is evaluated.",
-                        formatter_class=argparse.RawDescriptionHelpFormatter, epilog=_baseline_help())
+    bl = sub.add_parser(
+        "baseline",
+        help="fit a baseline (POP, Item-KNN, V-SkNN, ...) and evaluate it",
+        description="Fit a baseline on an events file and evaluate it on test files exactly as GRU4Rec is evaluated.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=_baseline_help(),
+    )
     bl.add_argument("name", metavar="NAME", help="random, pop, spop, itemknn, bprmf, sknn or vsknn")
     bl.add_argument("train", metavar="TRAIN", help="training events (.tsv/.txt, .csv or .parquet)")
     bl.add_argument("-ps", "--parameter-string", metavar="PARAMS", help="parameters: name=value,name=value")
@@ -353,8 +357,10 @@ def _add_baseline_parser(sub):
 
 def cmd_baseline(args):
     from .baselines import make_baseline, parse_baseline_params
-    model = make_baseline(args.name, seed=args.seed, device=args.device,
-                          **parse_baseline_params(args.parameter_string or ""))
+
+    model = make_baseline(
+        args.name, seed=args.seed, device=args.device, **parse_baseline_params(args.parameter_string or "")
+    )
     tests = [(path, _read(path, args)) for path in args.test]  # a bad test file fails before fitting
     _log(f"Loading training data from {args.train}")
     model.fit(_read(args.train, args), args.session_key, args.item_key, args.time_key)

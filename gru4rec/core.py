@@ -1,4 +1,5 @@
 """The GRU4Rec estimator: parameters, training loop, save and load."""
+
 from __future__ import annotations
 
 import sys
@@ -29,6 +30,7 @@ class GRU4Rec:
 
     def __init__(self, params: dict | None = None, device="auto", seed: int = 42, **params_kw):
         from .params import validate_params
+
         merged = dict(params or {})
         merged.update(params_kw)
         self.params = validate_params(merged)
@@ -76,8 +78,15 @@ class GRU4Rec:
         return g
 
     # ----------------------------------------------------------------------------------------
-    def fit(self, data: pd.DataFrame, session_key: str = "SessionId", item_key: str = "ItemId",
-            time_key: str = "Time", verbose: bool = True, callback=None) -> list[dict]:
+    def fit(
+        self,
+        data: pd.DataFrame,
+        session_key: str = "SessionId",
+        item_key: str = "ItemId",
+        time_key: str = "Time",
+        verbose: bool = True,
+        callback=None,
+    ) -> list[dict]:
         """Train on events (one row per event). Prints one line per epoch when verbose.
 
         callback(info) is called after every epoch with the same dict that is appended to the
@@ -93,22 +102,33 @@ class GRU4Rec:
         items = torch.from_numpy(sd.items).to(self.device)
         rng = np.random.default_rng(self.seed)
         if verbose:
-            print(f"Training GRU4Rec on {len(sd.items)} events, {sd.n_sessions} sessions, {self.n_items} items "
-                  f"(device: {self.device}, seed: {self.seed})", flush=True)
+            print(
+                f"Training GRU4Rec on {len(sd.items)} events, {sd.n_sessions} sessions, {self.n_items} items "
+                f"(device: {self.device}, seed: {self.seed})",
+                flush=True,
+            )
         runner = None
         self.history = []
         for epoch in range(1, p["n_epochs"] + 1):
             if runner is None or p["train_random_order"]:
-                runner = SessionRunner(items, sd.offsets, self._session_order(sd, rng), p["batch_size"],
-                                       min_width=1 if p["n_sample"] > 0 else 2)
+                runner = SessionRunner(
+                    items,
+                    sd.offsets,
+                    self._session_order(sd, rng),
+                    p["batch_size"],
+                    min_width=1 if p["n_sample"] > 0 else 2,
+                )
                 if runner.n_steps == 0:
                     raise DataError("training data has no session with at least 2 events: nothing to train on")
                 step.size_sample_store(runner.n_steps * p["n_epochs"])
             info = self._train_epoch(epoch, runner, step, verbose)
             self.history.append(info)
             if verbose:
-                print(f"Epoch{epoch} --> loss: {info['loss']:.6f} ({info['seconds']:.2f}s) "
-                      f"[{info['mb_per_s']:.2f} mb/s | {info['events_per_s']:.0f} e/s]", flush=True)
+                print(
+                    f"Epoch{epoch} --> loss: {info['loss']:.6f} ({info['seconds']:.2f}s) "
+                    f"[{info['mb_per_s']:.2f} mb/s | {info['events_per_s']:.0f} e/s]",
+                    flush=True,
+                )
             if callback is not None:
                 callback(info)
         self.trained = True
@@ -119,6 +139,7 @@ class GRU4Rec:
     def _index_items(self, data, session_key, item_key, time_key) -> SessionData:
         """Check and sort the training events, build the item map and the item support."""
         from .data import validate_events
+
         df = validate_events(data, session_key, item_key, time_key, source="training data")
         df = sort_sessions(df, session_key, time_key)
         codes, uniques = pd.factorize(df[item_key], sort=True)
@@ -152,9 +173,15 @@ class GRU4Rec:
         if bar is not None:
             bar.close()
         n_steps, batch_size = runner.n_steps, self.params["batch_size"]
-        return {"epoch": epoch, "loss": float(loss_sum) / batch_size / n_steps, "seconds": seconds,
-                "mb_per_s": n_steps / seconds, "events_per_s": runner.n_events / seconds,
-                "n_steps": n_steps, "n_events": runner.n_events}
+        return {
+            "epoch": epoch,
+            "loss": float(loss_sum) / batch_size / n_steps,
+            "seconds": seconds,
+            "mb_per_s": n_steps / seconds,
+            "events_per_s": runner.n_events / seconds,
+            "n_steps": n_steps,
+            "n_events": runner.n_events,
+        }
 
     def _check_loss(self, loss_sum, epoch, step):
         if not torch.isfinite(loss_sum):
@@ -162,7 +189,8 @@ class GRU4Rec:
             self.net = None
             raise TrainingDivergedError(
                 f"the loss became {float(loss_sum)} in epoch {epoch} (by step {step + 1}); training stopped and "
-                f"the model is not usable (try a lower learning_rate)")
+                f"the model is not usable (try a lower learning_rate)"
+            )
 
     def _sync(self):
         if self.device.type == "cuda":
@@ -173,18 +201,26 @@ class GRU4Rec:
         """Save parameters, item map, item support and weights (safetensors + JSON header; no code runs on load)."""
         from . import __version__
         from .serialization import save_model_file
+
         self.require_trained()
         tensors = self.net.state()
         if self.item_support is not None:
             tensors[ITEM_SUPPORT] = torch.from_numpy(self.item_support)
-        header = {"params": self.params, "seed": self.seed, "library_version": __version__,
-                  "n_items": self.n_items, "trained_on_device": str(self.device), "history": self.history}
+        header = {
+            "params": self.params,
+            "seed": self.seed,
+            "library_version": __version__,
+            "n_items": self.n_items,
+            "trained_on_device": str(self.device),
+            "history": self.history,
+        }
         save_model_file(path, header, tensors, self.item_ids)
 
     @classmethod
-    def load(cls, path, device="auto") -> "GRU4Rec":
+    def load(cls, path, device="auto") -> GRU4Rec:
         """Load a model saved by `save`, on any device (a GPU-trained model loads on a CPU)."""
         from .serialization import load_model_file
+
         dev = resolve_device(device)
         header, tensors, item_ids = load_model_file(path, device=dev)
         try:
@@ -193,8 +229,9 @@ class GRU4Rec:
             if support is not None and support.shape != (len(item_ids),):
                 raise ValueError(f"{ITEM_SUPPORT} has shape {tuple(support.shape)}, expected ({len(item_ids)},)")
             p = model.params
-            model.net = GRU4RecNetwork.from_state(tensors, len(item_ids), p["layers"], p["embedding"],
-                                                  p["constrained_embedding"], dev)
+            model.net = GRU4RecNetwork.from_state(
+                tensors, len(item_ids), p["layers"], p["embedding"], p["constrained_embedding"], dev
+            )
         except ParameterError:
             raise
         except (KeyError, TypeError, ValueError, RuntimeError) as e:
@@ -229,8 +266,9 @@ class _TrainingStep:
         p = self.p
         if self.store is None and p["n_sample"] > 0:
             rows = min(p["sample_store_size"] // p["n_sample"], n_steps_total)
-            self.store = SampleStore(self.support, p["n_sample"], p["sample_alpha"], rows * p["n_sample"],
-                                     self.generator)
+            self.store = SampleStore(
+                self.support, p["n_sample"], p["sample_alpha"], rows * p["n_sample"], self.generator
+            )
 
     def new_state(self, width: int) -> HiddenState:
         return HiddenState(self.net, width)
@@ -239,8 +277,9 @@ class _TrainingStep:
         """Train on inputs X -> targets T with hidden states H (replaced); returns the summed loss."""
         S = self.store.next() if self.store is not None else None
         Y = T if S is None else torch.cat([T, S])
-        O, cache = self.net.forward_train(X, Y, H, self.p["dropout_p_embed"], self.p["dropout_p_hidden"],
-                                          self.generator)
+        O, cache = self.net.forward_train(
+            X, Y, H, self.p["dropout_p_embed"], self.p["dropout_p_hidden"], self.generator
+        )
         offset = None
         if self.log_q is not None:
             offset = self.log_q[0].index_select(0, T)
@@ -255,4 +294,5 @@ def _progress(total, epoch, verbose):
     if not verbose or not sys.stderr.isatty() or total < 10 * NAN_CHECK_EVERY:
         return None
     from tqdm import tqdm
+
     return tqdm(total=total, desc=f"Epoch{epoch}", unit="mb", leave=False, file=sys.stderr)

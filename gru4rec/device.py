@@ -1,4 +1,5 @@
 """Choosing the torch device from a user string."""
+
 import torch
 
 from .errors import ParameterError
@@ -23,6 +24,7 @@ def resolve_device(device="auto") -> torch.device:
         dev = torch.device("cuda:0" if spec == "cuda" else spec)
         if dev.index is not None and dev.index >= torch.cuda.device_count():
             raise ParameterError(
-                f"device '{device}' does not exist: {torch.cuda.device_count()} CUDA device(s) are visible")
+                f"device '{device}' does not exist: {torch.cuda.device_count()} CUDA device(s) are visible"
+            )
         return dev
     raise ParameterError(f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got '{device}'")

@@ -9,6 +9,7 @@ Any model that implements the protocol below can be evaluated (GRU4Rec and the b
   model.session_scorer(width, device) -> scorer with keep(idx), reset(new) and
   step(items) -> (w, n_items) scores (higher is better); optional model.item_support.
 """
+
 from __future__ import annotations
 
 import time
@@ -44,8 +45,12 @@ class EvaluationResult:
         for n in self.cutoffs:
             out[f"recall_at_{n}"] = self.recall[n]
             out[f"mrr_at_{n}"] = self.mrr[n]
-        out.update(n_predictions=self.n_predictions, n_dropped=self.n_dropped, n_sessions=self.n_sessions,
-                   eval_seconds=self.seconds)
+        out.update(
+            n_predictions=self.n_predictions,
+            n_dropped=self.n_dropped,
+            n_sessions=self.n_sessions,
+            eval_seconds=self.seconds,
+        )
         return out
 
 
@@ -82,9 +87,18 @@ def _check_cutoffs(cutoffs):
 
 
 @torch.no_grad()
-def evaluate(model, data, cutoffs=(20,), mode: str = "standard", batch_size: int = 512,
-             session_key: str = "SessionId", item_key: str = "ItemId", time_key: str = "Time",
-             seed: int = 0, targets: str = "all") -> EvaluationResult:
+def evaluate(
+    model,
+    data,
+    cutoffs=(20,),
+    mode: str = "standard",
+    batch_size: int = 512,
+    session_key: str = "SessionId",
+    item_key: str = "ItemId",
+    time_key: str = "Time",
+    seed: int = 0,
+    targets: str = "all",
+) -> EvaluationResult:
     """Recall@N and MRR@N of `model` on the test events in `data`, for every N in `cutoffs` at once.
 
     targets="all" scores every next event (session-based protocol); targets="last" scores only
@@ -92,6 +106,7 @@ def evaluate(model, data, cutoffs=(20,), mode: str = "standard", batch_size: int
     "last item" protocol).
     """
     from .data import validate_events
+
     cutoffs = _check_cutoffs(cutoffs)
     if mode not in TIE_MODES:
         raise ParameterError(f"tie mode '{mode}' is not valid; expected one of: {', '.join(TIE_MODES)}")
@@ -106,8 +121,9 @@ def evaluate(model, data, cutoffs=(20,), mode: str = "standard", batch_size: int
     result = EvaluationResult(cutoffs=cutoffs, n_dropped=n_dropped, mode=mode, n_sessions=sd.n_sessions)
     dev = getattr(model, "device", torch.device("cpu"))
     width = max(1, min(int(batch_size), MAX_SCORE_ELEMENTS // max(model.n_items, 1)))
-    runner = SessionRunner(torch.from_numpy(sd.items).to(dev), sd.offsets, np.arange(sd.n_sessions), width,
-                           with_events=targets == "last")
+    runner = SessionRunner(
+        torch.from_numpy(sd.items).to(dev), sd.offsets, np.arange(sd.n_sessions), width, with_events=targets == "last"
+    )
     counts = _RankCounts(cutoffs, mode, seed, dev)
     is_last = None
     if targets == "last":
@@ -137,7 +153,9 @@ def _known_sessions(model, df, session_key, item_key, time_key):
     known = idx >= 0
     n_dropped = int((~known).sum())
     if not known.any():
-        raise DataError(f"no test event has an item known to the model ({n_dropped} events dropped): nothing to evaluate")
+        raise DataError(
+            f"no test event has an item known to the model ({n_dropped} events dropped): nothing to evaluate"
+        )
     df = sort_sessions(df.loc[known].assign(**{item_key: idx[known]}), session_key, time_key)
     return session_data(df, df[item_key].to_numpy(), session_key, time_key), n_dropped
 
@@ -163,5 +181,7 @@ class _RankCounts:
 
     def metrics(self):
         hits, rr = self.hits.cpu().numpy() / self.n, self.rr.cpu().numpy() / self.n
-        return ({c: float(hits[i]) for i, c in enumerate(self.cutoffs)},
-                {c: float(rr[i]) for i, c in enumerate(self.cutoffs)})
+        return (
+            {c: float(hits[i]) for i, c in enumerate(self.cutoffs)},
+            {c: float(rr[i]) for i, c in enumerate(self.cutoffs)},
+        )

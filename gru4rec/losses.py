@@ -6,6 +6,7 @@ Column i of O is the target of row i (the diagonal of the first b columns); the 
 cross-entropy and BPR-max, have hand-written gradients for speed; the four legacy losses, which
 exist only for comparison, take their gradient from autograd.
 """
+
 from __future__ import annotations
 
 import re
@@ -31,11 +32,18 @@ def check_pairing(loss: str, final_act: str) -> None:
     """Raise ParameterError when `final_act` cannot be used with `loss`."""
     if loss not in LOSSES:
         raise ParameterError(f"loss='{loss}' is not valid; expected one of: {', '.join(LOSSES)}")
-    ok = (final_act == "softmax") if loss == "cross-entropy" else \
-        (final_act == "softmax_logit") if loss == "xe_logit" else bool(_RANKING_ACT.match(final_act))
+    ok = (
+        (final_act == "softmax")
+        if loss == "cross-entropy"
+        else (final_act == "softmax_logit")
+        if loss == "xe_logit"
+        else bool(_RANKING_ACT.match(final_act))
+    )
     if not ok:
-        raise ParameterError(f"final_act='{final_act}' cannot be used with loss='{loss}'; "
-                             f"valid final_act for {loss}: {valid_final_acts(loss)}")
+        raise ParameterError(
+            f"final_act='{final_act}' cannot be used with loss='{loss}'; "
+            f"valid final_act for {loss}: {valid_final_acts(loss)}"
+        )
 
 
 # ------------------------------------------------------------------------------------------------
@@ -46,36 +54,46 @@ def make_activation(final_act: str):
     if name == "linear":
         return lambda O: (O, lambda dA: dA)
     if name == "relu":
+
         def relu(O):
             A = torch.relu(O)
             return A, lambda dA: dA.masked_fill_(O <= 0, 0.0)
+
         return relu
     if name == "tanh":
+
         def tanh(O):
             A = torch.tanh(O)
             return A, lambda dA: dA.mul_(1 - A * A)
+
         return tanh
     if name == "leaky":
         alpha = float(args[0])
+
         def leaky(O):
             return torch.where(O > 0, O, alpha * O), lambda dA: dA.mul_(torch.where(O > 0, 1.0, alpha))
+
         return leaky
     if name == "elu":
         alpha = float(args[0])
+
         def elu(O):
             A = torch.nn.functional.elu(O, alpha)
             # one fused pass from the output (f' = A + alpha where A <= 0, else 1): the obvious
             # where/masked_fill formulation costs about ten times as much on a (80 x 2128) matrix
             return A, lambda dA: torch.ops.aten.elu_backward(dA, alpha, 1.0, 1.0, True, A)
+
         return elu
     if name == "selu":
         # selu-X-Y: X is the scale (lambda), Y the alpha of the negative branch
         scale_s, alpha_s = re.fullmatch(rf"({_FLOAT})-({_FLOAT})", args[0]).groups()
         scale, alpha = float(scale_s), float(alpha_s)
+
         def selu(O):
             neg = alpha * torch.expm1(torch.clamp(O, max=0))
             A = scale * torch.where(O > 0, O, neg)
             return A, lambda dA: dA.mul_(scale * torch.where(O > 0, torch.ones_like(O), neg + alpha))
+
         return selu
     raise ParameterError(f"final_act='{final_act}' is not a ranking activation ({RANKING_ACTIVATIONS})")
 
@@ -141,11 +159,11 @@ def bpr_max(A, bpreg, scale=1.0):
     loss = (-torch.log(P + EPS) + bpreg * Q).sum()
     inv = scale / (P + EPS)
     # d/dA_ik (k != i): s_ik [ (P_i - sig_ik^2) / (P_i + eps) + bpreg (A_ik^2 + 2 A_ik - Q_i) ]
-    sig.mul_(sig)                                  # sig^2
+    sig.mul_(sig)  # sig^2
     R = _rowdot(s, sig)
-    T.add_(A, alpha=2.0).mul_(bpreg * scale)       # bpreg (A^2 + 2A)
-    T.addcmul_(sig, inv, value=-1.0)               # - sig^2 / (P + eps)
-    T.add_(P * inv - (bpreg * scale) * Q)          # + P / (P + eps) - bpreg Q
+    T.add_(A, alpha=2.0).mul_(bpreg * scale)  # bpreg (A^2 + 2A)
+    T.addcmul_(sig, inv, value=-1.0)  # - sig^2 / (P + eps)
+    T.add_(P * inv - (bpreg * scale) * Q)  # + P / (P + eps) - bpreg Q
     dA = T.mul_(s)
     # d/dA_ii = -sum_j s_ij sig_ij (1 - sig_ij) / (P_i + eps) = -(P_i - R_i) / (P_i + eps)
     _diag(dA).copy_(((R - P) * inv).squeeze(1))
@@ -159,6 +177,7 @@ def _autograd_loss(fn):
             loss = fn(A)
             (dA,) = torch.autograd.grad(loss, A)
         return loss.detach(), dA.mul_(scale)
+
     return wrapped
 
 
@@ -198,13 +217,18 @@ class Loss:
             self._fn = cross_entropy if loss == "cross-entropy" else xe_logit
             return
         act = make_activation(final_act)
-        ranking = {"bpr-max": lambda A, scale: bpr_max(A, bpreg, scale), "top1-max": top1_max, "top1": top1,
-                   "bpr": bpr}[loss]
+        ranking = {
+            "bpr-max": lambda A, scale: bpr_max(A, bpreg, scale),
+            "top1-max": top1_max,
+            "top1": top1,
+            "bpr": bpr,
+        }[loss]
 
         def fn(O, offset=None, scale=1.0):
             A, backward = act(O if offset is None else O - offset)  # d(O - offset)/dO = 1
             loss_value, dA = ranking(A, scale)
             return loss_value, backward(dA)
+
         self._fn = fn
 
     def __call__(self, O, offset=None, scale=1.0):

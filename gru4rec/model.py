@@ -32,6 +32,7 @@ of the unique touched items only (sampled negatives often repeat), updates the g
 place and scatters them back once. These gathers and scatters are the bulk of a step's memory
 traffic, so doing each once is what makes the step fast.
 """
+
 from __future__ import annotations
 
 import math
@@ -65,9 +66,10 @@ def _scatter_rows(touched, d_used):
 class TouchedRows:
     """The rows of one item matrix used by a step: unique ids, their gathered table rows, and
     for every use of the matrix in the step, the position of its item among the unique ids."""
-    ids: torch.Tensor       # (u,) unique item indices
-    rows: torch.Tensor      # (u, k, dim) gathered row-table entries; rows[:, 0] is the parameter
-    where: torch.Tensor     # (m,) position in `ids` of each used item, in order of use
+
+    ids: torch.Tensor  # (u,) unique item indices
+    rows: torch.Tensor  # (u, k, dim) gathered row-table entries; rows[:, 0] is the parameter
+    where: torch.Tensor  # (m,) position in `ids` of each used item, in order of use
     # (u,) True for rows whose last column got no gradient and must not move: in shared mode, the
     # output bias of items that were only inputs (no reference touches the bias of unscored items)
     idle_last_col: torch.Tensor | None = None
@@ -76,21 +78,23 @@ class TouchedRows:
 @dataclass
 class LayerCache:
     """One GRU layer's forward values that its backward pass needs."""
-    x: torch.Tensor                # layer input (b, n_in); for the one-hot first layer, its Wx0 rows
-    h: torch.Tensor                # hidden state before the step (b, n)
-    rz: torch.Tensor               # [r | z] gates (b, 2n)
-    rh: torch.Tensor               # r * h
-    c: torch.Tensor                # candidate state
-    mask: torch.Tensor | None      # inverted-dropout mask on the layer output
+
+    x: torch.Tensor  # layer input (b, n_in); for the one-hot first layer, its Wx0 rows
+    h: torch.Tensor  # hidden state before the step (b, n)
+    rz: torch.Tensor  # [r | z] gates (b, 2n)
+    rh: torch.Tensor  # r * h
+    c: torch.Tensor  # candidate state
+    mask: torch.Tensor | None  # inverted-dropout mask on the layer output
 
 
 @dataclass
 class StepCache:
     """What the backward pass needs from one training step's forward pass."""
-    b: int                          # active slots
-    out: TouchedRows                # rows of WyBy (shared mode: the input items' rows too)
-    scored: torch.Tensor            # (n,) position in out.ids of each scored column
-    inp: TouchedRows | None         # rows of E or Wx0 for the input items (separate, none)
+
+    b: int  # active slots
+    out: TouchedRows  # rows of WyBy (shared mode: the input items' rows too)
+    scored: torch.Tensor  # (n,) position in out.ids of each scored column
+    inp: TouchedRows | None  # rows of E or Wx0 for the input items (separate, none)
     embed_mask: torch.Tensor | None  # inverted-dropout mask on the input embedding
     h_aug: torch.Tensor | None = None  # [last layer output | 1] (b, d+1)
     layers: list[LayerCache] = field(default_factory=list)
@@ -101,6 +105,7 @@ class StepCache:
 class OneHotInput:
     """mode 'none': a one-hot item vector. Its product with Wx0 is a row of Wx0, so Wx0 is an item
     matrix (gathered and updated row by row, like an embedding); there is no embedding dropout."""
+
     mode = "none"
     item_matrices = ("Wx0",)
 
@@ -129,6 +134,7 @@ class OneHotInput:
 
 class _EmbeddedInput:
     """The input is an embedding row x (dropped out in training); the first layer computes x Wx0."""
+
     item_matrices = ()
 
     def preactivation(self, net, x):
@@ -151,6 +157,7 @@ class _EmbeddedInput:
 
 class SeparateEmbedding(_EmbeddedInput):
     """mode 'separate': x = E[item], an embedding matrix of its own."""
+
     mode = "separate"
     item_matrices = ("E",)
 
@@ -176,6 +183,7 @@ class SeparateEmbedding(_EmbeddedInput):
 class SharedEmbedding(_EmbeddedInput):
     """mode 'shared': x = Wy[item], the output embedding. One gather serves the input rows and the
     scored rows; the input gradient is added to the same rows' Wy part."""
+
     mode = "shared"
 
     def embedding_size(self, layers, embedding):
@@ -196,7 +204,7 @@ class SharedEmbedding(_EmbeddedInput):
         return net.params["WyBy"].index_select(0, X)[:, :-1]
 
     def _embedding_backward(self, cache, d_x, sparse, g_out):
-        g_out[:, :-1].index_add_(0, cache.out.where[:cache.b], d_x)
+        g_out[:, :-1].index_add_(0, cache.out.where[: cache.b], d_x)
 
 
 class _Modes(tuple):
@@ -222,8 +230,16 @@ def embedding_mode(embedding: int, constrained_embedding: bool) -> str:
 class GRU4RecNetwork:
     """Parameters and the (hand-differentiated) computation of one GRU4Rec model."""
 
-    def __init__(self, n_items: int, layers: list[int], embedding: int, constrained_embedding: bool,
-                 device: torch.device, generator: torch.Generator | None = None, init: bool = True):
+    def __init__(
+        self,
+        n_items: int,
+        layers: list[int],
+        embedding: int,
+        constrained_embedding: bool,
+        device: torch.device,
+        generator: torch.Generator | None = None,
+        init: bool = True,
+    ):
         self.n_items = n_items
         self.layers = list(layers)
         self.input = EMBEDDING_MODES.adapters[embedding_mode(embedding, constrained_embedding)]
@@ -289,11 +305,14 @@ class GRU4RecNetwork:
         return out
 
     @classmethod
-    def from_state(cls, tensors: dict[str, torch.Tensor], n_items: int, layers, embedding, constrained_embedding,
-                   device) -> "GRU4RecNetwork":
+    def from_state(
+        cls, tensors: dict[str, torch.Tensor], n_items: int, layers, embedding, constrained_embedding, device
+    ) -> GRU4RecNetwork:
         """The inverse of state(). Raises KeyError or ValueError when names or shapes do not fit."""
-        shapes = {k: tuple(v.shape) for k, v in
-                  cls(n_items, layers, embedding, constrained_embedding, torch.device("meta")).state().items()}
+        shapes = {
+            k: tuple(v.shape)
+            for k, v in cls(n_items, layers, embedding, constrained_embedding, torch.device("meta")).state().items()
+        }
         if set(tensors) != set(shapes):
             raise KeyError(f"tensors {sorted(set(tensors) ^ set(shapes))}")
         wrong = [k for k, v in tensors.items() if tuple(v.shape) != shapes[k]]

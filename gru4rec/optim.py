@@ -14,6 +14,7 @@ port's rule (it coalesces its sparse gradients). The Theano original differs: it
 per occurrence from that occurrence's gradient, adds all of them to the parameter, and keeps only
 one occurrence's square in the accumulator.
 """
+
 from __future__ import annotations
 
 import torch

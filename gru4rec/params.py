@@ -4,6 +4,7 @@
 `-pf` files are the reference's Python parameter files (an OrderedDict named `gru4rec_params`),
 read as data with `ast` and never executed, or YAML / JSON mappings.
 """
+
 from __future__ import annotations
 
 import ast
@@ -21,12 +22,12 @@ from .losses import LOSSES, RANKING_LOSSES, check_pairing
 
 @dataclass(frozen=True)
 class Spec:
-    type: str          # int, float, bool, str, layers, embedding
+    type: str  # int, float, bool, str, layers, embedding
     default: Any
     description: str
-    low: float | None = None      # bounds checked after coercion
+    low: float | None = None  # bounds checked after coercion
     high: float | None = None
-    low_open: bool = False        # True: the bound itself is not allowed
+    low_open: bool = False  # True: the bound itself is not allowed
     high_open: bool = False
 
     def interval(self) -> str:
@@ -43,8 +44,12 @@ class Spec:
 PARAMETERS: dict[str, Spec] = {
     "layers": Spec("layers", [100], "GRU layer sizes, e.g. [100] or [200, 200] (200/200 in -ps strings)"),
     "loss": Spec("str", "cross-entropy", "cross-entropy | bpr-max (recommended); xe_logit | top1-max | top1 | bpr"),
-    "final_act": Spec("str", None, "final activation; default from the loss: softmax (cross-entropy), softmax_logit "
-                                   "(xe_logit), elu-1 (ranking losses: linear, relu, tanh, leaky-X, elu-X, selu-X-Y)"),
+    "final_act": Spec(
+        "str",
+        None,
+        "final activation; default from the loss: softmax (cross-entropy), softmax_logit "
+        "(xe_logit), elu-1 (ranking losses: linear, relu, tanh, leaky-X, elu-X, selu-X-Y)",
+    ),
     "elu_param": Spec("float", None, "reference shorthand for final_act=elu-X (X <= 0 means linear); ranking losses"),
     "batch_size": Spec("int", 64, "session-parallel mini-batch size", low=1),
     "dropout_p_embed": Spec("float", 0.0, "dropout on the input embedding", low=0, high=1, high_open=True),
@@ -145,8 +150,14 @@ def _to_embedding(name, v):
         raise _bad(name, v, "a non-negative integer or 'layersize'") from None
 
 
-_COERCE = {"int": _to_int, "float": _to_float, "bool": _to_bool, "layers": _to_layers, "str": _to_str,
-           "embedding": _to_embedding}
+_COERCE = {
+    "int": _to_int,
+    "float": _to_float,
+    "bool": _to_bool,
+    "layers": _to_layers,
+    "str": _to_str,
+    "embedding": _to_embedding,
+}
 
 
 def _coerce(name: str, value):
@@ -182,13 +193,17 @@ def _fold_elu_param(out: dict) -> None:
     ranking = out["loss"] in RANKING_LOSSES
     if not ranking:
         if elu > 0:
-            raise ParameterError(f"elu_param={elu:g} applies an ELU before the ranking losses only; it cannot be used "
-                                 f"with loss='{out['loss']}' (drop it, or set elu_param=0)")
+            raise ParameterError(
+                f"elu_param={elu:g} applies an ELU before the ranking losses only; it cannot be used "
+                f"with loss='{out['loss']}' (drop it, or set elu_param=0)"
+            )
         return
     from_elu = f"elu-{elu:g}" if elu > 0 else "linear"
     if out["final_act"] is not None and not _same_activation(out["final_act"], from_elu):
-        raise ParameterError(f"elu_param={elu:g} (final_act='{from_elu}') conflicts with final_act="
-                             f"'{out['final_act']}'; give only one of them")
+        raise ParameterError(
+            f"elu_param={elu:g} (final_act='{from_elu}') conflicts with final_act="
+            f"'{out['final_act']}'; give only one of them"
+        )
     out["final_act"] = from_elu
 
 
@@ -227,23 +242,28 @@ def parse_param_string(s: str) -> dict:
         name, sep, value = item.partition("=")
         name, value = name.strip(), value.strip()
         if not sep or not name or not value:
-            raise ParameterError(f"malformed parameter '{item}' in the parameter string: expected name=value "
-                                 f"(lists with '/', e.g. layers=200/200)")
+            raise ParameterError(
+                f"malformed parameter '{item}' in the parameter string: expected name=value "
+                f"(lists with '/', e.g. layers=200/200)"
+            )
         if name not in PARAMETERS:
             raise _unknown(name)
         if name in out:
-            raise ParameterError(f"parameter {name} is given twice in the parameter string ('{name}={out[name]}' "
-                                 f"and '{item}')")
+            raise ParameterError(
+                f"parameter {name} is given twice in the parameter string ('{name}={out[name]}' and '{item}')"
+            )
         out[name] = value
     return out
 
 
 def format_param_string(params: dict) -> str:
     """The inverse of parse_param_string (for logs and MLflow); None values are left out."""
+
     def fmt(v):
         if isinstance(v, (list, tuple)):
             return "/".join(str(x) for x in v)
         return str(v)
+
     return ",".join(f"{k}={fmt(v)}" for k, v in params.items() if v is not None)
 
 
@@ -269,6 +289,7 @@ def load_param_file(path) -> dict:
                 params = json.loads(text)
             else:
                 import yaml
+
                 params = yaml.safe_load(text)
         except Exception as e:  # the parsers' own messages are multi-line; keep the first line
             raise ParameterError(f"{path}: cannot parse {suffix[1:].upper()}: {first_line(e)}") from None
@@ -294,10 +315,15 @@ def _drop_inert(path: Path, params: dict) -> dict:
             continue
         value = params.pop(key)
         if not isinstance(value, str) or value.strip().lower() != ours:
-            raise ParameterError(f"{path}: {key}={value!r} is not supported: this implementation always uses "
-                                 f"{key}='{ours}' (remove the key or set it to '{ours}')")
-        warnings.warn(f"{path}: parameter {key}={value!r} has no effect (this implementation always uses "
-                      f"'{ours}'); ignored", UserWarning, stacklevel=3)
+            raise ParameterError(
+                f"{path}: {key}={value!r} is not supported: this implementation always uses "
+                f"{key}='{ours}' (remove the key or set it to '{ours}')"
+            )
+        warnings.warn(
+            f"{path}: parameter {key}={value!r} has no effect (this implementation always uses '{ours}'); ignored",
+            UserWarning,
+            stacklevel=3,
+        )
     return params
 
 
@@ -307,8 +333,9 @@ def _read_python_params(path: Path, text: str) -> dict:
     except SyntaxError as e:
         raise ParameterError(f"{path}: line {e.lineno}: invalid Python syntax ({e.msg})") from None
     for node in tree.body:
-        if isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == "gru4rec_params"
-                                                for t in node.targets):
+        if isinstance(node, ast.Assign) and any(
+            isinstance(t, ast.Name) and t.id == "gru4rec_params" for t in node.targets
+        ):
             return _literal_mapping(path, node.value)
     raise ParameterError(f"{path}: no 'gru4rec_params = OrderedDict([...])' assignment found")
 
@@ -322,9 +349,10 @@ def _literal(path: Path, node):
     except (ValueError, TypeError, SyntaxError, RecursionError):
         # name the first expression that is not a literal: that is what the user has to change
         bad = next((n for n in ast.walk(node) if isinstance(n, ast.expr) and not isinstance(n, _LITERAL_NODES)), node)
-        raise ParameterError(f"{path}: line {getattr(bad, 'lineno', '?')}: gru4rec_params may hold only literal "
-                             f"values, found: {ast.unparse(bad)} (the file is read as data and never executed)") \
-            from None
+        raise ParameterError(
+            f"{path}: line {getattr(bad, 'lineno', '?')}: gru4rec_params may hold only literal "
+            f"values, found: {ast.unparse(bad)} (the file is read as data and never executed)"
+        ) from None
 
 
 def _literal_mapping(path: Path, node) -> dict:
@@ -332,19 +360,27 @@ def _literal_mapping(path: Path, node) -> dict:
     if isinstance(node, ast.Dict):
         return _literal(path, node)
     if isinstance(node, ast.Call) and len(node.args) <= 1:
-        func = node.func.id if isinstance(node.func, ast.Name) else \
-            node.func.attr if isinstance(node.func, ast.Attribute) else None
+        func = (
+            node.func.id
+            if isinstance(node.func, ast.Name)
+            else node.func.attr
+            if isinstance(node.func, ast.Attribute)
+            else None
+        )
         if func in ("OrderedDict", "dict"):
             pairs = _literal(path, node.args[0]) if node.args else {}
             try:
                 out = dict(pairs)
             except (TypeError, ValueError):
-                raise ParameterError(f"{path}: line {node.lineno}: {func}(...) needs a list of (name, value) "
-                                     f"pairs") from None
+                raise ParameterError(
+                    f"{path}: line {node.lineno}: {func}(...) needs a list of (name, value) pairs"
+                ) from None
             for kw in node.keywords:
                 if kw.arg is None:
                     raise ParameterError(f"{path}: line {node.lineno}: '**' is not allowed in gru4rec_params")
                 out[kw.arg] = _literal(path, kw.value)
             return out
-    raise ParameterError(f"{path}: line {node.lineno}: gru4rec_params must be an OrderedDict([...]), dict(...) or "
-                         f"{{...}} of literal values (the file is read as data and never executed)")
+    raise ParameterError(
+        f"{path}: line {node.lineno}: gru4rec_params must be an OrderedDict([...]), dict(...) or "
+        f"{{...}} of literal values (the file is read as data and never executed)"
+    )

@@ -1,4 +1,5 @@
 """Top-k next-item recommendations for sessions given as item sequences."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -43,9 +44,9 @@ def recommend(model, sessions, k: int = 20, batch_size: int = 512):
         return out, n_unknown
     last = _last_outputs(model.net, [mapped[i] for i in filled], batch_size)
     for start in range(0, len(filled), batch_size):
-        scores, top = torch.topk(model.net.score_all(last[start:start + batch_size]), k, dim=1)
+        scores, top = torch.topk(model.net.score_all(last[start : start + batch_size]), k, dim=1)
         scores, top = scores.cpu().numpy(), top.cpu().numpy()
-        for row, i in enumerate(filled[start:start + batch_size]):
+        for row, i in enumerate(filled[start : start + batch_size]):
             ids = model.item_ids[top[row]]
             out[i] = [(_plain(item), float(sc)) for item, sc in zip(ids, scores[row])]
     return out, n_unknown
@@ -62,11 +63,12 @@ def _last_outputs(net, sessions, batch_size):
     offsets = np.concatenate([[0], np.cumsum(lengths)])
     items = np.zeros(offsets[-1], dtype=np.int64)  # placeholders stay 0 (any valid column)
     for s, start in zip(sessions, offsets[:-1]):
-        items[start:start + len(s)] = s
+        items[start : start + len(s)] = s
     dev = net.device
     owner = torch.from_numpy(np.repeat(np.arange(len(sessions)), lengths)).to(dev)
-    runner = SessionRunner(torch.from_numpy(items).to(dev), offsets, np.arange(len(sessions)), batch_size,
-                           with_events=True)
+    runner = SessionRunner(
+        torch.from_numpy(items).to(dev), offsets, np.arange(len(sessions)), batch_size, with_events=True
+    )
     state = HiddenState(net, runner.first_width)
     last = torch.empty((len(sessions), net.layers[-1]), device=dev)
     for _, X, _, events in runner.steps(state):

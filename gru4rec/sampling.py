@@ -5,14 +5,16 @@ Items are drawn with probability proportional to support^sample_alpha (alpha 0: 
 references, a store of `sample_store_size` ids is drawn at once and handed out `n_sample` at a time,
 then redrawn when used up.
 """
+
 from __future__ import annotations
 
 import torch
 
 
 class SampleStore:
-    def __init__(self, support: torch.Tensor, n_sample: int, sample_alpha: float, store_size: int,
-                 generator: torch.Generator):
+    def __init__(
+        self, support: torch.Tensor, n_sample: int, sample_alpha: float, store_size: int, generator: torch.Generator
+    ):
         self.n_sample = int(n_sample)
         self.generator = generator
         weights = support.to(torch.float64) ** float(sample_alpha)

@@ -3,6 +3,7 @@
 The item map is stored as tensors, not in the JSON header, so that millions of ids do not bloat
 it: integer ids as one int64 tensor, string ids as their UTF-8 bytes plus offsets.
 """
+
 from __future__ import annotations
 
 import json
@@ -67,6 +68,7 @@ def _cpu_tensors(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 def save_model_file(path, header: dict, tensors: dict[str, torch.Tensor], item_ids) -> None:
     """Write atomically (a temporary file in the same directory, renamed into place)."""
     from safetensors.torch import save_file
+
     path = Path(path)
     if path.is_dir():
         raise DataError(f"{path}: is a directory, expected a model file path")
@@ -85,6 +87,7 @@ def save_model_file(path, header: dict, tensors: dict[str, torch.Tensor], item_i
 def load_model_file(path, device="cpu"):
     """Returns (header, tensors on `device`, item ids as an int64 or object (str) array)."""
     from safetensors import safe_open
+
     path = Path(path)
     if not path.exists():
         raise DataError(f"{path}: model file not found")
@@ -95,8 +98,9 @@ def load_model_file(path, device="cpu"):
             meta = f.metadata() or {}
             tensors = {k: f.get_tensor(k) for k in f.keys()}
     except Exception as e:  # safetensors raises its own error types for truncated or foreign files
-        raise DataError(f"{path} is not a GRU4Rec model file (cannot read it as safetensors: {first_line(e)})") \
-            from None
+        raise DataError(
+            f"{path} is not a GRU4Rec model file (cannot read it as safetensors: {first_line(e)})"
+        ) from None
     try:
         header = json.loads(meta[_HEADER_KEY])
     except (KeyError, ValueError):
@@ -108,8 +112,10 @@ def load_model_file(path, device="cpu"):
     if not isinstance(version, int) or version < 1:
         raise DataError(f"{path}: model file has an invalid format_version {version!r}")
     if version > FORMAT_VERSION:
-        raise DataError(f"{path}: model file format version {version} is newer than this library reads "
-                        f"({FORMAT_VERSION}); upgrade gru4rec")
+        raise DataError(
+            f"{path}: model file format version {version} is newer than this library reads "
+            f"({FORMAT_VERSION}); upgrade gru4rec"
+        )
     try:
         item_ids = _decode_items(tensors)
     except (KeyError, ValueError, UnicodeDecodeError) as e:

@@ -19,6 +19,7 @@ first: `n_events` in the result says how many events the state holds.
     rs = rec.update_many(sessions, items)    # one event each for many sessions, batched
     rec.end("user-42")                       # the session is over: free its state
 """
+
 from __future__ import annotations
 
 import warnings
@@ -31,17 +32,18 @@ import torch
 from .errors import ParameterError
 
 MAX_SCORE_ELEMENTS = 1 << 24  # bound on one score matrix (sessions x items) computed at once
-MIN_ROWS = 64                 # initial rows of the state store; it doubles up to max_sessions
+MIN_ROWS = 64  # initial rows of the state store; it doubles up to max_sessions
 
 
 @dataclass
 class Recommendation:
     """The top-k after one event (or for the current state of a session)."""
+
     session_id: object
-    items: np.ndarray                  # original item ids, best first; empty when the session has no state
-    scores: np.ndarray | None          # their scores (None unless return_scores)
-    n_events: int                      # known events in the session's state (0: no state)
-    unknown_item: bool = False         # the event's item is unknown to the model: the state was not changed
+    items: np.ndarray  # original item ids, best first; empty when the session has no state
+    scores: np.ndarray | None  # their scores (None unless return_scores)
+    n_events: int  # known events in the session's state (0: no state)
+    unknown_item: bool = False  # the event's item is unknown to the model: the state was not changed
     embedding: np.ndarray | None = None  # the session embedding (last GRU layer's state), if asked for
 
 
@@ -76,9 +78,9 @@ class _Network:
 
 @dataclass
 class _Session:
-    row: int                                   # row of the state store holding its hidden state
+    row: int  # row of the state store holding its hidden state
     n_events: int = 0
-    seen: list = field(default_factory=list)   # model indices of its known items, for exclude_seen
+    seen: list = field(default_factory=list)  # model indices of its known items, for exclude_seen
 
 
 class _StateStore:
@@ -137,8 +139,16 @@ class SessionRecommender:
     return_embedding: fill those fields of the results. Not thread-safe: one per thread, or a lock.
     """
 
-    def __init__(self, model, k: int = 20, max_sessions: int = 100_000, exclude_seen: bool = False,
-                 allowed_items=None, return_scores: bool = True, return_embedding: bool = False):
+    def __init__(
+        self,
+        model,
+        k: int = 20,
+        max_sessions: int = 100_000,
+        exclude_seen: bool = False,
+        allowed_items=None,
+        return_scores: bool = True,
+        return_embedding: bool = False,
+    ):
         self.net = _Network(model)
         self.k = _positive_int("k", k)
         self.exclude_seen = _flag("exclude_seen", exclude_seen)
@@ -156,8 +166,10 @@ class SessionRecommender:
         if len(known) == 0:
             raise ParameterError(f"allowed_items: none of the {len(allowed)} ids is an item known to the model")
         if (idx < 0).any():
-            warnings.warn(f"allowed_items: {int((idx < 0).sum())} of {len(allowed)} ids are unknown to the model "
-                          f"and ignored", stacklevel=3)
+            warnings.warn(
+                f"allowed_items: {int((idx < 0).sum())} of {len(allowed)} ids are unknown to the model and ignored",
+                stacklevel=3,
+            )
         self.blocked = torch.ones(self.net.n_items, dtype=torch.bool, device=self.net.device)
         self.blocked[torch.from_numpy(known).to(self.net.device)] = False
         self.n_candidates = len(known)
@@ -169,8 +181,9 @@ class SessionRecommender:
         return self.update_many([session_id], [item_id], k, exclude_seen)[0]
 
     @torch.no_grad()
-    def update_many(self, session_ids, item_ids, k: int | None = None,
-                    exclude_seen: bool | None = None) -> list[Recommendation]:
+    def update_many(
+        self, session_ids, item_ids, k: int | None = None, exclude_seen: bool | None = None
+    ) -> list[Recommendation]:
         """One event per entry (sessions may repeat: their events apply in order); a result per event."""
         k, exclude_seen = self._options(k, exclude_seen)
         sids, items = self._check_events(session_ids, item_ids)
@@ -192,8 +205,9 @@ class SessionRecommender:
         return known
 
     @torch.no_grad()
-    def recommendations(self, session_ids, k: int | None = None,
-                        exclude_seen: bool | None = None) -> list[Recommendation]:
+    def recommendations(
+        self, session_ids, k: int | None = None, exclude_seen: bool | None = None
+    ) -> list[Recommendation]:
         """The top-k for the current state of each session (no event); empty for unknown sessions."""
         k, exclude_seen = self._options(k, exclude_seen)
         ids = _as_ids("session_ids", session_ids)
@@ -233,8 +247,9 @@ class SessionRecommender:
     def _check_events(self, session_ids, item_ids):
         sids, items = _as_ids("session_ids", session_ids), _as_ids("item_ids", item_ids)
         if len(sids) != len(items):
-            raise ParameterError(f"session_ids and item_ids must have the same length, got {len(sids)} "
-                                 f"and {len(items)}")
+            raise ParameterError(
+                f"session_ids and item_ids must have the same length, got {len(sids)} and {len(items)}"
+            )
         return sids, items
 
     def _item_index(self, name, ids) -> np.ndarray:
@@ -255,7 +270,7 @@ class SessionRecommender:
         for r in range(int(occurrence.max()) + 1 if len(sids) else 0):
             round_pos = np.flatnonzero(occurrence == r)
             for start in range(0, len(round_pos), self.store.max_sessions):
-                pos = round_pos[start:start + self.store.max_sessions]
+                pos = round_pos[start : start + self.store.max_sessions]
                 yield pos, self._step([sids[p] for p in pos], idx[pos]), idx[pos] < 0
 
     def _step(self, sids, idx) -> list[_Session | None]:
@@ -281,12 +296,13 @@ class SessionRecommender:
     def _recommend(self, sessions, k, exclude_seen) -> list[Recommendation]:
         """Top-k of each session's current state (an empty result for None)."""
         empty = self.net.item_ids[:0]
-        out = [Recommendation(None, empty, np.empty(0, np.float32) if self.return_scores else None, 0)
-               for _ in sessions]
+        out = [
+            Recommendation(None, empty, np.empty(0, np.float32) if self.return_scores else None, 0) for _ in sessions
+        ]
         live = [i for i, s in enumerate(sessions) if s is not None]
         chunk = max(1, MAX_SCORE_ELEMENTS // max(self.net.n_items, 1))
         for start in range(0, len(live), chunk):
-            part = live[start:start + chunk]
+            part = live[start : start + chunk]
             self._top_k([sessions[i] for i in part], [out[i] for i in part], k, exclude_seen)
         return out
 
@@ -334,6 +350,7 @@ def _hashable(session_id):
     try:
         hash(session_id)
     except TypeError:
-        raise ParameterError(f"session ids must be hashable (a string or an integer), got "
-                             f"{type(session_id).__name__}") from None
+        raise ParameterError(
+            f"session ids must be hashable (a string or an integer), got {type(session_id).__name__}"
+        ) from None
     return session_id

@@ -6,6 +6,7 @@ so `evaluate(make_baseline("vsknn").fit(train), test)` ranks its scores exactly 
 
     >>> model = make_baseline("item-knn", n_sims=100, lmbd=20).fit(train_df)
 """
+
 from __future__ import annotations
 
 import difflib
@@ -59,5 +60,18 @@ def parse_baseline_params(text: str) -> dict:
     return out
 
 
-__all__ = ["BASELINES", "UNSCORED", "Baseline", "baseline_class", "make_baseline", "parse_baseline_params",
-           "Random", "Pop", "SessionPop", "ItemKNN", "BPRMF", "SKNN", "VSKNN"]
+__all__ = [
+    "BASELINES",
+    "UNSCORED",
+    "Baseline",
+    "baseline_class",
+    "make_baseline",
+    "parse_baseline_params",
+    "Random",
+    "Pop",
+    "SessionPop",
+    "ItemKNN",
+    "BPRMF",
+    "SKNN",
+    "VSKNN",
+]

@@ -10,6 +10,7 @@ items in no neighbour session, POP's items outside the top list) get `UNSCORED` 
 every real score, and equal to each other, so the evaluator's tie modes decide how a target
 among them is ranked (`conservative` puts it below all of them).
 """
+
 from __future__ import annotations
 
 import sys
@@ -28,10 +29,11 @@ UNSCORED = float("-inf")
 @dataclass
 class TrainingEvents:
     """The training events of a fit, sorted by (session, time), items as model columns."""
-    items: np.ndarray      # (n_events,) int64 item column of each event
-    sessions: np.ndarray   # (n_events,) int64 session number (0..n_sessions-1, in session-key order)
-    offsets: np.ndarray    # (n_sessions + 1,) session k is items[offsets[k]:offsets[k+1]]
-    times: np.ndarray      # (n_events,) float64 event times
+
+    items: np.ndarray  # (n_events,) int64 item column of each event
+    sessions: np.ndarray  # (n_events,) int64 session number (0..n_sessions-1, in session-key order)
+    offsets: np.ndarray  # (n_sessions + 1,) session k is items[offsets[k]:offsets[k+1]]
+    times: np.ndarray  # (n_events,) float64 event times
 
     @property
     def n_sessions(self) -> int:
@@ -41,12 +43,14 @@ class TrainingEvents:
 class Baseline:
     """Base class: subclasses set NAME, PARAMS (name -> gru4rec.params.Spec), CHOICES (name -> allowed
     strings), and implement _fit(events) and _scorer(width, device)."""
+
     NAME = "baseline"
     PARAMS: dict[str, Spec] = {}
     CHOICES: dict[str, tuple] = {}
 
     def __init__(self, params: dict | None = None, seed: int = 42, device="cpu", **params_kw):
         from ..device import resolve_device
+
         merged = dict(params or {})
         merged.update(params_kw)
         self.params = self.validate_params(merged)
@@ -69,11 +73,15 @@ class Baseline:
         for name, spec in cls.PARAMS.items():
             value = _COERCE[spec.type](name, params[name]) if name in params else spec.default
             if spec.type in ("int", "float") and not spec.in_bounds(value):
-                raise ParameterError(f"parameter {name}={value!r} of baseline {cls.NAME} is not valid: expected a "
-                                     f"value in {spec.interval()}")
+                raise ParameterError(
+                    f"parameter {name}={value!r} of baseline {cls.NAME} is not valid: expected a "
+                    f"value in {spec.interval()}"
+                )
             if name in cls.CHOICES and value not in cls.CHOICES[name]:
-                raise ParameterError(f"parameter {name}={value!r} of baseline {cls.NAME} is not valid: expected one "
-                                     f"of {', '.join(cls.CHOICES[name])}")
+                raise ParameterError(
+                    f"parameter {name}={value!r} of baseline {cls.NAME} is not valid: expected one "
+                    f"of {', '.join(cls.CHOICES[name])}"
+                )
             out[name] = value
         return out
 
@@ -100,20 +108,29 @@ class Baseline:
     def session_scorer(self, width: int, device=None):
         """A fresh scoring state for `width` session slots, returning scores on `device` (default: self.device)."""
         from ..device import resolve_device
+
         self.require_trained()
         if int(width) < 1:
             raise ParameterError(f"scorer width must be >= 1, got {width}")
         return self._scorer(int(width), self.device if device is None else resolve_device(device))
 
     # -- fitting -----------------------------------------------------------------------------------
-    def fit(self, data: pd.DataFrame, session_key: str = "SessionId", item_key: str = "ItemId",
-            time_key: str = "Time", verbose: bool = True):
+    def fit(
+        self,
+        data: pd.DataFrame,
+        session_key: str = "SessionId",
+        item_key: str = "ItemId",
+        time_key: str = "Time",
+        verbose: bool = True,
+    ):
         """Fit on events (one row per event; the same columns and checks as GRU4Rec.fit). Returns self."""
         from ..core import session_data, sort_sessions
         from ..data import validate_events
+
         self.trained = False
-        df = sort_sessions(validate_events(data, session_key, item_key, time_key, source="training data"),
-                           session_key, time_key)
+        df = sort_sessions(
+            validate_events(data, session_key, item_key, time_key, source="training data"), session_key, time_key
+        )
         codes, uniques = pd.factorize(df[item_key], sort=True)  # the same item columns as GRU4Rec
         self.item_ids = np.asarray(uniques)
         self._item_lookup = None
@@ -124,8 +141,10 @@ class Baseline:
         self._verbose = verbose
         self._fit(events)
         self.trained = True
-        self._log(f"Fitted {self.NAME} ({self.describe()}) on {len(events.items)} events, {events.n_sessions} "
-                  f"sessions, {self.n_items} items")
+        self._log(
+            f"Fitted {self.NAME} ({self.describe()}) on {len(events.items)} events, {events.n_sessions} "
+            f"sessions, {self.n_items} items"
+        )
         return self
 
     def describe(self) -> str:
@@ -163,7 +182,7 @@ class SlotHistory:
         items = items.cpu().numpy()
         if self.length.max(initial=0) >= self.items.shape[1]:
             grown = np.zeros((self.items.shape[0], 2 * self.items.shape[1]), dtype=np.int64)
-            grown[:, :self.items.shape[1]] = self.items
+            grown[:, : self.items.shape[1]] = self.items
             self.items = grown
         self.items[np.arange(len(items)), self.length] = items
         self.length += 1
@@ -185,7 +204,8 @@ def dense_scores(width: int, n_items: int, rows, cols, values, device) -> torch.
     """A (width x n_items) float32 score matrix: `values` at (rows, cols), UNSCORED elsewhere."""
     out = torch.full((width, n_items), UNSCORED, dtype=torch.float32, device=device)
     if len(rows):
-        out[torch.as_tensor(rows, dtype=torch.long, device=device),
-            torch.as_tensor(cols, dtype=torch.long, device=device)] = \
-            torch.as_tensor(values, dtype=torch.float32, device=device)
+        out[
+            torch.as_tensor(rows, dtype=torch.long, device=device),
+            torch.as_tensor(cols, dtype=torch.long, device=device),
+        ] = torch.as_tensor(values, dtype=torch.float32, device=device)
     return out

@@ -15,6 +15,7 @@ Differences from the reference, for speed and clarity:
   first n_items rows of its merged table, an indexing accident);
 - the reference's item bias is never updated there (always 0) and is left out.
 """
+
 from __future__ import annotations
 
 from contextlib import contextmanager
@@ -74,8 +75,8 @@ class BPRMF(Baseline):
             negatives = torch.randint(self.n_items, (len(items),), generator=g)
             total = 0.0
             for b in range(0, len(order), p["batch_size"]):
-                e = order[b:b + p["batch_size"]]
-                total += self._update(U, I, sessions[e], items[e], negatives[b:b + p["batch_size"]])
+                e = order[b : b + p["batch_size"]]
+                total += self._update(U, I, sessions[e], items[e], negatives[b : b + p["batch_size"]])
             self._log(f"BPR-MF iteration {it + 1}: mean log sigmoid {total / len(items):.6f}")
         self.item_factors = I
 

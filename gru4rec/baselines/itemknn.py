@@ -12,6 +12,7 @@ first; the reference's sort leaves them to chance). The next item is scored by i
 the current item only (not the whole session); items outside the current item's list, or with
 similarity 0, are UNSCORED (the reference gives them 0, the same rank).
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -37,15 +38,21 @@ class ItemKNN(Baseline):
     PARAMS = {
         "n_sims": Spec("int", 100, "similar items kept per item", low=1),
         "lmbd": Spec("float", 20.0, "regularisation of the supports: discounts rare items", low=0),
-        "alpha": Spec("float", 0.5, "weight of the current item's support in the normaliser (0.5: cosine-like, "
-                                    "1: confidence)", low=0, high=1),
+        "alpha": Spec(
+            "float",
+            0.5,
+            "weight of the current item's support in the normaliser (0.5: cosine-like, 1: confidence)",
+            low=0,
+            high=1,
+        ),
     }
 
     def _fit(self, events):
         p = self.params
         # session x item event counts; the co-occurrence counts of all event pairs are then X'X
-        x = sp.csr_matrix((np.ones(len(events.items)), (events.sessions, events.items)),
-                          shape=(events.n_sessions, self.n_items))
+        x = sp.csr_matrix(
+            (np.ones(len(events.items)), (events.sessions, events.items)), shape=(events.n_sessions, self.n_items)
+        )
         x.sum_duplicates()
         co = (x.T @ x).tocsr()
         co.setdiag(0)

@@ -14,6 +14,7 @@ level (the dense rank of its support among the top list: 1 = least popular); S-P
 count * (n_levels + 1) + level, exact in float32 while that stays below 2**24 (n_levels <=
 top_n, so with the default top_n=100 for sessions of up to 160,000 events).
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -43,6 +44,7 @@ def popularity_levels(support: np.ndarray, top_n: int) -> np.ndarray:
 
 class Random(Baseline):
     """Uniform random scores, fresh at every step: the floor any model must clear (seeded)."""
+
     NAME = "RANDOM"
 
     def _fit(self, events):
@@ -70,6 +72,7 @@ class _RandomScorer:
 
 class Pop(Baseline):
     """POP: the same list for every session, by training popularity."""
+
     NAME = "POP"
     PARAMS = {"top_n": TOP_N}
 
@@ -97,6 +100,7 @@ class _PopScorer:
 
 class SessionPop(Baseline):
     """S-POP: the current session's items by their count in it, then the rest by popularity."""
+
     NAME = "S-POP"
     PARAMS = {"top_n": TOP_N}
 
@@ -104,8 +108,9 @@ class SessionPop(Baseline):
         self.levels = popularity_levels(self.item_support, self.params["top_n"])
 
     def _scorer(self, width, device):
-        return _SessionPopScorer(width, torch.from_numpy(self.levels.astype(np.float32)).to(device),
-                                 float(self.levels.max() + 1))
+        return _SessionPopScorer(
+            width, torch.from_numpy(self.levels.astype(np.float32)).to(device), float(self.levels.max() + 1)
+        )
 
 
 class _SessionPopScorer:
@@ -125,7 +130,10 @@ class _SessionPopScorer:
         rows, seen, _ = self.history.flat()
         dev = self.levels.device
         scores = self.levels.unsqueeze(0).repeat(len(items), 1)
-        scores.index_put_((torch.from_numpy(rows).to(dev), torch.from_numpy(seen).to(dev)),
-                          torch.full((len(rows),), self.count_weight, device=dev), accumulate=True)
+        scores.index_put_(
+            (torch.from_numpy(rows).to(dev), torch.from_numpy(seen).to(dev)),
+            torch.full((len(rows),), self.count_weight, device=dev),
+            accumulate=True,
+        )
         # a score is 0 exactly when the item is neither in the session nor in the top list
         return scores.masked_fill_(scores == 0, UNSCORED)

@@ -37,6 +37,7 @@ current session stay candidates (session-rec's remind=True). Deliberate differen
   positions and negative weights in long sessions; the `random` sampling and the `jaccard`,
   `binary`, `tanimoto` similarities, dwell time and time decay are not implemented.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -76,6 +77,7 @@ def last_in_rows(m: sp.csr_matrix, n: int):
 
 class _SessionKNN(Baseline):
     """What SKNN and V-SkNN share: the session/item incidence, the candidate sample, the top-k."""
+
     PARAMS = {"k": K, "sample_size": SAMPLE_SIZE}
 
     def _fit(self, events):
@@ -84,8 +86,10 @@ class _SessionKNN(Baseline):
         recency = np.empty(events.n_sessions, dtype=np.int64)
         recency[oldest_first] = np.arange(events.n_sessions)
         # session x item incidence (sets), sessions numbered by recency: a larger row is more recent
-        b = sp.csr_matrix((np.ones(len(events.items)), (recency[events.sessions], events.items)),
-                          shape=(events.n_sessions, self.n_items))
+        b = sp.csr_matrix(
+            (np.ones(len(events.items)), (recency[events.sessions], events.items)),
+            shape=(events.n_sessions, self.n_items),
+        )
         b.sum_duplicates()
         b.data[:] = 1.0
         b.sort_indices()
@@ -98,8 +102,9 @@ class _SessionKNN(Baseline):
         # candidate too); and each of them holds all its shared items in these truncated lists,
         # so the overlaps computed from them stay exact.
         keep, rows = last_in_rows(item_sessions, self.params["sample_size"])
-        self.item_sessions = sp.csr_matrix((item_sessions.data[keep], (rows[keep], item_sessions.indices[keep])),
-                                           shape=item_sessions.shape)
+        self.item_sessions = sp.csr_matrix(
+            (item_sessions.data[keep], (rows[keep], item_sessions.indices[keep])), shape=item_sessions.shape
+        )
 
     def _scorer(self, width, device):
         return _KNNScorer(self, width, device)
@@ -145,13 +150,19 @@ class VSKNN(_SessionKNN):
         "k": K,
         "sample_size": SAMPLE_SIZE,
         "weighting": Spec("str", "div", "weight of the current session's items by position: div, quadratic, log, same"),
-        "weighting_score": Spec("str", "div", "decay of a neighbour's votes by the position of the most recent shared "
-                                              "item: div, quadratic, log, same"),
+        "weighting_score": Spec(
+            "str",
+            "div",
+            "decay of a neighbour's votes by the position of the most recent shared item: div, quadratic, log, same",
+        ),
         "similarity": Spec("str", "vec", "vec (weighted overlap / |A|) or cosine"),
         "idf_weighting": Spec("float", 0.0, "strength of the IDF boost of rare items (0: off)", low=0),
     }
-    CHOICES = {"weighting": tuple(POSITION_WEIGHTS), "weighting_score": tuple(SCORE_DECAYS),
-               "similarity": ("vec", "cosine")}
+    CHOICES = {
+        "weighting": tuple(POSITION_WEIGHTS),
+        "weighting_score": tuple(SCORE_DECAYS),
+        "similarity": ("vec", "cosine"),
+    }
 
     def _fit(self, events):
         super()._fit(events)
@@ -167,8 +178,13 @@ class VSKNN(_SessionKNN):
     def _similarity(self, overlap, rows, cols, query):
         if self.params["similarity"] == "vec":
             return overlap / np.diff(query.indptr)[rows]
-        norm = np.sqrt(np.bincount(np.repeat(np.arange(query.shape[0]), np.diff(query.indptr)),
-                                   weights=query.data ** 2, minlength=query.shape[0]))
+        norm = np.sqrt(
+            np.bincount(
+                np.repeat(np.arange(query.shape[0]), np.diff(query.indptr)),
+                weights=query.data**2,
+                minlength=query.shape[0],
+            )
+        )
         return overlap / (norm[rows] * np.sqrt(self.session_length[cols]))
 
     def _neighbour_weights(self, sim, rows, cols, query, last_pos, length):

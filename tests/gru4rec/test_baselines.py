@@ -1,5 +1,6 @@
 """Baselines: each one's scores against a brute-force pure-Python computation of its definition,
 the scorer protocol (reset / keep / step), parameter errors, the CLI, and end to end runs."""
+
 import contextlib
 import io
 import math
@@ -23,8 +24,22 @@ DATA = Path(__file__).resolve().parents[1] / "data" / "baselines"
 
 # Hand-made training sessions (string item ids); times 100 * session + position, so the recency of a
 # session is its id, except sessions 13 and 14 whose last events share one time.
-TRAIN = {1: "abc", 2: "ab", 3: "bcd", 4: "cde", 5: "acea", 6: "def", 7: "efg", 8: "abcd", 9: "fgh", 10: "gha",
-         11: "bbc", 12: "hab", 13: "cf", 14: "df"}
+TRAIN = {
+    1: "abc",
+    2: "ab",
+    3: "bcd",
+    4: "cde",
+    5: "acea",
+    6: "def",
+    7: "efg",
+    8: "abcd",
+    9: "fgh",
+    10: "gha",
+    11: "bbc",
+    12: "hab",
+    13: "cf",
+    14: "df",
+}
 TEST = ["abcd", "eag", "hhbf", "c", "fdabe", "bb"]
 
 
@@ -67,9 +82,11 @@ def assert_same_scores(model, got, want: dict, rtol=1e-6):
 
 def assert_same_order(got, want):
     """Same ranking, ties included: every pair of items compares the same way."""
+
     def compare(v):
         v = np.asarray(v, dtype=np.float64)
         return (v[:, None] > v[None, :]).astype(int) - (v[:, None] < v[None, :])
+
     np.testing.assert_array_equal(compare(got), compare(want))
 
 
@@ -103,25 +120,45 @@ def itemknn_brute(train, n_sims, lmbd, alpha):
     supp = support(train)
     co = defaultdict(float)
     for items in sessions_of(train).values():
-        for a in items:            # every pair of events of a session, as the reference loops
+        for a in items:  # every pair of events of a session, as the reference loops
             for b in items:
                 co[a, b] += 1
     sims = {}
     for i in supp:
-        row = {j: co[i, j] / ((supp[i] + lmbd) ** alpha * (supp[j] + lmbd) ** (1 - alpha))
-               for j in supp if j != i and co[i, j] > 0}
+        row = {
+            j: co[i, j] / ((supp[i] + lmbd) ** alpha * (supp[j] + lmbd) ** (1 - alpha))
+            for j in supp
+            if j != i and co[i, j] > 0
+        }
         sims[i] = dict(sorted(row.items(), key=lambda kv: (-kv[1], kv[0]))[:n_sims])
     return sims
 
 
-POS_WEIGHT = {"div": lambda p, L: p / L, "quadratic": lambda p, L: (p / L) ** 2,
-              "log": lambda p, L: 1 / math.log10(L - p + 1.7), "same": lambda p, L: 1.0}
-DECAY = {"div": lambda d: 1 / d, "quadratic": lambda d: 1 / (d * d), "log": lambda d: 1 / math.log10(d + 1.7),
-         "same": lambda d: 1.0}
+POS_WEIGHT = {
+    "div": lambda p, L: p / L,
+    "quadratic": lambda p, L: (p / L) ** 2,
+    "log": lambda p, L: 1 / math.log10(L - p + 1.7),
+    "same": lambda p, L: 1.0,
+}
+DECAY = {
+    "div": lambda d: 1 / d,
+    "quadratic": lambda d: 1 / (d * d),
+    "log": lambda d: 1 / math.log10(d + 1.7),
+    "same": lambda d: 1.0,
+}
 
 
-def knn_brute(train, prefix, k, sample_size, variant="sknn", weighting="div", weighting_score="div",
-              similarity="vec", idf_weighting=0.0):
+def knn_brute(
+    train,
+    prefix,
+    k,
+    sample_size,
+    variant="sknn",
+    weighting="div",
+    weighting_score="div",
+    similarity="vec",
+    idf_weighting=0.0,
+):
     """session-rec's ContextKNN (cosine) / VMContextKNN predict_next for one session prefix."""
     sessions = sessions_of(train)
     last = {s: train[train.SessionId == s].Time.max() for s in sessions}
@@ -140,8 +177,9 @@ def knn_brute(train, prefix, k, sample_size, variant="sknn", weighting="div", we
         elif similarity == "vec":
             sim[s] = sum(pos[i] for i in shared) / len(current)
         else:
-            sim[s] = sum(pos[i] for i in shared) / (math.sqrt(sum(pos[i] ** 2 for i in current))
-                                                    * math.sqrt(len(item_sets[s])))
+            sim[s] = sum(pos[i] for i in shared) / (
+                math.sqrt(sum(pos[i] ** 2 for i in current)) * math.sqrt(len(item_sets[s]))
+            )
     neighbours = sorted(candidates, key=lambda s: (-sim[s], -recency[s]))[:k]
     n_sessions, supp = len(sessions), support(train)
     scores = defaultdict(float)
@@ -174,7 +212,7 @@ def test_spop_ranks_session_items_first_then_popularity(top_n):
     model = fitted("s-pop", top_n=top_n)
     for session in TEST:
         for k, got in enumerate(prefix_scores(model, session)):
-            assert_same_order(got, as_vector(model, spop_brute(hand_train(), top_n, session[:k + 1])))
+            assert_same_order(got, as_vector(model, spop_brute(hand_train(), top_n, session[: k + 1])))
     got = prefix_scores(model, "hhbf")[1]  # h twice beats b and every popular item
     assert model.item_ids[np.argmax(got)] == "h"
 
@@ -223,7 +261,7 @@ def test_session_knn_against_brute_force(name, params):
     variant = dict(model.params, variant=name)
     for session in TEST:
         for k, got in enumerate(prefix_scores(model, session)):
-            assert_same_scores(model, got, knn_brute(hand_train(), session[:k + 1], **variant))
+            assert_same_scores(model, got, knn_brute(hand_train(), session[: k + 1], **variant))
 
 
 def test_session_knn_sampling_keeps_the_most_recent_candidates():
@@ -237,8 +275,9 @@ def test_session_knn_sampling_keeps_the_most_recent_candidates():
     assert set(model.item_ids[np.isfinite(got)]) == set(TRAIN[14])
 
 
-@pytest.mark.parametrize("name,params", [("sknn", dict(k=4, sample_size=10)),
-                                         ("vsknn", dict(k=5, sample_size=8, idf_weighting=1.0))])
+@pytest.mark.parametrize(
+    "name,params", [("sknn", dict(k=4, sample_size=10)), ("vsknn", dict(k=5, sample_size=8, idf_weighting=1.0))]
+)
 def test_session_knn_on_random_sessions_against_brute_force(name, params):
     data = markov_sessions(n_sessions=70, n_items=12, seed=5, max_len=7)
     train, test = data[data.SessionId < 60], data[data.SessionId >= 60]
@@ -247,7 +286,7 @@ def test_session_knn_on_random_sessions_against_brute_force(name, params):
     for _, g in test.groupby("SessionId"):
         session = list(g.ItemId)
         for k, got in enumerate(prefix_scores(model, session)):
-            assert_same_scores(model, got, knn_brute(train, session[:k + 1], **variant))
+            assert_same_scores(model, got, knn_brute(train, session[: k + 1], **variant))
 
 
 def test_bprmf_session_vector_is_the_mean_of_its_item_factors():
@@ -256,7 +295,7 @@ def test_bprmf_session_vector_is_the_mean_of_its_item_factors():
     for session in TEST:
         cols = model.item_index(np.array(list(session), dtype=object))
         for k, got in enumerate(prefix_scores(model, session)):
-            want = factors @ factors[cols[:k + 1]].mean(axis=0)
+            want = factors @ factors[cols[: k + 1]].mean(axis=0)
             np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-7)
 
 
@@ -283,8 +322,10 @@ def test_bprmf_learns_and_is_seeded():
     b = make_baseline("bprmf", seed=7, n_factors=16, n_iterations=3).fit(train, verbose=False)
     c = make_baseline("bprmf", seed=8, n_factors=16, n_iterations=3).fit(train, verbose=False)
     assert torch.equal(a.item_factors, b.item_factors) and not torch.equal(a.item_factors, c.item_factors)
-    assert not torch.equal(a.item_factors, make_baseline("bprmf", seed=7, n_factors=16, n_iterations=1)
-                           .fit(train, verbose=False).item_factors)
+    assert not torch.equal(
+        a.item_factors,
+        make_baseline("bprmf", seed=7, n_factors=16, n_iterations=1).fit(train, verbose=False).item_factors,
+    )
 
 
 def test_random_scores_are_seeded_and_fresh_every_step():
@@ -303,8 +344,11 @@ STATEFUL = ["spop", "bprmf", "sknn", "vsknn"]
 
 
 def fitted_any(name):
-    small = dict(bprmf=dict(n_factors=8, n_iterations=1), sknn=dict(k=3, sample_size=5),
-                 vsknn=dict(k=3, sample_size=5, idf_weighting=1.0)).get(name, {})
+    small = dict(
+        bprmf=dict(n_factors=8, n_iterations=1),
+        sknn=dict(k=3, sample_size=5),
+        vsknn=dict(k=3, sample_size=5, idf_weighting=1.0),
+    ).get(name, {})
     return fitted(name, **small)
 
 
@@ -354,11 +398,11 @@ def test_reset_clears_a_slot_and_keep_carries_the_right_slots(name):
     scorer = model.session_scorer(3, "cpu")
     scorer.reset(torch.tensor([True, True, True]))
     scorer.step(col("abh"))
-    scorer.reset(torch.tensor([False, True, False]))        # slot 1 starts a new session
+    scorer.reset(torch.tensor([False, True, False]))  # slot 1 starts a new session
     after = scorer.step(col("ccg")).numpy()
     same(after[1], prefix_scores(model, "c")[0])
     same(after[0], prefix_scores(model, "ac")[1])
-    scorer.keep(torch.tensor([2, 0]))                        # slot 1 ends; 2 and 0 remain, in this order
+    scorer.keep(torch.tensor([2, 0]))  # slot 1 ends; 2 and 0 remain, in this order
     scorer.reset(torch.tensor([False, False]))
     kept = scorer.step(col("de")).numpy()
     same(kept[0], prefix_scores(model, "hgd")[2])
@@ -420,19 +464,36 @@ def test_vsknn_beats_pop_by_a_wide_margin_on_sequential_data(sequential_data):
 # ------------------------------------------------------------------------------------------------
 # Parameters and errors
 # ------------------------------------------------------------------------------------------------
-@pytest.mark.parametrize("call,match", [
-    (lambda: make_baseline("knn"), r"unknown baseline 'knn' \(did you mean 'sknn'\?\); expected one of: random, pop"),
-    (lambda: make_baseline("pop", n_sims=5), r"unknown parameter 'n_sims' for baseline POP; valid parameters: top_n"),
-    (lambda: make_baseline("random", k=5), r"unknown parameter 'k' for baseline RANDOM; valid parameters: none"),
-    (lambda: make_baseline("sknn", k=0), r"parameter k=0 of baseline SKNN is not valid: expected a value in \[1, inf"),
-    (lambda: make_baseline("itemknn", alpha="1.5"), r"alpha=1.5 of baseline Item-KNN .* expected a value in \[0, 1\]"),
-    (lambda: make_baseline("itemknn", lmbd="much"), r"parameter lmbd='much' is not valid: expected a number"),
-    (lambda: make_baseline("vsknn", weighting="linear"),
-     r"weighting='linear' of baseline V-SkNN is not valid: expected one of div, quadratic, log, same"),
-    (lambda: make_baseline("bprmf", learning_rate=0), r"learning_rate=0.0 .* expected a value in \(0, inf\)"),
-    (lambda: parse_baseline_params("k=5,k=6"), r"parameter k is given twice"),
-    (lambda: parse_baseline_params("k"), r"malformed parameter 'k' in the parameter string: expected name=value"),
-])
+@pytest.mark.parametrize(
+    "call,match",
+    [
+        (
+            lambda: make_baseline("knn"),
+            r"unknown baseline 'knn' \(did you mean 'sknn'\?\); expected one of: random, pop",
+        ),
+        (
+            lambda: make_baseline("pop", n_sims=5),
+            r"unknown parameter 'n_sims' for baseline POP; valid parameters: top_n",
+        ),
+        (lambda: make_baseline("random", k=5), r"unknown parameter 'k' for baseline RANDOM; valid parameters: none"),
+        (
+            lambda: make_baseline("sknn", k=0),
+            r"parameter k=0 of baseline SKNN is not valid: expected a value in \[1, inf",
+        ),
+        (
+            lambda: make_baseline("itemknn", alpha="1.5"),
+            r"alpha=1.5 of baseline Item-KNN .* expected a value in \[0, 1\]",
+        ),
+        (lambda: make_baseline("itemknn", lmbd="much"), r"parameter lmbd='much' is not valid: expected a number"),
+        (
+            lambda: make_baseline("vsknn", weighting="linear"),
+            r"weighting='linear' of baseline V-SkNN is not valid: expected one of div, quadratic, log, same",
+        ),
+        (lambda: make_baseline("bprmf", learning_rate=0), r"learning_rate=0.0 .* expected a value in \(0, inf\)"),
+        (lambda: parse_baseline_params("k=5,k=6"), r"parameter k is given twice"),
+        (lambda: parse_baseline_params("k"), r"malformed parameter 'k' in the parameter string: expected name=value"),
+    ],
+)
 def test_bad_parameters_are_one_line_errors(call, match):
     with pytest.raises(ParameterError, match=match) as e:
         call()
@@ -465,12 +526,15 @@ def digi():
     return DATA / "diginetica_train.tsv", DATA / "diginetica_test.tsv"
 
 
-@pytest.mark.parametrize("args,message", [
-    (["nonsense"], r"unknown baseline 'nonsense'"),
-    (["vsknn", "-ps", "k=0"], r"parameter k=0 of baseline V-SkNN is not valid"),
-    (["pop", "-ps", "top=5"], r"unknown parameter 'top' for baseline POP"),
-    (["pop", "-ps", "top_n"], r"malformed parameter 'top_n'"),
-])
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["nonsense"], r"unknown baseline 'nonsense'"),
+        (["vsknn", "-ps", "k=0"], r"parameter k=0 of baseline V-SkNN is not valid"),
+        (["pop", "-ps", "top=5"], r"unknown parameter 'top' for baseline POP"),
+        (["pop", "-ps", "top_n"], r"malformed parameter 'top_n'"),
+    ],
+)
 def test_cli_errors_are_one_line_with_exit_code_2(digi, args, message):
     train, test = digi
     code, out, err = run("baseline", args[0], train, "-t", test, *args[1:])
@@ -496,6 +560,7 @@ def test_cli_prints_the_reference_metric_lines(digi):
 # ------------------------------------------------------------------------------------------------
 def test_evaluator_ranks_baselines_like_the_reference_loop(sequential_data):
     from gru4rec import evaluate
+
     train, test = sequential_data
     for name in ["pop", "spop", "itemknn", "vsknn"]:
         model = make_baseline(name).fit(train, verbose=False)
@@ -505,6 +570,7 @@ def test_evaluator_ranks_baselines_like_the_reference_loop(sequential_data):
 
 def test_gru4rec_and_vsknn_beat_pop_by_a_wide_margin(markov_data):
     from gru4rec import GRU4Rec, evaluate
+
     train, test = markov_data
     recall = {}
     models = {name: make_baseline(name).fit(train, verbose=False) for name in ["pop", "vsknn"]}
@@ -518,10 +584,12 @@ def test_gru4rec_and_vsknn_beat_pop_by_a_wide_margin(markov_data):
 
 def test_every_model_runs_end_to_end_on_the_real_diginetica_sample(digi):
     from gru4rec import GRU4Rec, evaluate, read_events
+
     train, test = (read_events(p) for p in digi)
-    models = {name: make_baseline(name, n_iterations=2) if name == "bprmf" else make_baseline(name)
-              for name in BASELINES}
-    for name, model in models.items():
+    models = {
+        name: make_baseline(name, n_iterations=2) if name == "bprmf" else make_baseline(name) for name in BASELINES
+    }
+    for model in models.values():
         model.fit(train, verbose=False)
     models["gru4rec"] = GRU4Rec(layers=[32], n_epochs=2, batch_size=16, n_sample=32, device="cpu")
     models["gru4rec"].fit(train, verbose=False)

@@ -1,4 +1,5 @@
 """The session-parallel schedule on hand-made sessions: resets, replacement, shrinking, end of epoch."""
+
 import numpy as np
 
 from gru4rec.batching import build_schedule
@@ -28,7 +29,7 @@ def test_without_samples_epoch_ends_below_two_slots():
 
 
 def test_shrink_keeps_slot_order_and_drops_the_finished_slots():
-    offsets = np.array([0, 5, 7, 9, 12])       # lengths 5, 2, 2, 3
+    offsets = np.array([0, 5, 7, 9, 12])  # lengths 5, 2, 2, 3
     s = build_schedule(offsets, np.arange(4), batch_size=3)
     # t0: s0,s1,s2; t1: s0 (e1), s3 replaces s1 in slot 1 (e9), slot 2 has no session left
     assert rows(s) == [[0, 5, 7], [1, 9], [2, 10], [3]]
@@ -74,8 +75,8 @@ def reference_iterator(lengths, order, batch_size, min_width):
     offsets = np.concatenate([[0], np.cumsum(lengths)])
     n = len(order)
     slots = [k for k in range(batch_size) if k < n]
-    session = {k: k for k in slots}                   # slot -> position in `order`
-    pos = {k: offsets[order[k]] for k in slots}       # slot -> current event
+    session = {k: k for k in slots}  # slot -> position in `order`
+    pos = {k: offsets[order[k]] for k in slots}  # slot -> current event
     new = {k: True for k in slots}
     next_session, steps = len(slots), []
     while len(slots) >= max(min_width, 1):
@@ -88,7 +89,7 @@ def reference_iterator(lengths, order, batch_size, min_width):
         for k in slots:
             pos[k] += minlen - 1
         finished = [k for k in slots if end[k] - pos[k] <= 1]
-        for k in finished:                            # in slot order
+        for k in finished:  # in slot order
             if next_session < n:
                 session[k], pos[k], new[k] = next_session, offsets[order[next_session]], True
             else:

@@ -1,4 +1,5 @@
 """Training behaviour: learning, determinism, divergence, save/load, embedding modes."""
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -17,8 +18,16 @@ def most_popular_recall(train, test, n=20):
 
 def test_learns_sequential_structure_far_better_than_popularity(markov_data):
     train, test = markov_data
-    model = GRU4Rec(layers=[64], n_epochs=3, batch_size=32, n_sample=128, loss="cross-entropy", logq=1.0,
-                    learning_rate=0.1, device="cpu")
+    model = GRU4Rec(
+        layers=[64],
+        n_epochs=3,
+        batch_size=32,
+        n_sample=128,
+        loss="cross-entropy",
+        logq=1.0,
+        learning_rate=0.1,
+        device="cpu",
+    )
     model.fit(train, verbose=False)
     res = evaluate(model, test, cutoffs=(20,))
     pop = most_popular_recall(train, test)
@@ -26,12 +35,22 @@ def test_learns_sequential_structure_far_better_than_popularity(markov_data):
     assert res.recall[20] > 0.7 and res.recall[20] > 3 * pop, (res.recall[20], pop)
 
 
-@pytest.mark.parametrize("params", [
-    dict(constrained_embedding=False, embedding=0),
-    dict(constrained_embedding=False, embedding="layersize", layers=[24, 16]),
-    dict(constrained_embedding=True, loss="bpr-max", final_act="elu-0.5", momentum=0.3, dropout_p_embed=0.2,
-         dropout_p_hidden=0.2, n_sample=0),
-])
+@pytest.mark.parametrize(
+    "params",
+    [
+        dict(constrained_embedding=False, embedding=0),
+        dict(constrained_embedding=False, embedding="layersize", layers=[24, 16]),
+        dict(
+            constrained_embedding=True,
+            loss="bpr-max",
+            final_act="elu-0.5",
+            momentum=0.3,
+            dropout_p_embed=0.2,
+            dropout_p_hidden=0.2,
+            n_sample=0,
+        ),
+    ],
+)
 def test_embedding_modes_train_and_beat_popularity(markov_data, params):
     train, test = markov_data
     p = dict(layers=[32], n_epochs=2, batch_size=32, n_sample=64, learning_rate=0.1)
@@ -43,8 +62,17 @@ def test_embedding_modes_train_and_beat_popularity(markov_data, params):
 
 
 def small_fit(train, seed, **kw):
-    model = GRU4Rec(layers=[16], n_epochs=1, batch_size=16, n_sample=32, dropout_p_hidden=0.3, momentum=0.2,
-                    seed=seed, device="cpu", **kw)
+    model = GRU4Rec(
+        layers=[16],
+        n_epochs=1,
+        batch_size=16,
+        n_sample=32,
+        dropout_p_hidden=0.3,
+        momentum=0.2,
+        seed=seed,
+        device="cpu",
+        **kw,
+    )
     model.fit(train.iloc[:3000], verbose=False)
     return model
 
@@ -73,6 +101,7 @@ def test_nan_loss_stops_training_and_nothing_is_usable(markov_data, monkeypatch,
 
     def exploding(O, offset=None, scale=1.0):
         return torch.tensor(float("nan")), torch.zeros_like(O)
+
     monkeypatch.setattr(losses.Loss, "__call__", lambda self, O, offset=None, scale=1.0: exploding(O))
     model = GRU4Rec(layers=[8], n_epochs=1, batch_size=8, n_sample=0, device="cpu")
     with pytest.raises(TrainingDivergedError, match="nan"):
@@ -124,11 +153,15 @@ def test_prints_epoch_lines_in_reference_format(markov_data, capsys):
     GRU4Rec(layers=[8], n_epochs=2, batch_size=16, n_sample=16, device="cpu").fit(train.iloc[:2000])
     out = capsys.readouterr().out
     import re
-    assert len(re.findall(r"^Epoch\d --> loss: \d+\.\d{6} \(\d+\.\d\ds\) \[\d+\.\d\d mb/s \| \d+ e/s\]$", out, re.M)) == 2
+
+    assert (
+        len(re.findall(r"^Epoch\d --> loss: \d+\.\d{6} \(\d+\.\d\ds\) \[\d+\.\d\d mb/s \| \d+ e/s\]$", out, re.M)) == 2
+    )
 
 
 def test_no_trainable_session_is_a_data_error():
     from gru4rec.errors import DataError
+
     df = pd.DataFrame({"SessionId": [1, 2, 3], "ItemId": [1, 2, 3], "Time": [1, 2, 3]})
     with pytest.raises(DataError, match="at least 2 events"):
         GRU4Rec(layers=[4], device="cpu").fit(df, verbose=False)
@@ -136,8 +169,7 @@ def test_no_trainable_session_is_a_data_error():
 
 # the first session (in time order) has one event; three sessions for four slots: the first step
 # already has fewer rows than the batch (it used to crash with an IndexError)
-TINY = pd.DataFrame({"SessionId": [1, 2, 2, 2, 3, 3], "ItemId": [5, 6, 7, 8, 6, 9],
-                     "Time": [0, 1, 2, 3, 4, 5]})
+TINY = pd.DataFrame({"SessionId": [1, 2, 2, 2, 3, 3], "ItemId": [5, 6, 7, 8, 6, 9], "Time": [0, 1, 2, 3, 4, 5]})
 
 
 @pytest.mark.parametrize("n_sample", [0, 3])
@@ -161,6 +193,7 @@ def test_logq_applies_to_ranking_losses_too(markov_data):
 def test_model_file_with_a_wrong_tensor_shape_is_a_data_error(markov_data, tmp_path):
     from gru4rec.errors import DataError
     from gru4rec.serialization import load_model_file, save_model_file
+
     model = small_fit(markov_data[0], 3)
     model.save(tmp_path / "m.safetensors")
     header, tensors, item_ids = load_model_file(tmp_path / "m.safetensors")

@@ -1,4 +1,5 @@
 """Ranking under each tie mode against brute force; session-parallel evaluation against per-session scoring."""
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -33,7 +34,7 @@ def test_tie_modes_against_brute_force(mode):
 
 
 def test_tiebreaking_places_the_target_uniformly_among_its_ties():
-    scores = torch.zeros((20000, 5))                 # all five items tie
+    scores = torch.zeros((20000, 5))  # all five items tie
     targets = torch.zeros(20000, dtype=torch.long)
     g = torch.Generator().manual_seed(0)
     ranks = ranks_of_targets(scores, targets, "tiebreaking", g).numpy()
@@ -80,7 +81,12 @@ def test_session_parallel_evaluation_equals_per_session_scoring(small_model, mar
     _, test = markov_data
     test = test[test.SessionId < test.SessionId.min() + 120]
     # an unknown item in the middle of a session is dropped; the session continues around it
-    test = pd.concat([test, pd.DataFrame({"SessionId": [test.SessionId.iloc[0]], "ItemId": [10**9], "Time": [test.Time.iloc[0] + 1]})])
+    test = pd.concat(
+        [
+            test,
+            pd.DataFrame({"SessionId": [test.SessionId.iloc[0]], "ItemId": [10**9], "Time": [test.Time.iloc[0] + 1]}),
+        ]
+    )
     res = evaluate(small_model, test, cutoffs=(1, 5, 20), mode=mode, batch_size=7)
     recall, mrr, n = per_session_metrics(small_model, test, (1, 5, 20), mode)
     assert res.n_dropped == 1
@@ -151,9 +157,13 @@ def test_first_session_with_one_known_item_and_fewer_sessions_than_the_batch(sma
     train, _ = markov_data
     known = list(train.ItemId.unique()[:6])
     # session 1 keeps one known item once the unknown one is dropped; 3 sessions, batch 512
-    test = pd.DataFrame({"SessionId": [1, 1, 2, 2, 2, 3, 3],
-                         "ItemId": [10**9, known[0], known[1], known[2], known[3], known[4], known[5]],
-                         "Time": range(7)})
+    test = pd.DataFrame(
+        {
+            "SessionId": [1, 1, 2, 2, 2, 3, 3],
+            "ItemId": [10**9, known[0], known[1], known[2], known[3], known[4], known[5]],
+            "Time": range(7),
+        }
+    )
     res = evaluate(small_model, test, cutoffs=(1, 5, 20))
     recall, mrr, n = per_session_metrics(small_model, test, (1, 5, 20), "standard")
     assert res.n_dropped == 1 and res.n_predictions == n == 3
@@ -168,6 +178,7 @@ def test_first_session_with_one_known_item_and_fewer_sessions_than_the_batch(sma
 class PreviousItem:
     """A model without a GRU, through the evaluator's protocol only: it scores 1 for the item that
     came before the current one in the same session, 0 for every other item."""
+
     n_items = 4
 
     def item_index(self, ids):
@@ -206,9 +217,13 @@ def test_any_model_of_the_protocol_is_evaluated_session_by_session(batch_size):
     # needs the scorer's state to follow each session exactly (reset at starts, rows kept on shrink)
     rng = np.random.default_rng(0)
     lengths = rng.integers(1, 7, size=80)
-    test = pd.DataFrame({"SessionId": np.repeat(np.arange(80), lengths),
-                         "ItemId": rng.integers(0, 5, size=lengths.sum()),  # item 4 is unknown
-                         "Time": np.arange(lengths.sum())})
+    test = pd.DataFrame(
+        {
+            "SessionId": np.repeat(np.arange(80), lengths),
+            "ItemId": rng.integers(0, 5, size=lengths.sum()),  # item 4 is unknown
+            "Time": np.arange(lengths.sum()),
+        }
+    )
     res = evaluate(PreviousItem(), test, cutoffs=(1,), mode="conservative", batch_size=batch_size)
     hits, n = 0, 0
     for _, g in test.groupby("SessionId"):

@@ -1,4 +1,5 @@
 """Every loss and final activation against a direct NumPy computation of the documented formulas."""
+
 import numpy as np
 import pytest
 import torch
@@ -38,13 +39,13 @@ def np_loss(name, A, bpreg=0.0):
         return -np.diag(np.log(np_softmax(A))[:, :b]).sum()
     s = np_softmax_neg(A)
     if name == "bpr-max":
-        return (-np.log((s * np_sigmoid(d - A)).sum(1) + EPS) + bpreg * (s * A ** 2).sum(1)).sum()
+        return (-np.log((s * np_sigmoid(d - A)).sum(1) + EPS) + bpreg * (s * A**2).sum(1)).sum()
     if name == "top1-max":
-        return (s * (np_sigmoid(A - d) + np_sigmoid(A ** 2))).sum()
+        return (s * (np_sigmoid(A - d) + np_sigmoid(A**2))).sum()
     if name == "bpr":
         return -np.log(np_sigmoid(d - A)).sum()
     if name == "top1":
-        return ((np_sigmoid(A - d) + np_sigmoid(A ** 2)).mean(1) - np_sigmoid(d[:, 0] ** 2) / n).sum()
+        return ((np_sigmoid(A - d) + np_sigmoid(A**2)).mean(1) - np_sigmoid(d[:, 0] ** 2) / n).sum()
     raise ValueError(name)
 
 
@@ -85,8 +86,9 @@ def scores():
 
 
 ACTIVATIONS = ["linear", "relu", "tanh", "leaky-0.1", "elu-0.5", "elu-1", "selu-1.05-1.67"]
-CASES = [("cross-entropy", "softmax"), ("xe_logit", "softmax_logit")] + \
-        [(loss, act) for loss in ("bpr-max", "top1-max", "bpr", "top1") for act in ACTIVATIONS]
+CASES = [("cross-entropy", "softmax"), ("xe_logit", "softmax_logit")] + [
+    (loss, act) for loss in ("bpr-max", "top1-max", "bpr", "top1") for act in ACTIVATIONS
+]
 
 
 @pytest.mark.parametrize("loss,act", CASES)
@@ -112,7 +114,9 @@ def test_logq_offset_is_subtracted_per_column(loss, scores):
     offset = np.linspace(-1, 2, scores.shape[1])
     value, dO = Loss(loss, act)(torch.tensor(scores), torch.tensor(offset))
     assert float(value) == pytest.approx(np_loss(loss, scores - offset), rel=1e-9)
-    np.testing.assert_allclose(dO.numpy(), numeric_grad(lambda o: np_loss(loss, o - offset), scores), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        dO.numpy(), numeric_grad(lambda o: np_loss(loss, o - offset), scores), rtol=1e-5, atol=1e-6
+    )
 
 
 @pytest.mark.parametrize("act", ACTIVATIONS)
@@ -126,9 +130,18 @@ def test_activation_values_and_derivatives(act):
     np.testing.assert_allclose(deriv, num, rtol=1e-5, atol=1e-6)
 
 
-@pytest.mark.parametrize("loss,act", [("cross-entropy", "elu-1"), ("xe_logit", "softmax"), ("bpr-max", "softmax"),
-                                      ("bpr-max", "softmax_logit"), ("top1", "elu"), ("bpr", "sigmoid"),
-                                      ("nonsense", "softmax")])
+@pytest.mark.parametrize(
+    "loss,act",
+    [
+        ("cross-entropy", "elu-1"),
+        ("xe_logit", "softmax"),
+        ("bpr-max", "softmax"),
+        ("bpr-max", "softmax_logit"),
+        ("top1", "elu"),
+        ("bpr", "sigmoid"),
+        ("nonsense", "softmax"),
+    ],
+)
 def test_bad_pairings_are_parameter_errors(loss, act):
     with pytest.raises(ParameterError) as e:
         check_pairing(loss, act)
@@ -147,8 +160,9 @@ def test_max_losses_stay_finite_when_the_target_dominates_every_negative(loss):
     assert float(value) == pytest.approx(np_loss(loss, scores, 0.5), rel=1e-5)
 
 
-@pytest.mark.parametrize("loss,act", [("bpr-max", "elu-0.5"), ("top1-max", "linear"), ("bpr", "tanh"),
-                                      ("top1", "relu")])
+@pytest.mark.parametrize(
+    "loss,act", [("bpr-max", "elu-0.5"), ("top1-max", "linear"), ("bpr", "tanh"), ("top1", "relu")]
+)
 def test_logq_offset_is_subtracted_before_the_ranking_activation(loss, act, scores):
     # as the Theano original does for every loss: A = f(O - offset)
     offset = np.linspace(-1, 2, scores.shape[1])
@@ -156,5 +170,6 @@ def test_logq_offset_is_subtracted_before_the_ranking_activation(loss, act, scor
 
     def reference(o):
         return np_loss(loss, np_activation(act, o - offset), 0.7)
+
     assert float(value) == pytest.approx(reference(scores), rel=1e-9)
     np.testing.assert_allclose(dO.numpy() / 0.5, numeric_grad(reference, scores), rtol=1e-5, atol=1e-6)

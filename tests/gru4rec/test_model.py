@@ -1,4 +1,5 @@
 """The hand-written backward pass against autograd on an independent forward written from the formulas."""
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -21,8 +22,8 @@ def reference_forward(P, mode, layers, n_items, X, Y, H, embed_mask, hidden_mask
     for i, n in enumerate(layers):
         h = H[i]
         a = x @ P[f"Wx{i}"] + P[f"Bh{i}"]
-        r = torch.sigmoid(a[:, n:2 * n] + h @ P[f"Wrz{i}"][:, :n])
-        z = torch.sigmoid(a[:, 2 * n:] + h @ P[f"Wrz{i}"][:, n:])
+        r = torch.sigmoid(a[:, n : 2 * n] + h @ P[f"Wrz{i}"][:, :n])
+        z = torch.sigmoid(a[:, 2 * n :] + h @ P[f"Wrz{i}"][:, n:])
         c = torch.tanh(a[:, :n] + (r * h) @ P[f"Wh{i}"])
         x = (1 - z) * h + z * c
         if hidden_masks[i] is not None:
@@ -30,7 +31,9 @@ def reference_forward(P, mode, layers, n_items, X, Y, H, embed_mask, hidden_mask
     return x @ Wy[Y].t() + By[Y]
 
 
-@pytest.mark.parametrize("mode,embedding,constrained", [("none", 0, False), ("separate", 6, False), ("shared", 0, True)])
+@pytest.mark.parametrize(
+    "mode,embedding,constrained", [("none", 0, False), ("separate", 6, False), ("shared", 0, True)]
+)
 @pytest.mark.parametrize("layers", [[5], [7, 5]])
 @pytest.mark.parametrize("loss,act", [("cross-entropy", "softmax"), ("bpr-max", "elu-0.5")])
 @pytest.mark.parametrize("dropout", [0.0, 0.3])
@@ -41,8 +44,8 @@ def test_backward_matches_autograd(mode, embedding, constrained, layers, loss, a
     net = GRU4RecNetwork(n_items, layers, embedding, constrained, torch.device("cpu"), g)
     net.params = {k: v.double() for k, v in net.params.items()}
     net.make_row_tables(0)
-    X = torch.tensor([3, 3, 7, 0])                    # a repeated input item
-    Y = torch.tensor([1, 3, 1, 9, 3, 10, 1])          # targets (b) + samples, with repeats and overlap with X
+    X = torch.tensor([3, 3, 7, 0])  # a repeated input item
+    Y = torch.tensor([1, 3, 1, 9, 3, 10, 1])  # targets (b) + samples, with repeats and overlap with X
     H0 = [torch.randn(b, n, dtype=torch.float64) for n in layers]
     H = [h.clone() for h in H0]
     O, cache = net.forward_train(X, Y, H, dropout, dropout, torch.Generator().manual_seed(5))
@@ -54,7 +57,7 @@ def test_backward_matches_autograd(mode, embedding, constrained, layers, loss, a
     masks = [lay.mask for lay in cache.layers]
     O_ref = reference_forward(P, mode, layers, n_items, X, Y, H0, cache.embed_mask, masks)
     torch.testing.assert_close(O, O_ref.detach())
-    (O_ref * dO).sum().backward()                     # chain rule from the same dLoss/dO
+    (O_ref * dO).sum().backward()  # chain rule from the same dLoss/dO
 
     for name in net.dense_names:
         torch.testing.assert_close(dense[name], P[name].grad, msg=name)
@@ -87,14 +90,17 @@ def test_initialisation_is_uniform_per_gate_block():
 @pytest.mark.parametrize("emb,con,mode", [(0, False, "none"), (4, False, "separate"), (0, True, "shared")])
 def test_state_names_wy_and_by_and_from_state_restores_the_network(emb, con, mode):
     from gru4rec.model import EMBEDDING_MODES
+
     net = GRU4RecNetwork(9, [5, 3], emb, con, torch.device("cpu"), torch.Generator().manual_seed(0))
     assert net.input is EMBEDDING_MODES.adapters[mode] and net.mode == mode
     state = net.state()
     assert "WyBy" not in state and state["Wy"].shape == (9, 3) and state["By"].shape == (9,)
-    again = GRU4RecNetwork.from_state({k: v.clone() for k, v in state.items()}, 9, [5, 3], emb, con,
-                                      torch.device("cpu"))
+    again = GRU4RecNetwork.from_state(
+        {k: v.clone() for k, v in state.items()}, 9, [5, 3], emb, con, torch.device("cpu")
+    )
     assert set(again.params) == set(net.params)
     assert all(torch.equal(again.params[k], net.params[k]) for k in net.params)
     with pytest.raises(KeyError):
-        GRU4RecNetwork.from_state({k: v for k, v in state.items() if k != "By"}, 9, [5, 3], emb, con,
-                                  torch.device("cpu"))
+        GRU4RecNetwork.from_state(
+            {k: v for k, v in state.items() if k != "By"}, 9, [5, 3], emb, con, torch.device("cpu")
+        )

@@ -1,4 +1,5 @@
 """The sparse Adagrad-with-momentum update against a dense NumPy computation on the touched rows."""
+
 import numpy as np
 import pytest
 import torch
@@ -37,7 +38,9 @@ def test_sparse_rows_match_dense_computation_and_untouched_rows_stay(momentum):
         g_unique = torch.tensor(G[touched.ids.numpy()])
         gd = rng.normal(size=D0.shape)
         rows = np.unique(used)
-        p_ref[rows], acc_ref[rows], vel_ref[rows] = reference_step(p_ref[rows], acc_ref[rows], vel_ref[rows], G[rows], lr, momentum)
+        p_ref[rows], acc_ref[rows], vel_ref[rows] = reference_step(
+            p_ref[rows], acc_ref[rows], vel_ref[rows], G[rows], lr, momentum
+        )
         pd_ref, accd_ref, veld_ref = reference_step(pd_ref, accd_ref, veld_ref, gd, lr, momentum)
         opt.step({"Wh0": torch.tensor(gd)}, {"WyBy": (touched, g_unique)})
         np.testing.assert_allclose(net.params["WyBy"].numpy(), p_ref, rtol=1e-12)
@@ -55,6 +58,7 @@ def test_shared_embedding_moves_only_the_output_bias_of_scored_items():
     # only an input gets a gradient on its embedding (Wy) but none on its output bias, and with
     # momentum its bias must not keep moving (neither reference touches By of unscored items)
     from gru4rec.losses import Loss
+
     net = GRU4RecNetwork(6, [3], 0, True, torch.device("cpu"), torch.Generator().manual_seed(0))
     opt = AdagradM(net, learning_rate=0.1, momentum=0.5)
     loss = Loss("cross-entropy", "softmax")
@@ -65,9 +69,9 @@ def test_shared_embedding_moves_only_the_output_bias_of_scored_items():
         _, dO = loss(O, None, 0.5)
         opt.step(*net.backward(cache, dO))
 
-    step([0, 1], [4, 2])                        # item 4 is scored: its bias gets a velocity
+    step([0, 1], [4, 2])  # item 4 is scored: its bias gets a velocity
     table = opt.tables["WyBy"]
     bias_before, wy_before = table[4, :, -1].clone(), net.params["WyBy"][4, :-1].clone()
-    step([4, 1], [2, 3])                        # item 4 is only an input now
-    assert torch.equal(table[4, :, -1], bias_before)   # parameter, accumulator and velocity
+    step([4, 1], [2, 3])  # item 4 is only an input now
+    assert torch.equal(table[4, :, -1], bias_before)  # parameter, accumulator and velocity
     assert not torch.equal(net.params["WyBy"][4, :-1], wy_before)

@@ -1,4 +1,5 @@
 """The model file: exact round trips of tensors, header and item ids; foreign or broken files are refused."""
+
 import json
 import os
 import struct
@@ -11,8 +12,11 @@ from safetensors.torch import save_file
 from gru4rec.errors import DataError
 from gru4rec.serialization import FORMAT, FORMAT_VERSION, load_model_file, save_model_file
 
-HEADER = {"params": {"layers": [8], "loss": "bpr-max", "final_act": "elu-0.5"}, "library_version": "0.1.0",
-          "history": [{"epoch": 1, "loss": 0.5}]}
+HEADER = {
+    "params": {"layers": [8], "loss": "bpr-max", "final_act": "elu-0.5"},
+    "library_version": "0.1.0",
+    "history": [{"epoch": 1, "loss": 0.5}],
+}
 
 
 def tensors():
@@ -27,12 +31,15 @@ def safetensors_header(path) -> dict:
         return json.loads(f.read(n))
 
 
-@pytest.mark.parametrize("item_ids", [
-    np.array([10, -3, 2 ** 40, 0], dtype=np.int64),
-    np.array([1, 2, 3], dtype=np.uint32),
-    np.array(["a", "", "Árvíztűrő tükörfúrógép", "ids\twith\ttabs", "日本"], dtype=object),
-    np.array(["x1", "007"]),  # numpy unicode array
-])
+@pytest.mark.parametrize(
+    "item_ids",
+    [
+        np.array([10, -3, 2**40, 0], dtype=np.int64),
+        np.array([1, 2, 3], dtype=np.uint32),
+        np.array(["a", "", "Árvíztűrő tükörfúrógép", "ids\twith\ttabs", "日本"], dtype=object),
+        np.array(["x1", "007"]),  # numpy unicode array
+    ],
+)
 def test_round_trip_is_exact(tmp_path, item_ids):
     path = tmp_path / "m.safetensors"
     ts = tensors()
@@ -48,8 +55,9 @@ def test_round_trip_is_exact(tmp_path, item_ids):
 def test_item_ids_are_tensors_not_header_text(tmp_path):
     n = 50_000
     save_model_file(tmp_path / "i.safetensors", HEADER, tensors(), np.arange(n) * 7)
-    save_model_file(tmp_path / "s.safetensors", HEADER, tensors(), np.array([f"item-{i}" for i in range(n)],
-                                                                              dtype=object))
+    save_model_file(
+        tmp_path / "s.safetensors", HEADER, tensors(), np.array([f"item-{i}" for i in range(n)], dtype=object)
+    )
     for name in ("i.safetensors", "s.safetensors"):
         raw = safetensors_header(tmp_path / name)
         assert len(json.dumps(raw)) < 2000  # the JSON header does not grow with the number of items
@@ -89,6 +97,7 @@ def test_a_failed_save_keeps_the_old_file(tmp_path, monkeypatch):
         with open(args[1], "wb") as f:
             f.write(b"half a model")
         raise RuntimeError("disk full")
+
     monkeypatch.setattr("safetensors.torch.save_file", broken)
     with pytest.raises(RuntimeError, match="disk full"):
         save_model_file(path, {"other": 1}, tensors(), np.arange(5))
@@ -110,7 +119,7 @@ def test_bad_save_targets(tmp_path):
     with pytest.raises(DataError, match="directory .*nodir does not exist"):
         save_model_file(tmp_path / "nodir" / "m.safetensors", HEADER, tensors(), np.arange(5))
     with pytest.raises(DataError, match="above 2\\*\\*63-1"):
-        save_model_file(tmp_path / "m.safetensors", HEADER, tensors(), np.array([2 ** 64 - 1], dtype=np.uint64))
+        save_model_file(tmp_path / "m.safetensors", HEADER, tensors(), np.array([2**64 - 1], dtype=np.uint64))
 
 
 def _expect(path, match):
@@ -125,21 +134,30 @@ def test_missing_directory_truncated_and_foreign_files(tmp_path):
     good = tmp_path / "m.safetensors"
     save_model_file(good, HEADER, tensors(), np.arange(5))
     data = good.read_bytes()
-    for name, content in [("truncated", data[: len(data) // 2]), ("tiny", data[:5]), ("empty", b""),
-                          ("pickle", b"\x80\x04\x95\x00\x00"), ("text", b"SessionId\tItemId\tTime\n1\t2\t3\n")]:
+    for name, content in [
+        ("truncated", data[: len(data) // 2]),
+        ("tiny", data[:5]),
+        ("empty", b""),
+        ("pickle", b"\x80\x04\x95\x00\x00"),
+        ("text", b"SessionId\tItemId\tTime\n1\t2\t3\n"),
+    ]:
         (tmp_path / name).write_bytes(content)
         _expect(tmp_path / name, "is not a GRU4Rec model file")
     save_file({"w": torch.zeros(2)}, str(tmp_path / "plain.safetensors"))
     _expect(tmp_path / "plain.safetensors", "is not a GRU4Rec model file .*without a GRU4Rec header")
-    save_file({"w": torch.zeros(2)}, str(tmp_path / "other.safetensors"),
-              metadata={"gru4rec": json.dumps({"format": "something-else"})})
+    save_file(
+        {"w": torch.zeros(2)},
+        str(tmp_path / "other.safetensors"),
+        metadata={"gru4rec": json.dumps({"format": "something-else"})},
+    )
     _expect(tmp_path / "other.safetensors", "is not a GRU4Rec model file \\(format 'something-else'")
 
 
 def test_newer_format_version_and_missing_item_map(tmp_path):
     meta = {"gru4rec": json.dumps({"format": FORMAT, "format_version": FORMAT_VERSION + 1})}
-    save_file({"w": torch.zeros(2), "__item_ids_int64": torch.arange(2)}, str(tmp_path / "new.safetensors"),
-              metadata=meta)
+    save_file(
+        {"w": torch.zeros(2), "__item_ids_int64": torch.arange(2)}, str(tmp_path / "new.safetensors"), metadata=meta
+    )
     _expect(tmp_path / "new.safetensors", "format version 2 is newer .*upgrade")
     meta = {"gru4rec": json.dumps({"format": FORMAT, "format_version": FORMAT_VERSION})}
     save_file({"w": torch.zeros(2)}, str(tmp_path / "noitems.safetensors"), metadata=meta)

@@ -1,4 +1,5 @@
 """The streaming recommender: its results equal recommend() on the same sessions, event by event."""
+
 from collections import OrderedDict
 
 import numpy as np
@@ -9,7 +10,7 @@ from gru4rec import GRU4Rec, recommend
 from gru4rec.errors import GRU4RecError, ParameterError
 from gru4rec.streaming import MIN_ROWS, SessionRecommender
 
-UNKNOWN = [10 ** 9, -5]  # item ids no model here knows
+UNKNOWN = [10**9, -5]  # item ids no model here knows
 
 
 def fit(train, **params):
@@ -23,17 +24,25 @@ def fit(train, **params):
 @pytest.fixture(scope="module", params=["shared", "separate-2-layers", "none"])
 def model(request, markov_data):
     train, _ = markov_data
-    return {"shared": lambda: fit(train, constrained_embedding=True),
-            "separate-2-layers": lambda: fit(train, constrained_embedding=False, embedding=8, layers=[16, 12],
-                                             dropout_p_embed=0.2),
-            "none": lambda: fit(train, constrained_embedding=False, embedding=0, loss="bpr-max")}[request.param]()
+    return {
+        "shared": lambda: fit(train, constrained_embedding=True),
+        "separate-2-layers": lambda: fit(
+            train, constrained_embedding=False, embedding=8, layers=[16, 12], dropout_p_embed=0.2
+        ),
+        "none": lambda: fit(train, constrained_embedding=False, embedding=0, loss="bpr-max"),
+    }[request.param]()
 
 
 def random_stream(model, rng, n_sessions=150, max_len=8, p_unknown=0.1):
     """Events of random sessions (some items unknown), the sessions interleaved at random as in live
     traffic; each session's events stay in order."""
-    queues = {f"s{s}": [int(rng.choice(UNKNOWN)) if rng.random() < p_unknown else int(rng.choice(model.item_ids))
-                        for _ in range(int(rng.integers(1, max_len + 1)))] for s in range(n_sessions)}
+    queues = {
+        f"s{s}": [
+            int(rng.choice(UNKNOWN)) if rng.random() < p_unknown else int(rng.choice(model.item_ids))
+            for _ in range(int(rng.integers(1, max_len + 1)))
+        ]
+        for s in range(n_sessions)
+    }
     turns = [s for s, q in queues.items() for _ in q]
     rng.shuffle(turns)
     return [(s, queues[s].pop(0)) for s in turns]
@@ -81,7 +90,7 @@ def test_batched_updates_equal_one_event_at_a_time(model):
     batched, rec, start = [], SessionRecommender(model, k=7), 0
     while start < len(stream):  # batches of random size; a session may occur several times in one
         n = int(rng.integers(1, 40))
-        sids, items = zip(*stream[start:start + n])
+        sids, items = zip(*stream[start : start + n])
         batched += rec.update_many(list(sids), np.array(items))
         start += n
     assert len(batched) == len(one_by_one)
@@ -95,15 +104,15 @@ def test_evicted_sessions_restart_from_an_empty_state(model):
     rec = SessionRecommender(model, k=5, max_sessions=2)
     rec.update("A", a)
     rec.update("B", b)
-    r = rec.update("A", c)                      # A continues
+    r = rec.update("A", c)  # A continues
     assert r.n_events == 2
     assert_matches(r, recommend(model, [[a, c]], k=5)[0][0])
-    rec.update("C", d)                          # the store is full: B (least recently used) goes
+    rec.update("C", d)  # the store is full: B (least recently used) goes
     assert "B" not in rec and "A" in rec and rec.n_evicted == 1
-    r = rec.update("B", c)                      # B restarts from an empty state, evicting A
+    r = rec.update("B", c)  # B restarts from an empty state, evicting A
     assert r.n_events == 1 and "A" not in rec
     assert_matches(r, recommend(model, [[c]], k=5)[0][0])
-    rec.recommendations(["C"])                  # a query counts as use: B is now the oldest
+    rec.recommendations(["C"])  # a query counts as use: B is now the oldest
     rec.update("D", a)
     assert "B" not in rec and set(rec.store.sessions) == {"C", "D"}
     # in one batch, a new session does not evict a session of the same batch
@@ -141,8 +150,10 @@ def test_exclude_seen_and_allowed_items_filter_the_full_ranking(model):
         r = rec.update("s", item)
     expected = [(i, sc) for i, sc in ranking if i in set(allowed) and i not in set(session)][:10]
     assert_matches(r, expected)
-    assert_matches(rec.update("s", 10 ** 9, exclude_seen=False),  # per-call override, state unchanged
-                   [(i, sc) for i, sc in ranking if i in set(allowed)][:10])
+    assert_matches(
+        rec.update("s", 10**9, exclude_seen=False),  # per-call override, state unchanged
+        [(i, sc) for i, sc in ranking if i in set(allowed)][:10],
+    )
     everything = SessionRecommender(model, k=model.n_items, exclude_seen=True)
     for item in session:
         r = everything.update("s", item)
@@ -186,17 +197,24 @@ def test_end_forgets_the_session(model):
     assert_matches(r, recommend(model, [[j]], k=5)[0][0])
 
 
-@pytest.mark.parametrize("kwargs, call, message", [
-    ({"k": 0}, None, "k must be a positive integer, got 0"),
-    ({"max_sessions": 1.5}, None, "max_sessions must be a positive integer, got 1.5"),
-    ({"exclude_seen": "yes"}, None, "exclude_seen must be True or False, got 'yes'"),
-    ({"allowed_items": UNKNOWN}, None, "allowed_items: none of the 2 ids is an item known to the model"),
-    ({"allowed_items": "abc"}, None, "allowed_items must be a one-dimensional sequence of ids, got str"),
-    ({}, lambda r: r.update("s", 1, k=-3), "k must be a positive integer, got -3"),
-    ({}, lambda r: r.update_many(["a", "b"], [1]), "session_ids and item_ids must have the same length, got 2 and 1"),
-    ({}, lambda r: r.update(["a"], 1), "session ids must be hashable (a string or an integer), got list"),
-    ({}, lambda r: r.update_many("ab", [1, 2]), "session_ids must be a one-dimensional sequence of ids, got str"),
-])
+@pytest.mark.parametrize(
+    "kwargs, call, message",
+    [
+        ({"k": 0}, None, "k must be a positive integer, got 0"),
+        ({"max_sessions": 1.5}, None, "max_sessions must be a positive integer, got 1.5"),
+        ({"exclude_seen": "yes"}, None, "exclude_seen must be True or False, got 'yes'"),
+        ({"allowed_items": UNKNOWN}, None, "allowed_items: none of the 2 ids is an item known to the model"),
+        ({"allowed_items": "abc"}, None, "allowed_items must be a one-dimensional sequence of ids, got str"),
+        ({}, lambda r: r.update("s", 1, k=-3), "k must be a positive integer, got -3"),
+        (
+            {},
+            lambda r: r.update_many(["a", "b"], [1]),
+            "session_ids and item_ids must have the same length, got 2 and 1",
+        ),
+        ({}, lambda r: r.update(["a"], 1), "session ids must be hashable (a string or an integer), got list"),
+        ({}, lambda r: r.update_many("ab", [1, 2]), "session_ids must be a one-dimensional sequence of ids, got str"),
+    ],
+)
 def test_bad_arguments_are_one_line_parameter_errors(model, kwargs, call, message):
     with pytest.raises(ParameterError) as e:
         rec = SessionRecommender(model, **kwargs)

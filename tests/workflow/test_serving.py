@@ -1,5 +1,6 @@
 """A final model as an MLflow model: logged and registered in a real (SQLite) store, loaded with
 mlflow.pyfunc, and served by the real `mlflow models serve`; every answer equals recommend()."""
+
 import json
 import os
 import re
@@ -19,8 +20,8 @@ import pytest
 from mlflow.exceptions import MlflowException
 
 from experiments.mlflow_model import log_and_register, main, registered_name
-from gru4rec import GRU4Rec, recommend
 from experiments.tracking import Tracker
+from gru4rec import GRU4Rec, recommend
 from tests.gru4rec.test_streaming import assert_same_ranking
 
 NAME = registered_name("markov", "cross-entropy", "shared")
@@ -64,14 +65,16 @@ def test_register_a_final_run_directory_from_the_command_line(trained, tmp_path,
     assert version.tags["recall_at_20"] == "0.5"
     assert (tmp_path / "results" / "mlartifacts").is_dir()  # beside the database, as the pipeline's store
     assert main([str(tmp_path), "--tracking-uri", uri]) == 1
-    assert capsys.readouterr().err == f"error: {tmp_path}: no model.safetensors in this directory " \
-                                      f"(expected a final run's directory)\n"
+    assert (
+        capsys.readouterr().err == f"error: {tmp_path}: no model.safetensors in this directory "
+        f"(expected a final run's directory)\n"
+    )
 
 
 def sessions_of(model, rng, n=12):
     """Random sessions of known items, with a few unknown ids mixed in."""
     out = [[int(x) for x in rng.choice(model.item_ids, int(rng.integers(1, 7)))] for _ in range(n)]
-    out[1].insert(1, 10 ** 9)
+    out[1].insert(1, 10**9)
     return out
 
 
@@ -100,7 +103,7 @@ def test_loaded_model_predicts_like_recommend(trained, registered):
     model, _ = trained
     mlflow.set_tracking_uri(registered["uri"])
     pm = mlflow.pyfunc.load_model(f"models:/{NAME}/{registered['version'].version}")
-    sessions = sessions_of(model, np.random.default_rng(0)) + [[10 ** 9]]
+    sessions = sessions_of(model, np.random.default_rng(0)) + [[10**9]]
     out = pm.predict(pd.DataFrame({"items": sessions, "k": [5.0] * len(sessions)}))
     expected, _ = recommend(model, sessions, k=5)
     for items, scores, exp in zip(out["items"], out["scores"], expected):
@@ -115,12 +118,18 @@ def test_loaded_model_predicts_like_recommend(trained, registered):
     assert_same_ranking(out["items"][1], out["scores"][1], full[:20])
 
 
-@pytest.mark.parametrize("frame, message", [
-    (pd.DataFrame({"items": [[1]], "k": [0]}), "column 'k', row 0: expected a positive integer, got 0"),
-    (pd.DataFrame({"items": [[1], [2]], "k": [1, 2.5]}), "column 'k', row 1: expected a positive integer, got 2.5"),
-    (pd.DataFrame({"items": [[1]], "exclude_seen": ["yes"]}), "column 'exclude_seen', row 0: expected true or false"),
-    (pd.DataFrame({"sessions": [[1]]}), "Model is missing inputs ['items']"),  # MLflow checks the signature
-])
+@pytest.mark.parametrize(
+    "frame, message",
+    [
+        (pd.DataFrame({"items": [[1]], "k": [0]}), "column 'k', row 0: expected a positive integer, got 0"),
+        (pd.DataFrame({"items": [[1], [2]], "k": [1, 2.5]}), "column 'k', row 1: expected a positive integer, got 2.5"),
+        (
+            pd.DataFrame({"items": [[1]], "exclude_seen": ["yes"]}),
+            "column 'exclude_seen', row 0: expected true or false",
+        ),
+        (pd.DataFrame({"sessions": [[1]]}), "Model is missing inputs ['items']"),  # MLflow checks the signature
+    ],
+)
 def test_bad_input_is_a_parameter_error(registered, frame, message):
     mlflow.set_tracking_uri(registered["uri"])
     pm = mlflow.pyfunc.load_model(f"models:/{NAME}/{registered['version'].version}")
@@ -173,9 +182,29 @@ def server(registered):
     log = d / "serve.log"
     with open(log, "wb") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "mlflow", "models", "serve", "-m", f"models:/{NAME}/{registered['version'].version}",
-             "--env-manager", "local", "-h", "127.0.0.1", "-p", str(port), "-w", "1"],
-            cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+            [
+                sys.executable,
+                "-m",
+                "mlflow",
+                "models",
+                "serve",
+                "-m",
+                f"models:/{NAME}/{registered['version'].version}",
+                "--env-manager",
+                "local",
+                "-h",
+                "127.0.0.1",
+                "-p",
+                str(port),
+                "-w",
+                "1",
+            ],
+            cwd=cwd,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     url = f"http://127.0.0.1:{port}"
     try:
         wait_until_serving(proc, url, log)

@@ -31,6 +31,8 @@ def recommend(model, sessions, k: int = 20, batch_size: int = 512):
     model.require_trained()
     if int(k) < 1:
         raise ParameterError(f"k must be a positive integer, got {k}")
+    if int(batch_size) < 1:
+        raise ParameterError(f"batch_size must be a positive integer, got {batch_size}")
     k = min(int(k), model.n_items)
     seqs, _ = _as_sessions(sessions)
     mapped, n_unknown = [], 0

@@ -184,7 +184,12 @@ class SessionRecommender:
     def update_many(
         self, session_ids, item_ids, k: int | None = None, exclude_seen: bool | None = None
     ) -> list[Recommendation]:
-        """One event per entry (sessions may repeat: their events apply in order); a result per event."""
+        """One event per entry (sessions may repeat: their events apply in order); a result per event.
+
+        The events are applied in rounds (every session's first event, then its second, ...). Each
+        session sees its own events in order, but when the store is full the least recently used
+        session is chosen at round granularity, so evictions may differ from calling update() once
+        per event in arrival order; call update() per event where that order matters."""
         k, exclude_seen = self._options(k, exclude_seen)
         sids, items = self._check_events(session_ids, item_ids)
         out = [None] * len(sids)

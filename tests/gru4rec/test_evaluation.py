@@ -232,3 +232,9 @@ def test_any_model_of_the_protocol_is_evaluated_session_by_session(batch_size):
         hits += sum(s[k - 1] == s[k + 1] for k in range(1, len(s) - 1))
     assert res.n_predictions == n and res.n_dropped == int((test.ItemId == 4).sum())
     assert res.recall[1] == pytest.approx(hits / n) and hits > 0
+
+
+def test_recommend_rejects_a_batch_size_below_one(small_model, markov_data):
+    train, _ = markov_data
+    with pytest.raises(ParameterError, match="batch_size must be a positive integer, got 0"):
+        recommend(small_model, [list(train.ItemId.unique()[:2])], batch_size=0)

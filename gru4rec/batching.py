@@ -181,3 +181,12 @@ class SessionRunner:
             if self.has_new[t]:
                 state.reset(self.new[t, :w])
             yield t, self.inputs[t, :w], self.targets[t, :w], None if self.events is None else self.events[t, :w]
+
+
+def item_positions(lookup: pd.Index, ids) -> np.ndarray:
+    """Position of each id in `lookup` (a model's item ids); -1 where an id is not there."""
+    if isinstance(ids, (pd.Series, pd.Index, np.ndarray)):
+        target = pd.Index(ids)
+    else:  # a Python list may mix types ([3, 7, "x"]): keep each id's own type
+        target = pd.Index(list(ids), dtype=object)
+    return lookup.get_indexer(target)

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .batching import SessionData, SessionRunner, session_data, sort_sessions  # noqa: F401 (re-exported)
+from .batching import SessionData, SessionRunner, item_positions, session_data, sort_sessions  # noqa: F401 (re-exported)
 from .device import resolve_device
 from .errors import DataError, GRU4RecError, ParameterError, TrainingDivergedError
 from .losses import Loss
@@ -52,11 +52,7 @@ class GRU4Rec:
         """Model indices of the given original item ids; -1 where an id is unknown to the model."""
         if self._item_lookup is None:
             self._item_lookup = pd.Index(self.item_ids)
-        if isinstance(ids, (pd.Series, pd.Index, np.ndarray)):
-            target = pd.Index(ids)
-        else:  # a Python list may mix types ([3, 7, "x"]): keep each id's own type
-            target = pd.Index(list(ids), dtype=object)
-        return self._item_lookup.get_indexer(target)
+        return item_positions(self._item_lookup, ids)
 
     def require_trained(self):
         if not self.trained or self.net is None:

@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from ..batching import item_positions
 from ..errors import GRU4RecError, ParameterError
 from ..params import _COERCE, Spec
 
@@ -95,11 +96,7 @@ class Baseline:
         self.require_trained()
         if self._item_lookup is None:
             self._item_lookup = pd.Index(self.item_ids)
-        if isinstance(ids, (pd.Series, pd.Index, np.ndarray)):
-            target = pd.Index(ids)
-        else:  # a Python list may mix types ([3, 7, "x"]): keep each id's own type
-            target = pd.Index(list(ids), dtype=object)
-        return self._item_lookup.get_indexer(target)
+        return item_positions(self._item_lookup, ids)
 
     def require_trained(self):
         if not self.trained:

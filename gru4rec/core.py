@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .batching import SessionData, SessionRunner, session_data, sort_sessions  # noqa: F401 (re-exported)
+from .batching import SessionData, SessionRunner, session_data, sort_sessions
 from .device import resolve_device
 from .errors import DataError, GRU4RecError, ParameterError, TrainingDivergedError
 from .losses import Loss

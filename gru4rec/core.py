@@ -107,15 +107,7 @@ class GRU4Rec:
         self.history = []
         for epoch in range(1, p["n_epochs"] + 1):
             if runner is None or p["train_random_order"]:
-                runner = SessionRunner(
-                    items,
-                    sd.offsets,
-                    self._session_order(sd, rng),
-                    p["batch_size"],
-                    min_width=1 if p["n_sample"] > 0 else 2,
-                )
-                if runner.n_steps == 0:
-                    raise DataError("training data has no session with at least 2 events: nothing to train on")
+                runner = self._epoch_runner(sd, items, rng)
                 step.size_sample_store(runner.n_steps * p["n_epochs"])
             info = self._train_epoch(epoch, runner, step, verbose)
             self.history.append(info)
@@ -143,6 +135,16 @@ class GRU4Rec:
         self._item_lookup = None
         self.item_support = np.bincount(codes, minlength=len(uniques)).astype(np.int64)
         return session_data(df, codes, session_key, time_key)
+
+    def _epoch_runner(self, sd: SessionData, items: torch.Tensor, rng) -> SessionRunner:
+        p = self.params
+        # without extra samples a slot's only negatives are the other slots' targets: 2 slots at least
+        runner = SessionRunner(
+            items, sd.offsets, self._session_order(sd, rng), p["batch_size"], min_width=1 if p["n_sample"] > 0 else 2
+        )
+        if runner.n_steps == 0:
+            raise DataError("training data has no session with at least 2 events: nothing to train on")
+        return runner
 
     def _session_order(self, sd: SessionData, rng) -> np.ndarray:
         if self.params["train_random_order"]:

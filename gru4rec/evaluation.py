@@ -107,13 +107,7 @@ def evaluate(
     """
     from .data import validate_events
 
-    cutoffs = _check_cutoffs(cutoffs)
-    if mode not in TIE_MODES:
-        raise ParameterError(f"tie mode '{mode}' is not valid; expected one of: {', '.join(TIE_MODES)}")
-    if targets not in ("all", "last"):
-        raise ParameterError(f"targets must be 'all' or 'last', got '{targets}'")
-    if int(batch_size) < 1:
-        raise ParameterError(f"evaluation batch_size must be >= 1, got {batch_size}")
+    cutoffs = _check_arguments(cutoffs, mode, targets, batch_size)
     model.require_trained()
     df = validate_events(data, session_key, item_key, time_key, source="test data")
     t0 = time.perf_counter()
@@ -125,11 +119,7 @@ def evaluate(
         torch.from_numpy(sd.items).to(dev), sd.offsets, np.arange(sd.n_sessions), width, with_events=targets == "last"
     )
     counts = _RankCounts(cutoffs, mode, seed, dev)
-    is_last = None
-    if targets == "last":
-        last = np.zeros(len(sd.items), dtype=bool)
-        last[sd.offsets[1:] - 1] = True
-        is_last = torch.from_numpy(last).to(dev)
+    is_last = _is_last_event(sd, dev) if targets == "last" else None
     scorer = model.session_scorer(max(runner.first_width, 1), dev)
     for _, X, T, events in runner.steps(scorer):
         scores = scorer.step(X)
@@ -145,6 +135,25 @@ def evaluate(
     result.recall, result.mrr = counts.metrics()
     result.seconds = time.perf_counter() - t0
     return result
+
+
+def _check_arguments(cutoffs, mode, targets, batch_size):
+    """Raise ParameterError for a bad argument of evaluate(); returns the cut-offs as a tuple."""
+    cutoffs = _check_cutoffs(cutoffs)
+    if mode not in TIE_MODES:
+        raise ParameterError(f"tie mode '{mode}' is not valid; expected one of: {', '.join(TIE_MODES)}")
+    if targets not in ("all", "last"):
+        raise ParameterError(f"targets must be 'all' or 'last', got '{targets}'")
+    if int(batch_size) < 1:
+        raise ParameterError(f"evaluation batch_size must be >= 1, got {batch_size}")
+    return cutoffs
+
+
+def _is_last_event(sd, device) -> torch.Tensor:
+    """(n_events,) bool on the device: True for each session's last event."""
+    last = np.zeros(len(sd.items), dtype=bool)
+    last[sd.offsets[1:] - 1] = True
+    return torch.from_numpy(last).to(device)
 
 
 def _known_sessions(model, df, session_key, item_key, time_key):

@@ -64,7 +64,7 @@ def make_activation(final_act: str):
 
         def tanh(O):
             A = torch.tanh(O)
-            return A, lambda dA: dA.mul_(1 - A * A)
+            return A, lambda dA: dA.mul_(1 - A * A)  # tanh' = 1 - tanh^2
 
         return tanh
     if name == "leaky":
@@ -92,6 +92,7 @@ def make_activation(final_act: str):
         def selu(O):
             neg = alpha * torch.expm1(torch.clamp(O, max=0))
             A = scale * torch.where(O > 0, O, neg)
+            # f' = scale for O > 0, else scale * alpha * e^O = scale * (neg + alpha)
             return A, lambda dA: dA.mul_(scale * torch.where(O > 0, torch.ones_like(O), neg + alpha))
 
         return selu
@@ -130,6 +131,7 @@ def xe_logit(O, offset=None, scale=1.0):
         O = O - offset
     logX = torch.log_softmax(O, dim=1)
     loss = -_diag(logX).sum()
+    # d(-log softmax(O)_ii) / dO_ij = softmax(O)_ij - [j == i]
     dO = logX.exp_().mul_(scale)
     _diag(dO).sub_(scale)
     return loss, dO

@@ -156,20 +156,21 @@ def test_recommend_matches_full_scores(small_model, markov_data):
 def test_first_session_with_one_known_item_and_fewer_sessions_than_the_batch(small_model, markov_data):
     train, _ = markov_data
     known = list(train.ItemId.unique()[:6])
-    # session 1 keeps one known item once the unknown one is dropped; 3 sessions, batch 512
+    # session 1 keeps one known item once the unknown one is dropped, session 4 none: 3 sessions
+    # are left for a batch of 512
     test = pd.DataFrame(
         {
-            "SessionId": [1, 1, 2, 2, 2, 3, 3],
-            "ItemId": [10**9, known[0], known[1], known[2], known[3], known[4], known[5]],
-            "Time": range(7),
+            "SessionId": [1, 1, 2, 2, 2, 3, 3, 4],
+            "ItemId": [10**9, known[0], known[1], known[2], known[3], known[4], known[5], 10**9 + 1],
+            "Time": range(8),
         }
     )
     res = evaluate(small_model, test, cutoffs=(1, 5, 20))
     recall, mrr, n = per_session_metrics(small_model, test, (1, 5, 20), "standard")
-    assert res.n_dropped == 1 and res.n_predictions == n == 3
+    assert res.n_dropped == 2 and res.n_predictions == n == 3
     assert res.recall == pytest.approx(recall, abs=1e-12) and res.mrr == pytest.approx(mrr, rel=1e-9)
-    recs, n_unknown = recommend(small_model, [[10**9, known[0]], known[1:4], known[4:6]], k=3)
-    assert n_unknown == 1
+    recs, n_unknown = recommend(small_model, [[10**9, known[0]], known[1:4], known[4:6], [10**9 + 1]], k=3)
+    assert n_unknown == 2 and recs[3] == []
     for r, s in zip(recs, [[known[0]], known[1:4], known[4:6]]):
         single, _ = recommend(small_model, [s], k=3)
         assert [i for i, _ in r] == [i for i, _ in single[0]]

@@ -1,8 +1,6 @@
 """Baselines: each one's scores against a brute-force pure-Python computation of its definition,
 the scorer protocol (reset / keep / step), parameter errors, the CLI, and end to end runs."""
 
-import contextlib
-import io
 import math
 import re
 from collections import Counter, defaultdict
@@ -15,10 +13,10 @@ import torch
 
 from gru4rec.baselines import BASELINES, UNSCORED, make_baseline, parse_baseline_params
 from gru4rec.batching import build_schedule
-from gru4rec.cli import main
 from gru4rec.errors import GRU4RecError, ParameterError
 from gru4rec.evaluation import ranks_of_targets
 from tests.conftest import markov_sessions
+from tests.gru4rec.test_cli import run
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "baselines"
 
@@ -514,13 +512,6 @@ def test_unfitted_baseline_says_so():
 # ------------------------------------------------------------------------------------------------
 # The command line
 # ------------------------------------------------------------------------------------------------
-def run(*args):
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        code = main([str(a) for a in args])
-    return code, out.getvalue(), err.getvalue()
-
-
 @pytest.fixture(scope="module")
 def digi():
     return DATA / "diginetica_train.tsv", DATA / "diginetica_test.tsv"

@@ -39,6 +39,7 @@ import math
 from dataclasses import dataclass, field
 
 import torch
+import torch.nn.functional as F
 
 
 def _uniform(shape, fan_in, fan_out, generator, device):
@@ -357,8 +358,13 @@ class GRU4RecNetwork:
 
     def score_all(self, h):
         """Scores of every item for each row of the last layer output h: (b, n_items)."""
+        # WyBy holds each item's output vector with its bias as the last column, so appending a 1 to h
+        # scores in one product over WyBy's contiguous rows: no separate pass to add the bias, and
+        # the matrix is streamed once (scoring a whole catalogue is bound by reading WyBy).
         W = self.params["WyBy"]
-        return torch.addmm(W[:, -1], h, W[:, :-1].t())
+        if h.shape[0] == 1:
+            return torch.mv(W, F.pad(h[0], (0, 1), value=1.0)).unsqueeze(0)
+        return torch.mm(F.pad(h, (0, 1), value=1.0), W.t())
 
     def forward_train(self, X, Y, H, p_embed, p_hidden, generator):
         """Training forward pass of one step.

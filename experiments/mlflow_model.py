@@ -14,15 +14,24 @@ be registered by hand (name from the path, test metrics from its metrics.json):
 
 from __future__ import annotations
 
+import argparse
 import importlib.metadata
+import json
 import shutil
+import sys
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 
+import mlflow
+import pandas as pd
+from mlflow.models import ModelSignature
+from mlflow.types import ColSpec, DataType, Schema
+from mlflow.types.schema import AnyType, Array
+
 import gru4rec
-from experiments.tracking import _retry
-from gru4rec.errors import ParameterError
+from experiments.tracking import _retry, init_store
+from gru4rec.errors import GRU4RecError, ParameterError, first_line
 
 CODE = Path(__file__).with_name("mlflow_pyfunc.py")
 ARTIFACT_NAME = "model"  # the name of the MLflow model inside its run
@@ -36,10 +45,6 @@ def registered_name(dataset: str, loss: str, embedding: str) -> str:
 
 def signature(item_ids):
     """Input: a session per row (`items`), optional `k` and `exclude_seen`; output: top-k per row."""
-    from mlflow.models import ModelSignature
-    from mlflow.types import ColSpec, DataType, Schema
-    from mlflow.types.schema import AnyType, Array
-
     ids = DataType.long if item_ids.dtype.kind in "iu" else DataType.string
     # k and exclude_seen are untyped so that rows may leave them out and k may come as an int or a
     # float: MLflow turns a missing value into an error in a long column, into True in a boolean
@@ -59,8 +64,6 @@ def signature(item_ids):
 
 def input_example(item_ids):
     """Two short sessions made of the model's own items."""
-    import pandas as pd
-
     ids = [x.item() if hasattr(x, "item") else x for x in item_ids[:3]]
     return pd.DataFrame({"items": [ids, ids[:1]], "k": [5, 3], "exclude_seen": [False, True]})
 
@@ -68,8 +71,6 @@ def input_example(item_ids):
 def log_model(model_file, registered_model_name: str | None = None, device: str = "cpu"):
     """Log the model file as a pyfunc model under the active MLflow run (and register it when a
     name is given); returns MLflow's ModelInfo."""
-    import mlflow
-
     model = gru4rec.GRU4Rec.load(model_file, device="cpu")  # for the item ids of the signature
     with _package_copy() as code:
         return mlflow.pyfunc.log_model(
@@ -92,8 +93,6 @@ def log_and_register(
     test metrics on the run (and as tags on the version). Uses the active MLflow run, or the run
     `run_id` (e.g. a Tracker's run); `tracking_uri`, if given, becomes MLflow's tracking (and
     registry) URI for the process. Returns the registered ModelVersion."""
-    import mlflow
-
     if not Path(model_file).is_file():
         raise ParameterError(f"{model_file}: model file not found")
     values = {
@@ -118,8 +117,6 @@ def log_and_register(
 def _active_run(run_id):
     """The active run's id, or `run_id` resumed for the block and left in the state it was found
     (MLflow's start_run marks a resumed run RUNNING and ends it FINISHED)."""
-    import mlflow
-
     active = mlflow.active_run()
     if active is not None:
         if run_id not in (None, active.info.run_id):
@@ -145,15 +142,6 @@ def _package_copy():
 
 def main(argv=None) -> int:
     """Register the model of a final run's directory (results/DATASET/final/LOSS-EMBEDDING)."""
-    import argparse
-    import json
-    import sys
-
-    import mlflow
-
-    from experiments.tracking import init_store
-    from gru4rec.errors import GRU4RecError, first_line
-
     ap = argparse.ArgumentParser(prog="python -m experiments.mlflow_model", description=main.__doc__)
     ap.add_argument("final_dir", type=Path, help="directory with model.safetensors and metrics.json")
     ap.add_argument("--name", help="registered model name (default: gru4rec-DATASET-LOSS-EMBEDDING from the path)")

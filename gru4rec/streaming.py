@@ -51,8 +51,7 @@ class _Network:
     """The few calls made into a trained GRU4Rec: the one place to adapt if the core changes."""
 
     def __init__(self, model):
-        require = getattr(model, "require_trained", None) or model._require_trained
-        require()
+        model.require_trained()
         self.net, self.device = model.net, model.device
         self.item_ids, self.n_items = model.item_ids, model.n_items
         # GRU4Rec.item_index looks ids up with pandas, which costs O(n_items) per call for a list of

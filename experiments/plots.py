@@ -83,6 +83,7 @@ def plot_curves(metrics_paths, path, title="") -> int:
                 ax.fill_between(ns, values.min(axis=0), values.max(axis=0), color=line.get_color(), alpha=0.2)
         n_models += 1
     for ax, name in zip(axes, ("Recall@N", "MRR@N")):
+        ax.xaxis.get_major_locator().set_params(integer=True)  # cut-offs are whole numbers
         ax.set_xlabel("N")
         ax.set_ylabel(name)
         ax.set_title(f"{title}: {name}" if title else name)
@@ -111,11 +112,11 @@ def plot_study(study_name: str, storage, history_png, importance_png) -> int:
     with warnings.catch_warnings():  # optuna.visualization.matplotlib is marked experimental
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         ax = ovm.plot_optimization_history(study)
-        ax.set_title(f"{study_name}: optimisation history")
+        ax.set_title(f"{study_name}: optimisation history")  # replaces Optuna's title (same location)
         _save(ax.figure, history_png)
         try:
             ax = ovm.plot_param_importances(study)
-            ax.set_title(f"{study_name}: parameter importances")
+            ax.set_title(f"{study_name}: parameter importances", loc="left")  # Optuna's is on the left
             fig = ax.figure
         except (RuntimeError, ValueError, ZeroDivisionError) as e:
             fig, ax = plt.subplots(figsize=(6, 3))

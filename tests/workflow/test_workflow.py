@@ -65,7 +65,7 @@ def test_dry_run_of_the_demo_config(tmp_path):
         "tune_baseline": 4,  # Item-KNN, BPR-MF, SKNN, V-SkNN
         "train_final": 6,
         "train_baseline": len(BASELINES),
-        "study_plots": 10,
+        "study_plots": 1,  # every study's plots in one job
         "curves": 1,
         "tables": 1,
         "plots": 1,
@@ -97,7 +97,7 @@ def test_dry_runs_of_the_paper_config_in_both_modes(tmp_path):
         "tune_baseline": 24,
         "train_final": 36,
         "train_baseline": 6 * len(BASELINES),
-        "study_plots": 60,
+        "study_plots": 1,
         "curves": 6,
         "tables": 1,
         "plots": 1,
@@ -125,7 +125,7 @@ def test_a_config_holds_only_what_differs_from_the_defaults(tmp_path):
         "train_final": 1,
         "tune_baseline": 4,  # every model is the default: the baselines are tuned in both modes
         "train_baseline": len(BASELINES),
-        "study_plots": 4,
+        "study_plots": 1,
         "curves": 1,
         "tables": 1,
         "plots": 1,
@@ -291,6 +291,7 @@ def test_interrupted_workflow_continues_its_study(tmp_path):
                 "source": "synthetic",
                 "losses": ["cross-entropy"],
                 "embeddings": ["shared"],
+                "models": ["gru4rec"],
                 "options": {"n_sessions": 1500, "n_items": 150, "days": 10},
             }
         },

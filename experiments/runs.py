@@ -1,39 +1,88 @@
 """Training and evaluating one parameter set. A tuning trial (train_tr -> train_valid) and a final
-run (train_full -> test, saved and logged to MLflow) are the same function on other data."""
+run (train_full -> test, once per seed, saved and logged to MLflow) are the same function on other
+data, for GRU4Rec and for the baselines alike."""
 
 from __future__ import annotations
 
+import math
 import time
 from pathlib import Path
 
+import numpy as np
+
 from gru4rec import GRU4Rec, evaluate, read_events
+from gru4rec.baselines import BASELINES, Baseline, baseline_class, make_baseline
 from gru4rec.fileio import write_json
-from gru4rec.params import validate_params
 
 from .mlflow_model import log_and_register
 from .tracking import Tracker
 
+# Baselines whose result depends on the seed (random scores; BPR-MF's initialisation and sampling):
+# they run once per seed like GRU4Rec. The others are deterministic: one run says all.
+SEEDED_BASELINES = ("random", "bprmf")
+
 
 def train_and_evaluate(
-    model: GRU4Rec, train, test, cutoffs=(20,), eval_targets="all", verbose=True, epoch_callback=None
+    model, train, test, cutoffs=(20,), eval_targets="all", verbose=True, epoch_callback=None, mode="standard"
 ) -> dict:
-    """Fit `model` on `train` and measure it on `test`: Recall@N and MRR@N for every N in
-    `cutoffs` (recall_at_N, mrr_at_N, ...), training time and speed, device, last epoch's loss."""
+    """Fit `model` (GRU4Rec or a baseline) on `train` and measure it on `test`: every metric of the
+    evaluator at every N in `cutoffs` (recall_at_N, mrr_at_N, ...) under the tie `mode`, training
+    time and speed, device and (GRU4Rec) the last epoch's loss."""
     t0 = time.perf_counter()
-    history = model.fit(train, verbose=verbose, callback=epoch_callback)
+    if isinstance(model, Baseline):
+        model.fit(train, verbose=verbose)
+        history = [{"n_events": len(train), "seconds": time.perf_counter() - t0}]
+    else:
+        history = model.fit(train, verbose=verbose, callback=epoch_callback)
     train_seconds = time.perf_counter() - t0
-    res = evaluate(model, test, cutoffs=cutoffs, targets=eval_targets)
+    res = evaluate(model, test, cutoffs=cutoffs, targets=eval_targets, mode=mode)
     if verbose:
         for line in res.format_lines():
             print(line, flush=True)
     events_per_s = sum(h["n_events"] for h in history) / max(sum(h["seconds"] for h in history), 1e-9)
+    out = dict(res.as_dict(), train_seconds=train_seconds, events_per_s=events_per_s, device=str(model.device))
+    if "loss" in history[-1]:
+        out["final_loss"] = history[-1]["loss"]
+    return out
+
+
+def _numeric(metrics: dict) -> dict:
+    return {k: v for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+
+
+def aggregate(per_seed: list[dict]) -> dict:
+    """Mean and sample standard deviation (ddof=1; None for one seed) of every numeric entry over the
+    per-seed metrics: {**means, "std": {name: std}, "n_seeds": n}. The keys of the first seed count."""
+    if not per_seed:
+        raise ValueError("aggregate: no per-seed metrics")
+    names = list(_numeric(per_seed[0]))
+    values = {k: np.array([float(m[k]) for m in per_seed]) for k in names}
+    n = len(per_seed)
     return dict(
-        res.as_dict(),
-        train_seconds=train_seconds,
-        events_per_s=events_per_s,
-        device=str(model.device),
-        final_loss=history[-1]["loss"],
+        {k: float(v.mean()) for k, v in values.items()},
+        std={k: float(v.std(ddof=1)) if n > 1 else None for k, v in values.items()},
+        n_seeds=n,
     )
+
+
+def seeds_for(model: str, first_seed: int, n_seeds: int) -> list[int]:
+    """The seeds a final model runs with: n_seeds consecutive ones from first_seed for GRU4Rec and
+    the seeded baselines, the first one only for a deterministic baseline."""
+    seeded = model == "gru4rec" or baseline_key(model) in SEEDED_BASELINES
+    return [first_seed + k for k in range(n_seeds if seeded else 1)]
+
+
+def baseline_key(name: str) -> str:
+    """The registry key of a baseline name ('V-SkNN' -> 'vsknn')."""
+    cls = baseline_class(name)
+    return next(k for k, c in BASELINES.items() if c is cls)
+
+
+def builder(model: str, device="auto"):
+    """build(params, seed) -> an unfitted model: GRU4Rec ('gru4rec') or the named baseline."""
+    if model == "gru4rec":
+        return lambda params, seed: GRU4Rec(params, device=device, seed=seed)
+    return lambda params, seed: make_baseline(model, seed=seed, device=device, **params)
 
 
 def final_run(
@@ -41,9 +90,11 @@ def final_run(
     test_path,
     params: dict,
     out_dir,
+    model: str = "gru4rec",
     cutoffs=(1, 5, 10, 20),
     device="auto",
-    seed=42,
+    seeds=(42,),
+    mode: str = "standard",
     tracking_uri=None,
     experiment="gru4rec",
     label="final",
@@ -52,26 +103,52 @@ def final_run(
     tags: dict | None = None,
     register_as: str | None = None,
 ) -> dict:
-    """Train on train_full, evaluate on test; writes out_dir/model.safetensors, params.json and
-    metrics.json, logs the run to MLflow, and returns the metrics. With `register_as`, the model is
-    also logged as an MLflow pyfunc model and registered under that name (a new version)."""
+    """Train `model` ('gru4rec' or a baseline name) with `params` on train_full once per seed, evaluate
+    each on test; writes out_dir/metrics.json (mean, std and per-seed metrics) and params.json, and
+    for GRU4Rec model.safetensors (the first seed's model). MLflow: one parent run per model with a
+    nested run per seed. With `register_as`, the saved model is also registered as a pyfunc model."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    model = GRU4Rec(params, device=device, seed=seed)
-    tracker = Tracker(tracking_uri, experiment)
+    build, tracker = builder(model, device), Tracker(tracking_uri, experiment)
     train, test = read_events(train_path), read_events(test_path)
-    with tracker.run(label, tags=dict(tags or {}, kind="final", device=str(model.device))) as run:
-        tracker.params(run, dict(model.params, seed=seed, device=str(model.device)))
-        tracker.dataset_stats(run, stats_path)
-        metrics = train_and_evaluate(
-            model, train, test, cutoffs, eval_targets, epoch_callback=tracker.epoch_logger(run)
+    per_seed, saved = [], None
+    with tracker.run(label, tags=dict(tags or {}, kind="final", model=model)) as parent:
+        tracker.params(parent, dict(params, seeds=",".join(map(str, seeds)), tie_mode=mode))
+        tracker.dataset_stats(parent, stats_path)
+        for seed in seeds:
+            m = build(params, seed)
+            print(f"[{label}] seed {seed} ({len(per_seed) + 1}/{len(seeds)})", flush=True)
+            with tracker.run(f"{label}/seed-{seed}", parent=parent, tags={"kind": "seed", "seed": seed}) as run:
+                tracker.params(run, dict(m.params, seed=seed, device=str(m.device)))
+                metrics = train_and_evaluate(
+                    m, train, test, cutoffs, eval_targets, epoch_callback=tracker.epoch_logger(run), mode=mode
+                )
+                tracker.metrics(run, _numeric(metrics))
+            per_seed.append(dict(metrics, seed=seed))
+            if saved is None and hasattr(m, "save"):
+                saved = out / "model.safetensors"
+                m.save(saved)
+        summary = aggregate([{k: v for k, v in m.items() if k != "seed"} for m in per_seed])
+        result = dict(
+            summary, model=model, device=per_seed[0]["device"], tie_mode=mode, seeds=list(seeds), per_seed=per_seed
         )
-        model.save(out / "model.safetensors")
-        write_json(out / "params.json", validate_params(params))
-        write_json(out / "metrics.json", dict(metrics, params=model.params, label=label))
-        tracker.metrics(run, {k: v for k, v in metrics.items() if isinstance(v, (int, float))})
-        tracker.artifact(run, out / "params.json")
-        tracker.artifact(run, out / "model.safetensors")
-        if run and register_as:
-            log_and_register(out / "model.safetensors", register_as, metrics, run_id=run, tracking_uri=tracker.uri)
-    return metrics
+        write_json(out / "params.json", m.params)
+        write_json(out / "metrics.json", dict(result, params=m.params, label=label))
+        tracker.metrics(parent, dict(_numeric(summary), **_std_metrics(summary["std"])))
+        tracker.artifact(parent, out / "params.json")
+        tracker.artifact(parent, out / "metrics.json")
+        if saved is not None:
+            tracker.artifact(parent, saved)
+            if parent and register_as:
+                log_and_register(saved, register_as, summary, run_id=parent, tracking_uri=tracker.uri)
+    print(f"[{label}] done: {_headline(summary, cutoffs)} over {len(seeds)} seed(s)", flush=True)
+    return result
+
+
+def _std_metrics(std: dict) -> dict:
+    return {f"{k}_std": v for k, v in std.items() if v is not None and not math.isnan(v)}
+
+
+def _headline(summary: dict, cutoffs) -> str:
+    n, nan = max(cutoffs), float("nan")
+    return f"Recall@{n}={summary.get(f'recall_at_{n}', nan):.4f} MRR@{n}={summary.get(f'mrr_at_{n}', nan):.4f}"

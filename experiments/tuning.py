@@ -37,14 +37,15 @@ import optuna
 import torch
 from optuna.storages.journal import JournalFileBackend
 
-from gru4rec import GRU4Rec, read_events
+from gru4rec import read_events
+from gru4rec.baselines import baseline_class
 from gru4rec.errors import ParameterError, TrainingDivergedError
 from gru4rec.losses import LOSSES, RANKING_LOSSES
 from gru4rec.model import EMBEDDING_MODES
 from gru4rec.params import validate_params
 
 from .jobs import pause_point
-from .runs import train_and_evaluate
+from .runs import baseline_key, builder, train_and_evaluate
 from .tracking import Tracker
 
 # The papers' search space (shared by the losses; see paper_space).
@@ -65,6 +66,33 @@ EMBEDDING_PARAMS = {
     "none": {"embedding": 0, "constrained_embedding": False},
     "separate": {"embedding": "layersize", "constrained_embedding": False},
     "shared": {"embedding": 0, "constrained_embedding": True},
+}
+# The kNN baselines' (and BPR-MF's) small default spaces: the parameters the papers tuned (Item-KNN:
+# the original code's n_sims, lmbd, alpha; SKNN / V-SkNN: session-rec's k, sample_size and V-SkNN's
+# weightings and IDF). POP, S-POP and RANDOM have nothing to tune.
+BASELINE_SPACES = {
+    "itemknn": {
+        "n_sims": {"type": "int", "low": 20, "high": 200, "step": 20},
+        "lmbd": {"type": "float", "low": 0.0, "high": 100.0, "step": 5.0},
+        "alpha": {"type": "float", "low": 0.0, "high": 1.0, "step": 0.1},
+    },
+    "bprmf": {
+        "n_factors": {"type": "int", "low": 32, "high": 128, "step": 32},
+        "learning_rate": {"type": "float", "low": 0.005, "high": 0.1, "log": True},
+        "lambda_item": {"type": "float", "low": 0.0, "high": 0.1, "step": 0.01},
+        "lambda_session": {"type": "float", "low": 0.0, "high": 0.1, "step": 0.01},
+    },
+    "sknn": {
+        "k": {"type": "int", "low": 50, "high": 500, "step": 50},
+        "sample_size": {"type": "categorical", "choices": [500, 1000, 2500, 5000, 10000]},
+    },
+    "vsknn": {
+        "k": {"type": "int", "low": 50, "high": 500, "step": 50},
+        "sample_size": {"type": "categorical", "choices": [500, 1000, 2500, 5000, 10000]},
+        "weighting": {"type": "categorical", "choices": ["div", "quadratic", "log", "same"]},
+        "weighting_score": {"type": "categorical", "choices": ["div", "quadratic", "log", "same"]},
+        "idf_weighting": {"type": "categorical", "choices": [0, 1, 2, 5, 10]},
+    },
 }
 S = optuna.trial.TrialState
 # A RUNNING trial that never said which process runs it (killed between Optuna's ask and our
@@ -93,6 +121,28 @@ def fixed_params(loss: str, embedding: str, *overrides: dict | None) -> dict:
     for extra in overrides:
         out.update(extra or {})
     return out
+
+
+def baseline_space(name: str) -> dict:
+    """The default search space of a tuned baseline; a one-line ParameterError for one without."""
+    key = baseline_key(name)
+    if key not in BASELINE_SPACES:
+        raise ParameterError(
+            f"baseline '{name}' has no parameters to tune; tuned baselines: {', '.join(BASELINE_SPACES)}"
+        )
+    return BASELINE_SPACES[key]
+
+
+def study_setup(model: str, tuning: dict, loss=None, embedding=None, dataset_overrides=None):
+    """(space, fixed parameters, parameter check) of a study: GRU4Rec's (`model` 'gru4rec', one loss
+    and embedding mode; tuning['space'] or the papers' space, the papers' fixed settings and the
+    overrides) or a baseline's (tuning['baseline_space'] or its default space, nothing fixed)."""
+    if model == "gru4rec":
+        space = (tuning.get("space") or {}).get(loss) or paper_space(loss)
+        fixed = fixed_params(loss, embedding, tuning.get("overrides"), dataset_overrides)
+        return space, fixed, validate_params
+    space = (tuning.get("baseline_space") or {}).get(baseline_key(model)) or baseline_space(model)
+    return space, {}, baseline_class(model).validate_params
 
 
 def suggest(trial, space: dict) -> dict:
@@ -207,8 +257,9 @@ def counts(study) -> tuple[int, int]:
 
 @dataclass
 class ValidationScore:
-    """The papers' objective: train GRU4Rec with the parameters on train_tr, return MRR@cutoff
-    (or Recall@cutoff) on train_valid. Picklable, so that spawned workers get a copy; each loads
+    """The papers' objective: train the model (GRU4Rec, or the baseline named by `model`) with the
+    parameters on train_tr, return MRR@cutoff (or Recall@cutoff) on train_valid, ranking ties by
+    `mode` (the evaluator's tie modes). Picklable, so that spawned workers get a copy; each loads
     the data once."""
 
     train_path: str
@@ -219,6 +270,8 @@ class ValidationScore:
     seed: int = 42
     eval_targets: str = "all"
     threads: int = 1
+    model: str = "gru4rec"
+    mode: str = "standard"
     _data: tuple | None = field(default=None, repr=False, compare=False)
 
     def __post_init__(self):
@@ -233,9 +286,16 @@ class ValidationScore:
         if self._data is None:
             self._data = (read_events(self.train_path), read_events(self.valid_path))
         train, valid = self._data
-        model = GRU4Rec(params, device=self.device, seed=self.seed)
+        model = builder(self.model, self.device)(params, self.seed)
         m = train_and_evaluate(
-            model, train, valid, (self.cutoff,), self.eval_targets, verbose=False, epoch_callback=epoch_callback
+            model,
+            train,
+            valid,
+            (self.cutoff,),
+            self.eval_targets,
+            verbose=False,
+            epoch_callback=epoch_callback,
+            mode=self.mode,
         )
         recall, mrr = m[f"recall_at_{self.cutoff}"], m[f"mrr_at_{self.cutoff}"]
         return mrr if self.metric == "mrr" else recall, {
@@ -366,20 +426,23 @@ def run_study(
     label: str | None = None,
     stats_path=None,
     poll_seconds: float = 2.0,
+    check=validate_params,
 ) -> dict:
     """Run (or continue) a study to `n_trials` with `workers` local processes; returns the summary
     of the best trial: {study, metric, value, trial, n_complete, n_failed, n_interrupted, params}.
 
     `score(params, epoch_callback=None) -> (value, extra_metrics)` is the objective: a
     `ValidationScore` for GRU4Rec (any picklable callable for tests). Worker k samples with
-    TPE(seed + k). Raises TrainingDivergedError when no trial of the study succeeded.
+    TPE(seed + k). `check(params)` validates a parameter set before any training (GRU4Rec's
+    validate_params; a baseline's validate_params for its study). Raises TrainingDivergedError when
+    no trial of the study succeeded.
     """
     label = label or study_name
     if n_trials < 1 or workers < 1:
         raise ParameterError(f"n_trials and workers must be >= 1, got {n_trials} and {workers}")
     if not space:
         raise ParameterError(f"study '{study_name}': the search space is empty")
-    _check_fixed_and_space(fixed, space)
+    _check_fixed_and_space(fixed, space, check)
     store = make_storage(storage)
     study = load_study(study_name, store, seed=seed)
     interrupted = release_orphans(study, store)
@@ -402,7 +465,7 @@ def run_study(
     return _summarise(study, fixed, metric_name, tracker, parent, label)
 
 
-def _check_fixed_and_space(fixed: dict, space: dict):
+def _check_fixed_and_space(fixed: dict, space: dict, check=validate_params):
     """Catch a misspelt parameter or an impossible bound before any training time is spent."""
     for spec in space.values():
         if spec.get("type") in ("int", "float") and not spec["low"] <= spec["high"]:
@@ -411,7 +474,7 @@ def _check_fixed_and_space(fixed: dict, space: dict):
         probe = {
             k: (v[pick] if v.get("type") in ("int", "float") else v.get("choices", [None])[0]) for k, v in space.items()
         }
-        validate_params(dict(fixed, **_as_model_params(probe)))
+        check(dict(fixed, **_as_model_params(probe)))
 
 
 def _study_run(study, tracker, label, n_trials, metric_name, fixed, space, stats_path):

@@ -212,3 +212,40 @@ def markdown_table(df: pd.DataFrame, fmt: Callable[[object, str], str] = lambda 
         "| " + " | ".join(fmt(v, c) for v, c in zip(row, df.columns)) + " |" for row in df.itertuples(index=False)
     ]
     return "\n".join(lines) + "\n"
+
+
+_LATEX_SPECIAL = {c: "\\" + c for c in "&%$#_{}"} | {"~": r"\textasciitilde{}", "^": r"\^{}", "\\": r"\textbackslash{}"}
+_LATEX_SYMBOLS = {"±": r"$\pm$", "—": "--", "Δ": r"$\Delta$"}
+
+
+def latex_escape(text: str) -> str:
+    """Text as LaTeX source: its special characters escaped, ± and — as LaTeX symbols."""
+    out = "".join(_LATEX_SPECIAL.get(c, c) for c in str(text))
+    for symbol, tex in _LATEX_SYMBOLS.items():
+        out = out.replace(symbol, tex)
+    return out
+
+
+def latex_table(
+    df: pd.DataFrame,
+    fmt: Callable[[object, str], str] = lambda value, column: str(value),
+    caption: str = "",
+    label: str = "",
+) -> str:
+    """A booktabs table (\\toprule, \\midrule, \\bottomrule; needs \\usepackage{booktabs}) of the
+    DataFrame's columns, cells written by fmt(value, column) as markdown_table does; the first
+    column left-aligned, the others right-aligned."""
+    cols = "l" + "r" * (len(df.columns) - 1)
+    lines = [r"\begin{table}[t]", r"\centering"]
+    if caption:
+        lines.append(rf"\caption{{{latex_escape(caption)}}}")
+    if label:
+        lines.append(rf"\label{{{label}}}")
+    lines += [rf"\begin{{tabular}}{{{cols}}}", r"\toprule", " & ".join(map(latex_escape, df.columns)) + r" \\"]
+    lines.append(r"\midrule")
+    lines += [
+        " & ".join(latex_escape(fmt(v, c)) for v, c in zip(row, df.columns)) + r" \\"
+        for row in df.itertuples(index=False)
+    ]
+    lines += [r"\bottomrule", r"\end{tabular}", r"\end{table}"]
+    return "\n".join(lines) + "\n"

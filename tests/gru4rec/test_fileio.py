@@ -7,7 +7,7 @@ import pyarrow.compute as pc
 import pytest
 
 from gru4rec.errors import DataError
-from gru4rec.fileio import NULL_TOKENS, markdown_table, read_table, write_text_atomic
+from gru4rec.fileio import NULL_TOKENS, latex_table, markdown_table, read_table, write_text_atomic
 
 
 class OtherError(Exception):
@@ -68,3 +68,15 @@ def test_markdown_table_and_atomic_text(tmp_path):
     assert "| 12.00 |" in markdown_table(df, lambda v, c: f"{v:.2f}" if c == "events" else str(v))
     write_text_atomic(tmp_path / "new" / "t.md", "x\n")
     assert (tmp_path / "new" / "t.md").read_text() == "x\n" and len(list((tmp_path / "new").iterdir())) == 1
+
+
+def test_latex_table_is_booktabs_with_escaped_cells():
+    df = pd.DataFrame({"Model": ["Item_KNN & co"], "Recall@20": [0.5], "vs POP (%)": ["12.5"]})
+    tex = latex_table(
+        df, lambda v, c: f"{v:.4f} ± 0.0100" if c == "Recall@20" else str(v), caption="50% of $", label="t"
+    )
+    lines = tex.splitlines()
+    assert lines[:4] == [r"\begin{table}[t]", r"\centering", r"\caption{50\% of \$}", r"\label{t}"]
+    assert lines[4:7] == [r"\begin{tabular}{lrr}", r"\toprule", r"Model & Recall@20 & vs POP (\%) \\"]
+    assert lines[7:9] == [r"\midrule", r"Item\_KNN \& co & 0.5000 $\pm$ 0.0100 & 12.5 \\"]
+    assert lines[9:] == [r"\bottomrule", r"\end{tabular}", r"\end{table}"]

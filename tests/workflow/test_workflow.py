@@ -17,6 +17,7 @@ import yaml
 import preprocessing
 from experiments import tuning
 from experiments.jobs import PAUSE_AT, PAUSE_DIR
+from gru4rec.baselines import BASELINES
 from gru4rec.losses import RANKING_LOSSES
 
 from ..experiments.test_tuning import wait_until_reached
@@ -57,7 +58,19 @@ def job_counts(out):
 
 def test_dry_run_of_the_demo_config(tmp_path):
     jobs = job_counts(dry_run(tmp_path, "--configfile", str(REPO / "config" / "config.yaml")))
-    assert jobs == {"mlflow_init": 1, "preprocess": 1, "tune": 6, "train_final": 6, "tables": 1, "plots": 1, "all": 1}
+    assert jobs == {
+        "mlflow_init": 1,
+        "preprocess": 1,
+        "tune": 6,
+        "tune_baseline": 4,  # Item-KNN, BPR-MF, SKNN, V-SkNN
+        "train_final": 6,
+        "train_baseline": len(BASELINES),
+        "study_plots": 1,  # every study's plots in one job
+        "curves": 1,
+        "tables": 1,
+        "plots": 1,
+        "all": 1,
+    }
 
 
 def test_the_demo_config_is_the_default_in_the_repository(tmp_path):
@@ -81,7 +94,11 @@ def test_dry_runs_of_the_paper_config_in_both_modes(tmp_path):
         "mlflow_init": 1,
         "preprocess": 6,
         "tune": 36,
+        "tune_baseline": 24,
         "train_final": 36,
+        "train_baseline": 6 * len(BASELINES),
+        "study_plots": 1,
+        "curves": 6,
         "tables": 1,
         "plots": 1,
         "all": 1,
@@ -106,6 +123,10 @@ def test_a_config_holds_only_what_differs_from_the_defaults(tmp_path):
         "preprocess": 1,
         "published_params": 1,
         "train_final": 1,
+        "tune_baseline": 4,  # every model is the default: the baselines are tuned in both modes
+        "train_baseline": len(BASELINES),
+        "study_plots": 1,
+        "curves": 1,
         "tables": 1,
         "plots": 1,
         "all": 1,
@@ -113,6 +134,21 @@ def test_a_config_holds_only_what_differs_from_the_defaults(tmp_path):
     assert "results/rr/final/bpr-max-shared/metrics.json" in out and "resources/raw/rr/.complete" in out
     (tmp_path / "tune.yaml").write_text("datasets:\n  demo: {source: synthetic}\n")
     assert job_counts(dry_run(tmp_path, "--configfile", str(tmp_path / "tune.yaml")))["tune"] == 6
+
+
+def test_models_select_the_baselines_and_gru4rec(tmp_path):
+    (tmp_path / "m.yaml").write_text(
+        "final: {seeds: 3}\ndatasets:\n  a: {source: synthetic, models: [pop, vsknn]}\n"
+        "  b: {source: synthetic, models: [gru4rec], losses: [bpr-max], embeddings: [shared]}\n"
+    )
+    out = dry_run(tmp_path, "--configfile", str(tmp_path / "m.yaml"))
+    jobs = job_counts(out)
+    assert jobs["train_baseline"] == 2 and jobs["tune_baseline"] == 1 and jobs["tune"] == 1
+    assert jobs["train_final"] == 1 and "results/a/tuning/vsknn/best_params.json" in out
+    assert "results/b/final/pop" not in out and "results/a/final/bpr-max" not in out
+    (tmp_path / "bad.yaml").write_text("datasets:\n  a: {source: synthetic, models: [pop, knn]}\n")
+    r = snake(["-n", "--cores", "1", "all", "--configfile", str(tmp_path / "bad.yaml")], tmp_path)
+    assert r.returncode != 0 and "datasets.a.models.1: 'knn' is not one of ['gru4rec', 'random', 'pop'" in r.stderr
 
 
 def test_every_loss_of_the_library_is_a_valid_study(tmp_path):
@@ -167,19 +203,43 @@ def test_the_documented_workout_example_is_a_valid_dataset_entry(tmp_path):
     assert test.SessionId.nunique() == 30 and len(train) == len(test) - 30  # the last workout is held out
 
 
+def _check_dataset_tables(tables):
+    """The tiny run's per-dataset tables: the ICLR 2016 layout and every metric, in three formats."""
+    comp = pd.read_csv(tables / "comparison.csv")
+    assert list(comp.Model[:2]) == ["POP", "Item-KNN"] and len(comp) == 8  # the paper's order, GRU4Rec after
+    knn = comp.set_index("Model").loc["Item-KNN"]
+    assert knn["Recall@20 vs Item-KNN (%)"] == 0 and pd.isna(knn["Recall@20 std"])  # deterministic: one run
+    gru = comp[comp.Model.str.startswith("GRU4Rec")]
+    assert gru["Recall@20 std"].notna().all()  # two seeds
+    expected = 100 * (gru["MRR@20"] - knn["MRR@20"]) / knn["MRR@20"]
+    assert gru["MRR@20 vs Item-KNN (%)"].to_numpy() == pytest.approx(expected.to_numpy())
+    md = (tables / "comparison.md").read_text()
+    assert "tie mode `conservative`" in md and " ± " in md and "| POP |" in md
+    tex = (tables / "comparison.tex").read_text()
+    assert tex.count(r"\\") == 9 and r"\toprule" in tex and r"$\pm$" in tex
+    every = pd.read_csv(tables / "all_metrics.csv")
+    assert {"Recall@1", "MRR@5", "Recall@20"} <= set(every.columns) and len(every) == 8
+
+
 @pytest.mark.slow
 def test_the_tiny_config_end_to_end(tmp_path):
     config = tiny_config(tmp_path, tuning={"workers": 2})  # each study's two trials in two worker processes
     r = snake(["--cores", "2", "all", "--configfile", str(config)], tmp_path)
     assert r.returncode == 0, (r.stdout + r.stderr)[-4000:]
     res = tmp_path / "results"
-    summary = pd.read_csv(res / "tables" / "summary.csv")
-    assert len(summary) == 6 and set(summary.embedding) == {"none", "separate", "shared"}
-    assert summary["Recall@20"].between(0, 1).all() and (summary["Recall@20"] > 0.3).all()
+    summary = pd.read_csv(res / "tables" / "summary.csv", keep_default_na=False)
+    assert len(summary) == 8 and set(summary.model) == {"gru4rec", "pop", "itemknn"}
+    gru = summary[summary.model == "gru4rec"]
+    assert set(gru.embedding) == {"none", "separate", "shared"} and (gru.seeds == 2).all()
+    assert summary["Recall@20"].between(0, 1).all() and (gru["Recall@20"] > 0.3).all()
+    _check_dataset_tables(res / "tables" / "synthetic")
     paper = pd.read_csv(res / "tables" / "paper_comparison.csv")
     assert set(paper.dataset) == set(preprocessing.PUBLIC_DATASETS)
-    for name in ("metrics.png", "speed.png"):
+    for name in ("metrics.png", "speed.png", "synthetic/curves.png"):
         assert (res / "plots" / name).stat().st_size > 1000
+    for study in ("bpr-max-shared", "itemknn"):
+        for name in ("history.png", "importance.png"):
+            assert (res / "plots" / "studies" / "synthetic" / study / name).stat().st_size > 1000
     best = json.loads((res / "synthetic" / "tuning" / "bpr-max-shared" / "best_params.json").read_text())
     assert best["n_complete"] == 2 and best["params"]["constrained_embedding"] is True
     assert (res / "synthetic" / "tuning" / "bpr-max-shared" / "study.journal").exists()
@@ -189,18 +249,27 @@ def test_the_tiny_config_end_to_end(tmp_path):
     assert metrics["device"] == "cpu" and metrics["recall_at_20"] == pytest.approx(
         summary.query("loss == 'bpr-max' and embedding == 'shared'")["Recall@20"].iloc[0]
     )
-    # MLflow (the default store: results/mlflow.db): 6 studies, their trials nested under them, 6 final runs
+    assert [m["seed"] for m in metrics["per_seed"]] == [1, 2] and metrics["tie_mode"] == "conservative"
+    assert all(f"mrr_at_{n}" in metrics for n in range(1, 21))  # the curves' cut-offs
+    assert metrics["recall_at_20"] == pytest.approx(sum(m["recall_at_20"] for m in metrics["per_seed"]) / 2)
+    knn = json.loads((res / "synthetic" / "final" / "itemknn" / "metrics.json").read_text())
+    tuned = json.loads((res / "synthetic" / "tuning" / "itemknn" / "best_params.json").read_text())
+    assert knn["params"]["n_sims"] == tuned["params"]["n_sims"] and len(knn["per_seed"]) == 1
+    # MLflow (the default store: results/mlflow.db): 7 studies (6 GRU4Rec, Item-KNN), their trials
+    # nested under them, 8 final runs with a nested run per seed (GRU4Rec 2 each, the baselines 1)
     from mlflow.tracking import MlflowClient
 
     client = MlflowClient(tracking_uri=f"sqlite:///{res}/mlflow.db")
     runs = client.search_runs([client.get_experiment_by_name("test").experiment_id], max_results=1000)
     kinds = pd.Series([r.data.tags.get("kind") for r in runs]).value_counts()
-    assert kinds["study"] == 6 and kinds["trial"] == 12 and kinds["final"] == 6
+    assert kinds["study"] == 7 and kinds["trial"] == 14 and kinds["final"] == 8 and kinds["seed"] == 14
     studies = {r.info.run_id for r in runs if r.data.tags.get("kind") == "study"}
     assert all(r.data.tags.get("mlflow.parentRunId") in studies for r in runs if r.data.tags.get("kind") == "trial")
-    final = next(r for r in runs if r.data.tags.get("kind") == "final")
-    assert "recall_at_20" in final.data.metrics and final.data.params["device"] == "cpu"
-    assert len(client.get_metric_history(final.info.run_id, "train_loss")) == 1
+    final = next(r for r in runs if r.data.tags.get("kind") == "final" and r.data.tags.get("model") == "gru4rec")
+    assert "recall_at_20" in final.data.metrics and "recall_at_20_std" in final.data.metrics
+    seeds = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == final.info.run_id]
+    assert sorted(r.data.tags["seed"] for r in seeds) == ["1", "2"] and seeds[0].data.params["device"] == "cpu"
+    assert len(client.get_metric_history(seeds[0].info.run_id, "train_loss")) == 1
     artifacts = Path(final.info.artifact_uri.replace("file://", ""))
     assert artifacts.is_relative_to(res / "mlartifacts") and (artifacts / "model.safetensors").exists()
     # the HTML report
@@ -222,6 +291,7 @@ def test_interrupted_workflow_continues_its_study(tmp_path):
                 "source": "synthetic",
                 "losses": ["cross-entropy"],
                 "embeddings": ["shared"],
+                "models": ["gru4rec"],
                 "options": {"n_sessions": 1500, "n_items": 150, "days": 10},
             }
         },

@@ -9,17 +9,28 @@ from snakemake.utils import validate
 # one, or a rule's conda environment): Snakemake passes its module search path on to them.
 sys.path.insert(0, str(Path(workflow.basedir).parent))
 
+from experiments.runs import seeds_for
+
+from experiments.tuning import BASELINE_SPACES
+from gru4rec.baselines import BASELINES
+from gru4rec.evaluation import TIE_MODES
 from gru4rec.losses import LOSSES
 from gru4rec.model import EMBEDDING_MODES
 from preprocessing import DATASETS, PUBLIC_DATASETS
 
 SCHEMA = "../schemas/config.schema.yaml"
+# What `datasets.<name>.models` chooses from: the GRU4Rec studies (losses x embeddings) and every
+# baseline of the registry; the default is all of them. Baselines with a search space are tuned.
+MODELS = ("gru4rec", *BASELINES)
 # The schema's lists of names, from the code that defines them.
 NAMES = {
     "loss": LOSSES,
     "embedding": EMBEDDING_MODES,
     "source": DATASETS,
     "paper": PUBLIC_DATASETS,
+    "model": MODELS,
+    "tie_mode": TIE_MODES,
+    "tuned_baseline": tuple(BASELINE_SPACES),
 }
 PUBLISHED = yaml.safe_load(open(workflow.source_path("../../config/published.yaml")))
 
@@ -74,6 +85,7 @@ def validate_config():
         ] = f"sqlite:///{config['results_dir'].rstrip('/')}/mlflow.db"
     for name, ds in config["datasets"].items():
         ds.setdefault("mode", config["mode"])
+        ds.setdefault("models", list(MODELS))
         if ds["mode"] == "reproduce" and ds.get("paper") not in PUBLISHED["params"]:
             config_error(
                 f"datasets.{name}: mode 'reproduce' needs 'paper' set to one of "
@@ -100,6 +112,8 @@ wildcard_constraints:
     dataset="[^/]+",
     loss="|".join(LOSSES),
     embedding="|".join(EMBEDDING_MODES),
+    baseline="|".join(BASELINES),
+    tuned="|".join(BASELINE_SPACES),
 
 
 def tracking_uri():
@@ -112,9 +126,11 @@ def dataset_config(wildcards):
 
 
 def studies():
-    """(dataset, loss, embedding) of every final run: every configured study, or the published one."""
+    """(dataset, loss, embedding) of every final GRU4Rec run: every configured study, or the published one."""
     out = []
     for dataset, ds in config["datasets"].items():
+        if "gru4rec" not in ds["models"]:
+            continue
         if ds["mode"] == "reproduce":
             out.append((dataset, PUBLISHED["params"][ds["paper"]]["loss"], "shared"))
         else:
@@ -126,16 +142,54 @@ def studies():
     return out
 
 
+def baselines(dataset):
+    """The baselines (registry keys) a dataset runs, in the registry's order."""
+    return [b for b in BASELINES if b in config["datasets"][dataset]["models"]]
+
+
+def study_dirs():
+    """(dataset, directory name) of every Optuna study: GRU4Rec's loss-embedding, the tuned baselines."""
+    out = [
+        (d, f"{loss}-{emb}")
+        for d, loss, emb in studies()
+        if config["datasets"][d]["mode"] != "reproduce"
+    ]
+    return out + [
+        (d, b) for d in config["datasets"] for b in baselines(d) if b in BASELINE_SPACES
+    ]
+
+
 def all_metrics():
-    """metrics.json of every final run (the train_final rule's output)."""
-    dataset, loss, embedding = zip(*studies())
-    return expand(
-        rules.train_final.output.metrics,
-        zip,
-        dataset=dataset,
-        loss=loss,
-        embedding=embedding,
+    """metrics.json of every final run: GRU4Rec's (train_final) and the baselines' (train_baseline)."""
+    runs = studies()
+    gru = (
+        expand(
+            rules.train_final.output.metrics,
+            zip,
+            dataset=[r[0] for r in runs],
+            loss=[r[1] for r in runs],
+            embedding=[r[2] for r in runs],
+        )
+        if runs
+        else []
     )
+    base = [
+        f"{RESULTS}/{d}/final/{b}/metrics.json"
+        for d in config["datasets"]
+        for b in baselines(d)
+    ]
+    return gru + base
+
+
+def seeds(model):
+    """The seeds of a final run of `model` ('gru4rec' or a baseline key)."""
+    return seeds_for(model, config["final"]["seed"], config["final"]["seeds"])
+
+
+def eval_cutoffs():
+    """The final evaluation's cut-offs: the configured ones and every N up to the largest (the curves)."""
+    cut = config["final"]["cutoffs"]
+    return sorted(set(cut) | set(range(1, max(cut) + 1)))
 
 
 def all_outputs():
@@ -145,6 +199,8 @@ def all_outputs():
         *all_metrics(),
         *rules.tables.output,
         *rules.plots.output,
+        *expand(rules.curves.output, dataset=config["datasets"]),
+        *[f"{RESULTS}/plots/studies/{d}/{s}/history.png" for d, s in study_dirs()],
     ]
 
 
@@ -177,12 +233,20 @@ def mlflow_ready():
     return [f"{RESULTS}/.mlflow_ready"] if tracking_uri() else []
 
 
+def storage_of(dataset, study):
+    """A database URL from the config (one database holds every study), or the study's journal file."""
+    return (
+        config["optuna"]["storage"]
+        or f"{RESULTS}/{dataset}/tuning/{study}/study.journal"
+    )
+
+
 def study_storage(wildcards):
-    """A database URL from the config (one database holds every study), or a journal file per study."""
-    url = config["optuna"]["storage"]
-    if url:
-        return url
-    return f"{RESULTS}/{wildcards.dataset}/tuning/{wildcards.loss}-{wildcards.embedding}/study.journal"
+    """The storage of a GRU4Rec study (loss-embedding) or a baseline's (tuned)."""
+    study = (
+        getattr(wildcards, "tuned", None) or f"{wildcards.loss}-{wildcards.embedding}"
+    )
+    return storage_of(wildcards.dataset, study)
 
 
 def uses_gpu(device):

@@ -1,5 +1,15 @@
+def table_outputs():
+    """Per dataset: the ICLR 2016 comparison and every metric, each as Markdown, CSV and LaTeX."""
+    return expand(
+        f"{RESULTS}/tables/{{dataset}}/{{table}}.{{ext}}",
+        dataset=config["datasets"],
+        table=("comparison", "all_metrics"),
+        ext=("csv", "tex"),
+    )
+
+
 rule tables:
-    """Every dataset x loss x embedding mode, and our figures beside the published ones."""
+    """Every run; per dataset the ICLR 2016 comparison and every metric; our figures beside the published ones."""
     input:
         metrics=all_metrics(),
     output:
@@ -15,6 +25,23 @@ rule tables:
             caption="../report/paper.rst",
         ),
         paper_csv=f"{RESULTS}/tables/paper_comparison.csv",
+        comparison_md=report(
+            expand(
+                f"{RESULTS}/tables/{{dataset}}/comparison.md",
+                dataset=config["datasets"],
+            ),
+            category="Tables",
+            caption="../report/comparison.rst",
+        ),
+        metrics_md=report(
+            expand(
+                f"{RESULTS}/tables/{{dataset}}/all_metrics.md",
+                dataset=config["datasets"],
+            ),
+            category="Tables",
+            caption="../report/all_metrics.rst",
+        ),
+        other=table_outputs(),
     log:
         f"{RESULTS}/logs/tables.log",
     conda:
@@ -22,6 +49,8 @@ rule tables:
     params:
         datasets=config["datasets"],
         published=PUBLISHED,
+        tie_mode=config["tie_mode"],
+        tables_dir=f"{RESULTS}/tables",
     script:
         "../scripts/tables.py"
 
@@ -47,3 +76,52 @@ rule plots:
         "../envs/pipeline.yaml"
     script:
         "../scripts/plots.py"
+
+
+rule curves:
+    """Recall@N and MRR@N against N per model of a dataset, with the spread over the seeds."""
+    input:
+        metrics=lambda w: [m for m in all_metrics() if f"/{w.dataset}/final/" in m],
+    output:
+        report(
+            f"{RESULTS}/plots/{{dataset}}/curves.png",
+            category="Plots",
+            subcategory="{dataset}",
+            caption="../report/curves.rst",
+        ),
+    log:
+        f"{RESULTS}/logs/plots/{{dataset}}-curves.log",
+    conda:
+        "../envs/pipeline.yaml"
+    script:
+        "../scripts/curves.py"
+
+
+def study_plot_files(kind):
+    """history.png or importance.png of every study of the config."""
+    return [f"{RESULTS}/plots/studies/{d}/{s}/{kind}.png" for d, s in study_dirs()]
+
+
+rule study_plots:
+    """Optuna's optimisation history and parameter importances of every study (one job: one start-up)."""
+    input:
+        best=[f"{RESULTS}/{d}/tuning/{s}/best_params.json" for d, s in study_dirs()],
+    output:
+        history=report(
+            study_plot_files("history"),
+            category="Studies",
+            caption="../report/history.rst",
+        ),
+        importance=report(
+            study_plot_files("importance"),
+            category="Studies",
+            caption="../report/importance.rst",
+        ),
+    log:
+        f"{RESULTS}/logs/plots/studies.log",
+    conda:
+        "../envs/pipeline.yaml"
+    params:
+        studies=[(f"{d}/{s}", storage_of(d, s)) for d, s in study_dirs()],
+    script:
+        "../scripts/study_plots.py"

@@ -19,6 +19,47 @@ rule train_final:
         gpu=uses_gpu(config["final"]["device"]),
     params:
         final=config["final"],
+        cutoffs=eval_cutoffs(),
+        seeds=seeds("gru4rec"),
+        tie_mode=config["tie_mode"],
+        model="gru4rec",
+        eval_targets=lambda w: dataset_config(w)["eval_targets"],
+        mode=lambda w: dataset_config(w)["mode"],
+        tracking_uri=tracking_uri(),
+        experiment=config["mlflow"]["experiment"],
+    script:
+        "../scripts/train_final.py"
+
+
+def baseline_params(wildcards):
+    """A tuned baseline's best parameters; nothing for the untuned ones (their defaults)."""
+    if wildcards.baseline in BASELINE_SPACES:
+        return f"{RESULTS}/{wildcards.dataset}/tuning/{wildcards.baseline}/best_params.json"
+    return []
+
+
+rule train_baseline:
+    """Fit a baseline (its tuned or default parameters) on train_full once per seed, evaluate on test."""
+    input:
+        best=baseline_params,
+        train=rules.preprocess.output.train_full,
+        test=rules.preprocess.output.test,
+        stats=rules.preprocess.output.stats,
+        mlflow=mlflow_ready(),
+    output:
+        metrics=f"{RESULTS}/{{dataset}}/final/{{baseline}}/metrics.json",
+        params=f"{RESULTS}/{{dataset}}/final/{{baseline}}/params.json",
+    log:
+        f"{RESULTS}/logs/final/{{dataset}}/{{baseline}}.log",
+    conda:
+        "../envs/pipeline.yaml"
+    threads: config["final"]["threads"]
+    params:
+        final=config["final"],
+        cutoffs=eval_cutoffs(),
+        seeds=lambda w: seeds(w.baseline),
+        tie_mode=config["tie_mode"],
+        model=lambda w: w.baseline,
         eval_targets=lambda w: dataset_config(w)["eval_targets"],
         mode=lambda w: dataset_config(w)["mode"],
         tracking_uri=tracking_uri(),

@@ -44,6 +44,41 @@ rule tune:
         ),
         dataset_overrides=lambda w: dataset_config(w).get("tuning_overrides"),
         eval_targets=lambda w: dataset_config(w)["eval_targets"],
+        tie_mode=config["tie_mode"],
+        model="gru4rec",
+        tracking_uri=tracking_uri(),
+        experiment=config["mlflow"]["experiment"],
+        seed=config["optuna"]["seed"],
+    script:
+        "../scripts/tune.py"
+
+
+rule tune_baseline:
+    """One Optuna study of a kNN baseline (or BPR-MF) on train_tr / train_valid: its small space, its budget."""
+    input:
+        train=rules.preprocess.output.train_tr,
+        valid=rules.preprocess.output.train_valid,
+        stats=rules.preprocess.output.stats,
+        mlflow=mlflow_ready(),
+    output:
+        best=f"{RESULTS}/{{dataset}}/tuning/{{tuned}}/best_params.json",
+    log:
+        f"{RESULTS}/logs/tune/{{dataset}}/{{tuned}}.log",
+    conda:
+        "../envs/pipeline.yaml"
+    threads: config["tuning"]["workers"] * config["tuning"]["threads_per_trial"]
+    params:
+        storage=study_storage,
+        tuning={
+            k: v
+            for k, v in config["tuning"].items()
+            if k not in ("workers", "threads_per_trial")
+        },
+        n_trials=config["tuning"]["baseline_trials"],
+        dataset_overrides=None,
+        eval_targets=lambda w: dataset_config(w)["eval_targets"],
+        tie_mode=config["tie_mode"],
+        model=lambda w: w.tuned,
         tracking_uri=tracking_uri(),
         experiment=config["mlflow"]["experiment"],
         seed=config["optuna"]["seed"],

@@ -1,17 +1,10 @@
-"""results/tables: every final run, and our figures beside the published ones."""
+"""results/tables: every final run, per dataset the comparison and every metric, and our figures
+beside the published ones."""
 
 from experiments.jobs import job
 from experiments.reporting import write_tables
 
-out = snakemake.output
+p = snakemake.params
 with job(snakemake.log[0]):
-    n = write_tables(
-        snakemake.input.metrics,
-        snakemake.params.datasets,
-        snakemake.params.published,
-        out.summary_md,
-        out.summary_csv,
-        out.paper_md,
-        out.paper_csv,
-    )
-    print(f"{n} runs -> {out.summary_md}; comparison with the published results -> {out.paper_md}")
+    n = write_tables(snakemake.input.metrics, p.datasets, p.published, p.tables_dir, p.tie_mode)
+    print(f"{n} runs -> {p.tables_dir}/ (summary, per-dataset comparison and every metric, paper comparison)")

@@ -1,4 +1,5 @@
-"""Train the best (or published) parameters on train_full, evaluate on test, log to MLflow."""
+"""Train the best (or published, or default) parameters of GRU4Rec or a baseline on train_full once
+per seed, evaluate on test, log to MLflow."""
 
 import json
 from pathlib import Path
@@ -12,25 +13,31 @@ from experiments.runs import final_run
 w, p, final = snakemake.wildcards, snakemake.params, snakemake.params.final
 with job(snakemake.log[0]):
     torch.set_num_threads(max(1, snakemake.threads))
-    best = json.loads(Path(snakemake.input.best).read_text())
+    best = json.loads(Path(snakemake.input.best).read_text())["params"] if snakemake.input.best else {}
+    if p.model == "gru4rec":
+        params = dict(best, **(final["overrides"] or {}))
+        name = f"{w.loss}-{w.embedding}"
+        tags = {"loss": w.loss, "embedding": w.embedding}
+        tags["params_from"] = "published" if p.mode == "reproduce" else "tuning"
+        register = registered_name(w.dataset, w.loss, w.embedding)
+    else:  # a baseline: its tuned parameters, or its defaults (POP, S-POP, RANDOM)
+        params, name, register = best, w.baseline, None
+        tags = {"baseline": w.baseline, "params_from": "tuning" if best else "defaults"}
     final_run(
         snakemake.input.train,
         snakemake.input.test,
-        dict(best["params"], **(final["overrides"] or {})),
+        params,
         out_dir=Path(snakemake.output.metrics).parent,
-        cutoffs=final["cutoffs"],
+        model=p.model,
+        cutoffs=p.cutoffs,
         device=final["device"],
-        seed=final["seed"],
+        seeds=p.seeds,
+        mode=p.tie_mode,
         tracking_uri=p.tracking_uri,
         experiment=p.experiment,
-        label=f"{w.dataset}/{w.loss}-{w.embedding}/final",
+        label=f"{w.dataset}/{name}/final",
         eval_targets=p.eval_targets,
         stats_path=snakemake.input.stats,
-        register_as=registered_name(w.dataset, w.loss, w.embedding),
-        tags={
-            "dataset": w.dataset,
-            "loss": w.loss,
-            "embedding": w.embedding,
-            "params_from": "published" if p.mode == "reproduce" else "tuning",
-        },
+        register_as=register,
+        tags=dict(tags, dataset=w.dataset),
     )

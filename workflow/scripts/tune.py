@@ -1,7 +1,8 @@
-"""Run (or continue) one Optuna study up to its budget; write its best parameters."""
+"""Run (or continue) one Optuna study (GRU4Rec's loss x embedding, or a baseline's) up to its budget;
+write its best parameters."""
 
 from experiments.jobs import job
-from experiments.tuning import ValidationScore, fixed_params, paper_space, run_study
+from experiments.tuning import ValidationScore, run_study, study_setup
 from gru4rec.fileio import write_json
 
 w, p, tuning = snakemake.wildcards, snakemake.params, snakemake.params.tuning
@@ -10,6 +11,10 @@ with job(snakemake.log[0]):
     # (read from the config, not a param: changing it must not rerun a finished study)
     per_trial = max(1, int(snakemake.config["tuning"]["threads_per_trial"]))
     workers = max(1, snakemake.threads // per_trial)
+    study = p.model if p.model != "gru4rec" else f"{w.loss}-{w.embedding}"
+    space, fixed, check = study_setup(
+        p.model, tuning, getattr(w, "loss", None), getattr(w, "embedding", None), p.dataset_overrides
+    )
     score = ValidationScore(
         snakemake.input.train,
         snakemake.input.valid,
@@ -19,20 +24,23 @@ with job(snakemake.log[0]):
         seed=p.seed,
         eval_targets=p.eval_targets,
         threads=max(1, snakemake.threads // workers),
+        model=p.model,
+        mode=p.tie_mode,
     )
     summary = run_study(
-        study_name=f"{w.dataset}/{w.loss}-{w.embedding}",
+        study_name=f"{w.dataset}/{study}",
         storage=p.storage,
         score=score,
-        space=(tuning["space"] or {}).get(w.loss) or paper_space(w.loss),
-        fixed=fixed_params(w.loss, w.embedding, tuning["overrides"], p.dataset_overrides),
+        space=space,
+        fixed=fixed,
         n_trials=p.n_trials,
         workers=workers,
         seed=p.seed,
         metric_name=f"{tuning['metric'].upper()}@{tuning['cutoff']}",
         tracking_uri=p.tracking_uri,
         experiment=p.experiment,
-        label=f"{w.dataset}/{w.loss}-{w.embedding}",
+        label=f"{w.dataset}/{study}",
         stats_path=snakemake.input.stats,
+        check=check,
     )
     write_json(snakemake.output.best, summary)

@@ -86,7 +86,9 @@ class GRU4Rec:
         """Train on events (one row per event). Prints one line per epoch when verbose.
 
         callback(info) is called after every epoch with the same dict that is appended to the
-        returned history: epoch, loss, seconds, mb_per_s, events_per_s, n_steps, n_events.
+        returned history: epoch, loss, seconds, mb_per_s, events_per_s, n_steps, n_events. During
+        the callback the model is usable as it is after that epoch (it may be evaluated, e.g. to
+        prune a tuning trial early); if the callback raises, training stops there.
         Raises TrainingDivergedError if the loss becomes NaN; the model is then unusable.
         """
         p = self.params
@@ -118,7 +120,9 @@ class GRU4Rec:
                     flush=True,
                 )
             if callback is not None:
+                self.trained = True  # evaluation reads a fresh hidden state and never the generator
                 callback(info)
+                self.trained = False
         self.trained = True
         if verbose:
             print(f"Total training time: {sum(h['seconds'] for h in self.history):.2f}s", flush=True)

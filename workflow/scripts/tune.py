@@ -34,5 +34,6 @@ with job(snakemake.log[0]):
         experiment=p.experiment,
         label=f"{w.dataset}/{w.loss}-{w.embedding}",
         stats_path=snakemake.input.stats,
+        pruner=tuning["pruner"],
     )
     write_json(snakemake.output.best, summary)

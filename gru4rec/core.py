@@ -82,6 +82,7 @@ class GRU4Rec:
         time_key: str = "Time",
         verbose: bool = True,
         callback=None,
+        compile="auto",
     ) -> list[dict]:
         """Train on events (one row per event). Prints one line per epoch when verbose.
 
@@ -89,6 +90,9 @@ class GRU4Rec:
         returned history: epoch, loss, seconds, mb_per_s, events_per_s, n_steps, n_events. During
         the callback the model is usable as it is after that epoch (it may be evaluated, e.g. to
         prune a tuning trial early); if the callback raises, training stops there.
+        compile: True fuses the loss's element-wise passes with torch.compile (inductor, whose
+        on-disk cache spares a later run with the same shapes the compilation), False keeps the eager
+        path, "auto" compiles when the estimated saving exceeds the compile time (see loss_compilation).
         Raises TrainingDivergedError if the loss becomes NaN; the model is then unusable.
         """
         p = self.params
@@ -99,18 +103,20 @@ class GRU4Rec:
         step = _TrainingStep(self.net, p, self.item_support, g)
         items = torch.from_numpy(sd.items).to(self.device)
         rng = np.random.default_rng(self.seed)
+        runner = self._epoch_runner(sd, items, rng)
+        if use_compiled_loss(compile, p, runner.n_steps * p["n_epochs"]):
+            step.compile_loss()
         if verbose:
             print(
                 f"Training GRU4Rec on {len(sd.items)} events, {sd.n_sessions} sessions, {self.n_items} items "
                 f"(device: {self.device}, seed: {self.seed})",
                 flush=True,
             )
-        runner = None
         self.history = []
         for epoch in range(1, p["n_epochs"] + 1):
-            if runner is None or p["train_random_order"]:
+            if epoch > 1 and p["train_random_order"]:
                 runner = self._epoch_runner(sd, items, rng)
-                step.size_sample_store(runner.n_steps * p["n_epochs"])
+            step.size_sample_store(runner.n_steps * p["n_epochs"])
             info = self._train_epoch(epoch, runner, step, verbose)
             self.history.append(info)
             if verbose:
@@ -262,6 +268,19 @@ class _TrainingStep:
             log_support = p["logq"] * torch.log(self.support)
             self.log_q = (log_support, log_support * p["sample_alpha"])
         self.store = None
+        self.compiled_loss = None  # used for full-width steps only: a narrower one would recompile
+
+    def compile_loss(self):
+        self.compiled_loss = torch.compile(self.loss._fn, dynamic=False)
+
+    def _loss(self, O, offset):
+        if self.compiled_loss is not None and O.shape[0] == self.p["batch_size"]:
+            try:
+                return self.compiled_loss(O, offset, self.scale)
+            except Exception as e:  # no C++ compiler, an unsupported platform: train on, eagerly
+                print(f"torch.compile failed ({type(e).__name__}); the loss runs uncompiled", file=sys.stderr)
+                self.compiled_loss = None
+        return self.loss(O, offset, self.scale)
 
     def size_sample_store(self, n_steps_total: int):
         """Create the sample store once; larger than all the epochs need would only cost drawing time."""
@@ -287,9 +306,29 @@ class _TrainingStep:
             offset = self.log_q[0].index_select(0, T)
             if S is not None:
                 offset = torch.cat([offset, self.log_q[1].index_select(0, S)])
-        loss, dO = self.loss(O, offset, self.scale)
+        loss, dO = self._loss(O, offset)
         self.optimiser.step(*self.net.backward(cache, dO))
         return loss
+
+
+# Measured (benchmarks/train_speed.py --compile, README "Speed"): compiling fuses BPR-max's ~17
+# element-wise passes over the (batch x batch+n_sample) score matrix; cross-entropy's softmax pass is
+# already one kernel and gains nothing. Seconds saved per step and per score-matrix element, and
+# the cost of a first (uncached) compilation.
+COMPILE_SAVING_PER_ELEMENT = {"bpr-max": 2e-9}
+COMPILE_SECONDS = 60.0
+
+
+def use_compiled_loss(compile, p: dict, n_steps: int) -> bool:
+    """Resolve fit's `compile` option: True / False force it, "auto" compiles when the planned
+    steps' estimated saving exceeds the compile time (only BPR-max at large sizes on a CPU)."""
+    if compile not in (True, False, "auto"):
+        raise ParameterError(f"compile must be True, False or 'auto', got {compile!r}")
+    if compile != "auto":
+        return compile
+    per_element = COMPILE_SAVING_PER_ELEMENT.get(p["loss"], 0.0)
+    elements = p["batch_size"] * (p["batch_size"] + p["n_sample"])
+    return n_steps * elements * per_element > COMPILE_SECONDS
 
 
 def _progress(total, epoch, verbose):

@@ -201,3 +201,32 @@ def test_model_file_with_a_wrong_tensor_shape_is_a_data_error(markov_data, tmp_p
     save_model_file(tmp_path / "bad.safetensors", header, tensors, item_ids)
     with pytest.raises(DataError, match=r"bad.safetensors: model file is inconsistent .*Wh0"):
         GRU4Rec.load(tmp_path / "bad.safetensors", device="cpu")
+
+
+@pytest.mark.slow  # the compilation takes 30-60 s on 2 cores
+def test_compiled_loss_trains_the_same_model_as_the_eager_one(markov_data, capsys):
+    train, _ = markov_data
+    train = train[train.SessionId < train.SessionId.min() + 300]
+    params = dict(loss="bpr-max", final_act="elu-0.5", bpreg=1.0, layers=[16], batch_size=16, n_sample=8, n_epochs=2)
+    compiled = GRU4Rec(params, device="cpu", seed=3)
+    compiled.fit(train, verbose=False, compile=True)
+    assert "torch.compile failed" not in capsys.readouterr().err  # the compiled path did run
+    eager = GRU4Rec(params, device="cpu", seed=3)
+    eager.fit(train, verbose=False, compile=False)
+    assert eager.history[0]["n_steps"] > 50  # enough full-width steps for the compiled path to matter
+    for name in eager.net.params:
+        torch.testing.assert_close(compiled.net.params[name], eager.net.params[name], rtol=1e-4, atol=1e-5)
+    assert compiled.history[-1]["loss"] == pytest.approx(eager.history[-1]["loss"], rel=1e-4)
+
+
+def test_compile_auto_only_when_the_saving_exceeds_the_compile_time():
+    from gru4rec.core import use_compiled_loss
+    from gru4rec.errors import ParameterError
+
+    rr = dict(loss="bpr-max", batch_size=80, n_sample=2048)
+    assert not use_compiled_loss("auto", rr, 3 * 800)  # the 70k-event benchmark: 3 epochs of ~800 steps
+    assert use_compiled_loss("auto", rr, 10 * 22_000)  # 2M events, 10 epochs
+    assert not use_compiled_loss("auto", dict(rr, loss="cross-entropy"), 10**9)  # nothing to fuse
+    assert use_compiled_loss(True, rr, 1) and not use_compiled_loss(False, rr, 10**9)
+    with pytest.raises(ParameterError, match="compile must be True, False or 'auto', got 'yes'"):
+        use_compiled_loss("yes", rr, 1)

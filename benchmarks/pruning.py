@@ -53,7 +53,8 @@ def main(argv=None):
         preprocessing.preprocess(ds["source"], None, tmp, ds.get("options", {}))
         fixed = tuning.fixed_params(a.loss, a.embedding, tun.get("overrides"))
         space = tun["space"][a.loss]
-        print(f"demo study {name}/{a.loss}-{a.embedding}: {n_trials} trials of {fixed['n_epochs']} epochs, seed {a.seed}")
+        study = f"{name}/{a.loss}-{a.embedding}"
+        print(f"demo study {study}: {n_trials} trials of {fixed['n_epochs']} epochs, seed {a.seed}")
         for pruner in a.pruners.split(","):
             log = Path(tmp) / "epochs.log"
             log.unlink(missing_ok=True)

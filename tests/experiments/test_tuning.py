@@ -304,3 +304,22 @@ def test_gru4rec_validation_score_reports_every_epoch_to_the_pruner(tmp_path):
     with pytest.raises(optuna.TrialPruned):
         score(params, epoch_callback=epochs.append, prune=stop)
     assert [e["epoch"] for e in epochs] == [1]
+
+
+def test_a_trial_trains_and_evaluates_with_its_own_thread_count(tmp_path):
+    import torch
+
+    import preprocessing
+
+    preprocessing.preprocess("synthetic", None, tmp_path, {"n_sessions": 300, "n_items": 40, "days": 6, "seed": 2})
+    score = tuning.ValidationScore(str(tmp_path / "train_tr.parquet"), str(tmp_path / "train_valid.parquet"), threads=1)
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)  # what a process on 2 cores starts with: a trial must not keep it
+    seen = []
+    try:
+        score(
+            dict(FIXED, layers=[16], batch_size=16, n_epochs=2), prune=lambda e, v: seen.append(torch.get_num_threads())
+        )
+    finally:
+        torch.set_num_threads(before)
+    assert seen == [1]

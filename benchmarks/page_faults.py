@@ -1,7 +1,7 @@
 """Minor page faults of GRU4Rec training steps (the issue of large temporaries mapped and unmapped
 at every step). Trains the first steps of one epoch on the synthetic log and counts the faults
-of the steps after a warm-up: the per-step figure, free of the one-off setup (schedule, sample store, parameters). Counts, not times: the figure
-does not depend on the machine's load.
+of the steps after a warm-up: the per-step figure, free of the one-off setup (schedule, sample
+store, parameters). Counts, not times: the figure does not depend on the machine's load.
 
     python benchmarks/page_faults.py --preset retailrocket --events 2000000 --items 40000
 """

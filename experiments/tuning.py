@@ -365,7 +365,11 @@ class _Progress:
                 )
             elif t.state == S.PRUNED:
                 self.used += 1
-                print(f"[{self.label}] trial {t.number} ({self.used}/{self.n_trials}): pruned", flush=True)
+                epoch = max(t.intermediate_values, default=0)
+                print(
+                    f"[{self.label}] trial {t.number} ({self.used}/{self.n_trials}): pruned after epoch {epoch}",
+                    flush=True,
+                )
             elif _diverged(t):
                 self.used += 1
                 print(

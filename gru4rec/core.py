@@ -104,7 +104,7 @@ class GRU4Rec:
         items = torch.from_numpy(sd.items).to(self.device)
         rng = np.random.default_rng(self.seed)
         runner = self._epoch_runner(sd, items, rng)
-        if use_compiled_loss(compile, p, runner.n_steps * p["n_epochs"]):
+        if use_compiled_loss(compile, p, runner.n_steps * p["n_epochs"], self.device):
             step.compile_loss()
         if verbose:
             print(
@@ -311,22 +311,22 @@ class _TrainingStep:
         return loss
 
 
-# Measured (benchmarks/train_speed.py --compile, README "Speed"): compiling fuses BPR-max's ~17
-# element-wise passes over the (batch x batch+n_sample) score matrix; cross-entropy's softmax pass is
-# already one kernel and gains nothing. Seconds saved per step and per score-matrix element, and
-# the cost of a first (uncached) compilation.
-COMPILE_SAVING_PER_ELEMENT = {"bpr-max": 2e-9}
+# Seconds a compiled loss saves per step and per score-matrix element, by device type and loss,
+# where a measurement showed a saving (README "Speed"), and the cost of a first compilation.
+# CPU: none. A whole RetailRocket run (BPR-max, 80 x 2,128 scores) trained at 30.3 mb/s compiled
+# against 41.7 eager, and cross-entropy's softmax is one kernel already. GPU: not measured yet.
+COMPILE_SAVING_PER_ELEMENT: dict[str, dict[str, float]] = {"cpu": {}, "cuda": {}}
 COMPILE_SECONDS = 60.0
 
 
-def use_compiled_loss(compile, p: dict, n_steps: int) -> bool:
+def use_compiled_loss(compile, p: dict, n_steps: int, device: torch.device) -> bool:
     """Resolve fit's `compile` option: True / False force it, "auto" compiles when the planned
-    steps' estimated saving exceeds the compile time (only BPR-max at large sizes on a CPU)."""
+    steps' estimated saving exceeds the compile time (with no measured saving: never)."""
     if compile not in (True, False, "auto"):
         raise ParameterError(f"compile must be True, False or 'auto', got {compile!r}")
     if compile != "auto":
         return compile
-    per_element = COMPILE_SAVING_PER_ELEMENT.get(p["loss"], 0.0)
+    per_element = COMPILE_SAVING_PER_ELEMENT.get(device.type, {}).get(p["loss"], 0.0)
     elements = p["batch_size"] * (p["batch_size"] + p["n_sample"])
     return n_steps * elements * per_element > COMPILE_SECONDS
 

@@ -219,14 +219,16 @@ def test_compiled_loss_trains_the_same_model_as_the_eager_one(markov_data, capsy
     assert compiled.history[-1]["loss"] == pytest.approx(eager.history[-1]["loss"], rel=1e-4)
 
 
-def test_compile_auto_only_when_the_saving_exceeds_the_compile_time():
-    from gru4rec.core import use_compiled_loss
+def test_compile_auto_only_when_the_saving_exceeds_the_compile_time(monkeypatch):
+    from gru4rec import core
     from gru4rec.errors import ParameterError
 
-    rr = dict(loss="bpr-max", batch_size=80, n_sample=2048)
-    assert not use_compiled_loss("auto", rr, 3 * 800)  # the 70k-event benchmark: 3 epochs of ~800 steps
-    assert use_compiled_loss("auto", rr, 10 * 22_000)  # 2M events, 10 epochs
-    assert not use_compiled_loss("auto", dict(rr, loss="cross-entropy"), 10**9)  # nothing to fuse
-    assert use_compiled_loss(True, rr, 1) and not use_compiled_loss(False, rr, 10**9)
+    cpu, rr = torch.device("cpu"), dict(loss="bpr-max", batch_size=80, n_sample=2048)
+    assert not core.use_compiled_loss("auto", rr, 10 * 22_000, cpu)  # measured: no saving on a CPU
+    monkeypatch.setitem(core.COMPILE_SAVING_PER_ELEMENT, "cpu", {"bpr-max": 2e-9})
+    assert not core.use_compiled_loss("auto", rr, 3 * 800, cpu)  # 0.8 s saved < 60 s of compiling
+    assert core.use_compiled_loss("auto", rr, 10 * 22_000, cpu)  # 75 s saved
+    assert not core.use_compiled_loss("auto", dict(rr, loss="cross-entropy"), 10**9, cpu)
+    assert core.use_compiled_loss(True, rr, 1, cpu) and not core.use_compiled_loss(False, rr, 10**9, cpu)
     with pytest.raises(ParameterError, match="compile must be True, False or 'auto', got 'yes'"):
-        use_compiled_loss("yes", rr, 1)
+        core.use_compiled_loss("yes", rr, 1, cpu)

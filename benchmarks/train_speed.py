@@ -12,6 +12,7 @@ ratio of the two speeds is printed (compare ratios, not absolute figures: machin
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 import time
@@ -52,9 +53,9 @@ def split_last_sessions(df, frac=0.1):
     return df[~df.SessionId.isin(cut)], test
 
 
-def run_ours(train, test, params, epochs, device):
+def run_ours(train, test, params, epochs, device, compile="auto"):
     model = GRU4Rec(params, device=device, seed=42, n_epochs=epochs)
-    hist = model.fit(train, verbose=False)
+    hist = model.fit(train, verbose=False, compile=compile)
     res = evaluate(model, test, cutoffs=(1, 5, 10, 20))
     return hist, res
 
@@ -127,6 +128,9 @@ def main(argv=None):
     ap.add_argument("--repeats", type=int, default=2, help="repetitions, ours and the official port interleaved")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's choice)")
+    ap.add_argument(
+        "--compile", choices=["auto", "on", "off"], default="auto", help="fit's compile option (default auto)"
+    )
     ap.add_argument("--reference-repo", type=Path, help="checkout of hidasib/GRU4Rec_PyTorch_Official to compare with")
     a = ap.parse_args(argv)
     if a.threads:
@@ -135,7 +139,8 @@ def main(argv=None):
     train, test = (df, load(a.test)) if a.test else split_last_sessions(df)
     print(
         f"data: {len(train)} training events, {train.SessionId.nunique()} sessions, {train.ItemId.nunique()} items;"
-        f" {len(test)} test events; device {a.device}, torch threads {torch.get_num_threads()}"
+        f" {len(test)} test events; device {a.device}, torch threads {torch.get_num_threads()};"
+        f" load average {os.getloadavg()[0]:.1f}"
     )
     if a.params:
         runs = [("custom", parse_param_string(a.params))]
@@ -144,7 +149,8 @@ def main(argv=None):
     for name, params in runs:
         ours, ref = [], []  # per-epoch mini-batches/s, repetitions interleaved so that both see the same noise
         for rep in range(a.repeats):
-            hist, res = run_ours(train, test, params, a.epochs, a.device)
+            compile = {"on": True, "off": False}.get(a.compile, "auto")
+            hist, res = run_ours(train, test, params, a.epochs, a.device, compile)
             ours += [h["mb_per_s"] for h in hist]
             ev_per_mb = hist[0]["n_events"] / hist[0]["n_steps"]
             print(
@@ -169,7 +175,7 @@ def main(argv=None):
         mb_med, mb_best = statistics.median(ours), max(ours)
         print(
             f"[{name}] ours: {mb_med:.1f} mb/s median, {mb_best:.1f} best of {len(ours)} epochs; "
-            f"{mb_med * ev_per_mb:.0f} events/s median"
+            f"{mb_med * ev_per_mb:.0f} events/s median; load average {os.getloadavg()[0]:.1f}"
         )
         if ref:
             # the port counts batch_size events per mini-batch; mini-batch rates are like for like

@@ -9,7 +9,12 @@ Storage. A path means an Optuna journal file (`JournalStorage`): an append-only 
 lock, safe for many local processes, no database needed (one SQLite file locks up under parallel
 writers). A URL (postgresql://, mysql://) means a database shared by several machines.
 
-Which trials use up the budget. COMPLETE ones, and FAILED ones that failed on their own (a
+Pruning (`pruner`: none | median | hyperband; off by default, as in the papers). With a pruner,
+a trial reports its validation score after every epoch but the last, and Optuna stops a trial
+whose score lags the other trials' at the same epoch (PRUNED). A pruned trial uses up budget like
+a complete one: the budget counts trials tried, not trials finished.
+
+Which trials use up the budget. COMPLETE and PRUNED ones, and FAILED ones that failed on their own (a
 diverged training: NaN loss or score; tagged with the user attribute `error`). A trial whose
 worker was killed is left RUNNING by the storage; it must neither block the study nor count, so
 before a worker starts, such trials are failed (tag `interrupted`) and run again: a trial of a
@@ -37,7 +42,7 @@ import optuna
 import torch
 from optuna.storages.journal import JournalFileBackend
 
-from gru4rec import read_events
+from gru4rec import evaluate, read_events
 from gru4rec.baselines import baseline_class
 from gru4rec.errors import ParameterError, TrainingDivergedError
 from gru4rec.losses import LOSSES, RANKING_LOSSES
@@ -183,7 +188,21 @@ def make_storage(storage, heartbeat_interval: int = 60, grace_period: int = 180)
     return optuna.storages.JournalStorage(JournalFileBackend(str(storage)))
 
 
-def load_study(name: str, storage, seed: int = 42):
+PRUNERS = ("none", "median", "hyperband")
+
+
+def make_pruner(name: str):
+    """Optuna's pruner for a `tuning.pruner` name; the steps it compares are epochs."""
+    if name not in PRUNERS:
+        raise ParameterError(f"tuning pruner must be one of {', '.join(PRUNERS)}, got '{name}'")
+    if name == "median":  # stop below the median of earlier trials at the same epoch, after 5 trials
+        return optuna.pruners.MedianPruner(n_startup_trials=5)
+    if name == "hyperband":
+        return optuna.pruners.HyperbandPruner(min_resource=1)
+    return optuna.pruners.NopPruner()
+
+
+def load_study(name: str, storage, seed: int = 42, pruner: str = "none"):
     """Create the study, or open it as it is (maximising; TPE sampler with this seed)."""
     optuna.logging.set_verbosity(optuna.logging.ERROR)  # our own progress lines say it once
     return optuna.create_study(
@@ -192,6 +211,7 @@ def load_study(name: str, storage, seed: int = 42):
         direction="maximize",
         load_if_exists=True,
         sampler=optuna.samplers.TPESampler(seed=seed),
+        pruner=make_pruner(pruner),
     )
 
 
@@ -281,12 +301,16 @@ class ValidationScore:
     def __getstate__(self):
         return dict(self.__dict__, _data=None)
 
-    def __call__(self, params: dict, epoch_callback=None) -> tuple[float, dict]:
+    def __call__(self, params: dict, epoch_callback=None, prune=None) -> tuple[float, dict]:
+        """`prune(epoch, value)`, when given, gets the validation score after every epoch but the
+        last (which the final evaluation scores) and raises optuna.TrialPruned to stop the trial."""
         torch.set_num_threads(max(1, self.threads))
         if self._data is None:
             self._data = (read_events(self.train_path), read_events(self.valid_path))
         train, valid = self._data
         model = builder(self.model, self.device)(params, self.seed)
+        if prune is not None:
+            epoch_callback = self._pruning_callback(model, valid, epoch_callback, prune)
         m = train_and_evaluate(
             model,
             train,
@@ -305,6 +329,27 @@ class ValidationScore:
             "device": m["device"],
         }
 
+    def _pruning_callback(self, model, valid, epoch_callback, prune):
+        def after_epoch(info):
+            if epoch_callback is not None:
+                epoch_callback(info)
+            if info["epoch"] < model.params["n_epochs"]:
+                res = evaluate(model, valid, cutoffs=(self.cutoff,), targets=self.eval_targets, mode=self.mode)
+                prune(info["epoch"], (res.mrr if self.metric == "mrr" else res.recall)[self.cutoff])
+
+        return after_epoch
+
+
+def _pruning_check(trial):
+    """prune(epoch, value): report the value to Optuna; raise TrialPruned when its pruner says so."""
+
+    def prune(epoch: int, value: float):
+        trial.report(value, epoch)
+        if trial.should_prune():
+            raise optuna.TrialPruned(f"pruned after epoch {epoch} ({value:.4f})")
+
+    return prune
+
 
 @dataclass
 class _Objective:
@@ -316,6 +361,7 @@ class _Objective:
     tracker: object  # a tracking.Tracker (picklable: each worker process opens its own client)
     parent_run: str | None = None
     label: str = ""
+    pruning: bool = False  # report every epoch's validation score to the study's pruner
 
     def __call__(self, trial) -> float:
         trial.set_user_attr("worker", _this_worker())
@@ -329,14 +375,20 @@ class _Objective:
         )
         tracker.params(run, params)
         t0 = time.perf_counter()
+        pruning = {"prune": _pruning_check(trial)} if self.pruning else {}
         try:
-            value, extra = self.score(params, epoch_callback=tracker.epoch_logger(run) if run else None)
+            value, extra = self.score(params, epoch_callback=tracker.epoch_logger(run) if run else None, **pruning)
             if value is None or math.isnan(value):
                 raise TrainingDivergedError(f"the validation score is {value}")
         except TrainingDivergedError as e:
             trial.set_user_attr("error", str(e))
             tracker.tags(run, {"error": str(e)})
             tracker.end(run, "FAILED")
+            raise
+        except optuna.TrialPruned:
+            trial.set_user_attr("seconds", round(time.perf_counter() - t0, 2))
+            tracker.tags(run, {"pruned": "true"})
+            tracker.end(run, "KILLED")
             raise
         except BaseException:
             tracker.end(run, "KILLED")
@@ -371,6 +423,13 @@ class _Progress:
                     f"(best {study.best_value:.4f}){took}",
                     flush=True,
                 )
+            elif t.state == S.PRUNED:
+                self.used += 1
+                epoch = max(t.intermediate_values, default=0)
+                print(
+                    f"[{self.label}] trial {t.number} ({self.used}/{self.n_trials}): pruned after epoch {epoch}",
+                    flush=True,
+                )
             elif _diverged(t):
                 self.used += 1
                 print(
@@ -394,9 +453,9 @@ class _StopAtBudget:
             study.stop()
 
 
-def _work(study_name, storage, objective, n_trials, seed, progress=None, parent_pid=None):
+def _work(study_name, storage, objective, n_trials, seed, progress=None, parent_pid=None, pruner="none"):
     """One worker: run trials of the study until the budget is reached (or its parent is gone)."""
-    study = load_study(study_name, storage, seed=seed)
+    study = load_study(study_name, storage, seed=seed, pruner=pruner)
     existing = len(study.get_trials(deepcopy=False))
     if existing:  # a resumed study: the same seed would draw the first run's parameters again
         study.sampler = optuna.samplers.TPESampler(seed=seed + existing)
@@ -427,12 +486,14 @@ def run_study(
     stats_path=None,
     poll_seconds: float = 2.0,
     check=validate_params,
+    pruner: str = "none",
 ) -> dict:
     """Run (or continue) a study to `n_trials` with `workers` local processes; returns the summary
     of the best trial: {study, metric, value, trial, n_complete, n_failed, n_interrupted, params}.
 
     `score(params, epoch_callback=None) -> (value, extra_metrics)` is the objective: a
-    `ValidationScore` for GRU4Rec (any picklable callable for tests). Worker k samples with
+    `ValidationScore` for GRU4Rec and the baselines (any picklable callable for tests); with a
+    `pruner` other than none it is also given `prune=` (see ValidationScore). Worker k samples with
     TPE(seed + k). `check(params)` validates a parameter set before any training (GRU4Rec's
     validate_params; a baseline's validate_params for its study). Raises TrainingDivergedError when
     no trial of the study succeeded.
@@ -444,7 +505,7 @@ def run_study(
         raise ParameterError(f"study '{study_name}': the search space is empty")
     _check_fixed_and_space(fixed, space, check)
     store = make_storage(storage)
-    study = load_study(study_name, store, seed=seed)
+    study = load_study(study_name, store, seed=seed, pruner=pruner)
     interrupted = release_orphans(study, store)
     tracker = Tracker(tracking_uri, experiment)
     parent = _study_run(study, tracker, label, n_trials, metric_name, fixed, space, stats_path)
@@ -456,12 +517,12 @@ def run_study(
         + f"; {max(0, n_trials - used - running)} to run with {workers} worker(s)",
         flush=True,
     )
-    objective = _Objective(score, space, fixed, tracker, parent, label)
+    objective = _Objective(score, space, fixed, tracker, parent, label, pruning=pruner != "none")
     progress = _Progress(study, label, n_trials, metric_name)
     if workers == 1:
-        _work(study_name, storage, objective, n_trials, seed, progress)
+        _work(study_name, storage, objective, n_trials, seed, progress, pruner=pruner)
     elif used + running < n_trials:
-        _run_processes(study, study_name, storage, objective, n_trials, seed, workers, progress, poll_seconds)
+        _run_processes(study, study_name, storage, objective, n_trials, seed, workers, progress, poll_seconds, pruner)
     return _summarise(study, fixed, metric_name, tracker, parent, label)
 
 
@@ -495,7 +556,7 @@ def _study_run(study, tracker, label, n_trials, metric_name, fixed, space, stats
     return parent
 
 
-def _run_processes(study, study_name, storage, objective, n_trials, seed, workers, progress, poll_seconds):
+def _run_processes(study, study_name, storage, objective, n_trials, seed, workers, progress, poll_seconds, pruner):
     """Workers are fresh interpreters started with the pickled job (not multiprocessing: its spawn
     re-runs the parent's main script, which for a Snakemake job is the job itself, and fork would
     share torch's threads and the stores' database connections). Their output goes to a file each
@@ -511,7 +572,7 @@ def _run_processes(study, study_name, storage, objective, n_trials, seed, worker
                     [sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=out, stderr=subprocess.STDOUT, env=env
                 )
                 proc.stdin.write(
-                    pickle.dumps((study_name, str(storage), objective, n_trials, seed + k, None, os.getpid()))
+                    pickle.dumps((study_name, str(storage), objective, n_trials, seed + k, None, os.getpid(), pruner))
                 )
                 proc.stdin.close()
                 procs.append((proc, out))
@@ -547,6 +608,7 @@ def _summarise(study, fixed, metric_name, tracker, parent, label) -> dict:
     complete = [t for t in trials if t.state == S.COMPLETE]
     n_failed = sum(1 for t in trials if _diverged(t))
     n_interrupted = sum(1 for t in trials if t.state == S.FAIL) - n_failed
+    n_pruned = sum(1 for t in trials if t.state == S.PRUNED)
     if not complete:
         raise TrainingDivergedError(
             f"study '{study_name}': no trial succeeded ({n_failed} diverged); "
@@ -561,6 +623,7 @@ def _summarise(study, fixed, metric_name, tracker, parent, label) -> dict:
         "n_complete": len(complete),
         "n_failed": n_failed,
         "n_interrupted": n_interrupted,
+        "n_pruned": n_pruned,
         "params": dict(fixed, **_as_model_params(best.params)),
     }
     if parent:
@@ -572,7 +635,7 @@ def _summarise(study, fixed, metric_name, tracker, parent, label) -> dict:
         tracker.end(parent)
     print(
         f"[{label}] done: best {metric_name}={best.value:.4f} (trial {best.number}); {len(complete)} complete, "
-        f"{n_failed} diverged, {n_interrupted} interrupted",
+        f"{n_failed} diverged, {n_interrupted} interrupted" + (f", {n_pruned} pruned" if n_pruned else ""),
         flush=True,
     )
     return summary

@@ -17,7 +17,7 @@ from gru4rec.errors import ParameterError
 from gru4rec.losses import LOSSES, RANKING_LOSSES
 from gru4rec.model import EMBEDDING_MODES, embedding_mode
 
-from .fake_objective import Rendezvous, quadratic
+from .fake_objective import EpochWise, Rendezvous, quadratic
 
 S = optuna.trial.TrialState
 SPACE = {
@@ -69,6 +69,29 @@ def test_study_runs_to_its_budget_with_a_seeded_sampler(tmp_path):
     run(tmp_path / "a.journal", 9, seed=7)
     again = [t.params for t in trials(tmp_path / "a.journal")]
     assert len(again) == 9 and again[6:9] != again[0:3]
+
+
+@pytest.mark.parametrize("pruner", ["median", "hyperband"])
+def test_pruned_trials_stop_early_and_count_against_the_budget(tmp_path, pruner):
+    summary = run(tmp_path / "p.journal", 14, objective=EpochWise(tmp_path), seed=3, pruner=pruner)
+    done = trials(tmp_path / "p.journal")
+    pruned = [t for t in done if t.state == S.PRUNED]
+    assert len(done) == 14 and pruned and summary["n_pruned"] == len(pruned)
+    assert summary["n_complete"] == 14 - len(pruned)
+    # a pruned trial stopped at the epoch where it was pruned; a complete one ran all three
+    epochs = (tmp_path / "epochs.log").read_text().split()
+    assert len(epochs) // 2 == 3 * summary["n_complete"] + sum(max(t.intermediate_values) for t in pruned)
+    assert all(max(t.intermediate_values) < 3 for t in pruned)
+    # without a pruner every trial runs to its end, and the objective is not asked to report
+    (tmp_path / "epochs.log").unlink()
+    assert run(tmp_path / "n.journal", 6, objective=EpochWise(tmp_path), seed=3)["n_pruned"] == 0
+    assert len((tmp_path / "epochs.log").read_text().split()) // 2 == 18
+    assert all(not t.intermediate_values for t in trials(tmp_path / "n.journal"))
+
+
+def test_unknown_pruner_is_a_parameter_error(tmp_path):
+    with pytest.raises(ParameterError, match="pruner must be one of none, median, hyperband, got 'mean'"):
+        run(tmp_path / "a.journal", 2, pruner="mean")
 
 
 def test_diverged_trials_are_failed_and_the_study_goes_on(tmp_path):
@@ -258,3 +281,45 @@ def test_gru4rec_validation_score(tmp_path):
     value, extra = score(dict(FIXED, layers=[16], batch_size=16, learning_rate=0.1), epoch_callback=epochs.append)
     assert 0 < value <= 1 and value == extra["valid_mrr_at_20"] and extra["device"] == "cpu"
     assert [e["epoch"] for e in epochs] == [1]
+
+
+def test_gru4rec_validation_score_reports_every_epoch_to_the_pruner(tmp_path):
+    import preprocessing
+
+    preprocessing.preprocess("synthetic", None, tmp_path, {"n_sessions": 600, "n_items": 60, "days": 6, "seed": 2})
+    score = tuning.ValidationScore(str(tmp_path / "train_tr.parquet"), str(tmp_path / "train_valid.parquet"))
+    params = dict(FIXED, layers=[16], batch_size=16, learning_rate=0.1, n_epochs=3)
+    reported = []
+    value, _ = score(params, prune=lambda epoch, v: reported.append((epoch, v)))
+    # epochs 1 and 2 are reported (the last is the final score); evaluating between epochs
+    # leaves the training as it is: the final score equals a run without a pruner
+    assert [e for e, _ in reported] == [1, 2] and all(0 < v <= 1 for _, v in reported)
+    assert value == score(params)[0]
+    assert reported[0][1] != value  # the reports are the scores of the partly trained model
+
+    def stop(epoch, v):
+        raise optuna.TrialPruned()
+
+    epochs = []
+    with pytest.raises(optuna.TrialPruned):
+        score(params, epoch_callback=epochs.append, prune=stop)
+    assert [e["epoch"] for e in epochs] == [1]
+
+
+def test_a_trial_trains_and_evaluates_with_its_own_thread_count(tmp_path):
+    import torch
+
+    import preprocessing
+
+    preprocessing.preprocess("synthetic", None, tmp_path, {"n_sessions": 300, "n_items": 40, "days": 6, "seed": 2})
+    score = tuning.ValidationScore(str(tmp_path / "train_tr.parquet"), str(tmp_path / "train_valid.parquet"), threads=1)
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)  # what a process on 2 cores starts with: a trial must not keep it
+    seen = []
+    try:
+        score(
+            dict(FIXED, layers=[16], batch_size=16, n_epochs=2), prune=lambda e, v: seen.append(torch.get_num_threads())
+        )
+    finally:
+        torch.set_num_threads(before)
+    assert seen == [1]

@@ -42,5 +42,6 @@ with job(snakemake.log[0]):
         label=f"{w.dataset}/{study}",
         stats_path=snakemake.input.stats,
         check=check,
+        pruner=tuning["pruner"],
     )
     write_json(snakemake.output.best, summary)

@@ -450,3 +450,8 @@ class SessionScorer(HiddenState):
 
     def step(self, items: torch.Tensor) -> torch.Tensor:
         return self.net.score_all(self.net.forward_hidden(items, self.H))
+
+    def step_rows(self, items: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+        """As step(), but scores only the slots `rows` (all slots still advance): the evaluator's
+        last-target protocol needs a few rows of most steps."""
+        return self.net.score_all(self.net.forward_hidden(items, self.H).index_select(0, rows))

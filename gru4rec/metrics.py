@@ -1,0 +1,166 @@
+"""Top-N metrics of next-item prediction, summed step by step from the score matrices of a pass.
+
+At every cut-off N: Recall@N (= HitRate: one relevant item), MRR@N, NDCG@N (1/log2(rank + 1)),
+item coverage@N (share of the catalogue in at least one top-N list) and popularity@N (mean
+training support of the top-N items, divided by the largest support).
+
+Ties. The target's rank under each tie mode is (higher: items scored above it, equal: items
+scored like it, itself included) standard: higher + 1; conservative: higher + equal; median:
+higher + 1 + (equal - 1) / 2; tiebreaking: a uniformly random place among its ties. A top-N list
+holds the items that would count as hits if they were the target: those whose own rank under the
+mode is <= N. So Recall@N is the share of events whose target is in its top-N list, and a model
+gains nothing from ties in the lists that it does not gain in Recall: in `standard` mode a tie
+group that reaches the N-th place is in the list whole (the list can be longer than N); in
+`conservative` mode it is left out whole unless it ends by the N-th place (shorter); in `median`
+mode it is in whole when its middle place is <= N; in `tiebreaking` mode the places left are
+filled by a uniformly random choice among the tied items (exactly N items).
+
+Speed. Every metric depends on ranks <= max(N) only, so one torch.topk(max(N) + 1) per step
+gives them all: a row's counts are exact from its top-k unless a tie group reaches the k-th
+place, and only such rows (rare for a neural model, common for baselines with unscored items)
+are counted again over the whole catalogue. This replaces two full comparison passes per step.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from .errors import ParameterError
+
+TIE_MODES = ("standard", "conservative", "median", "tiebreaking")
+
+
+def check_mode(mode: str):
+    if mode not in TIE_MODES:
+        raise ParameterError(f"tie mode '{mode}' is not valid; expected one of: {', '.join(TIE_MODES)}")
+
+
+def ranks_from_counts(higher: torch.Tensor, equal: torch.Tensor, mode: str, generator=None) -> torch.Tensor:
+    """1-based float64 ranks from the number of items scored higher than / equal to the target
+    (equal includes the target itself); tiebreaking draws one uniform number per row."""
+    check_mode(mode)
+    if mode == "standard":
+        return (higher + 1).to(torch.float64)
+    if mode == "conservative":
+        return (higher + equal).to(torch.float64)
+    if mode == "median":
+        return higher + 1 + 0.5 * (equal - 1).to(torch.float64)
+    u = torch.rand(len(higher), generator=generator, device=higher.device, dtype=torch.float64)
+    return (higher + 1).to(torch.float64) + torch.floor(u * equal)
+
+
+def ranks_of_targets(scores: torch.Tensor, targets: torch.Tensor, mode: str, generator=None) -> torch.Tensor:
+    """1-based rank of each row's target among all columns, under the given tie mode (full passes)."""
+    t = scores.gather(1, targets.unsqueeze(1))
+    return ranks_from_counts((scores > t).sum(dim=1), (scores == t).sum(dim=1), mode, generator)
+
+
+def top_counts(scores: torch.Tensor, top: torch.Tensor, x: torch.Tensor, depth: int):
+    """(higher, equal): items of each row scored above / equal to x[row], from the row's sorted
+    top-k scores `top`; exact wherever the resulting rank can be <= depth (k must be > depth).
+
+    When the k-th score is below x every item >= x is in the top-k. Otherwise all k are >= x and
+    the counts are lower bounds: if `higher` is still < depth the row is counted over all items;
+    if not, every rank formula gives more than depth (higher + equal = k > depth), as it must.
+    """
+    higher = (top > x[:, None]).sum(1)
+    equal = (top == x[:, None]).sum(1)
+    if top.shape[1] < scores.shape[1]:
+        rows = torch.nonzero((top[:, -1] >= x) & (higher < depth)).squeeze(1)
+        if len(rows):
+            sub, xr = scores.index_select(0, rows), x[rows, None]
+            higher[rows] = (sub > xr).sum(1)
+            equal[rows] = (sub == xr).sum(1)
+    return higher, equal
+
+
+def top_n_mask(values: torch.Tensor, bound: torch.Tensor, n: int, mode: str, generator=None) -> torch.Tensor:
+    """Which entries of `values` (rows x m) are in their row's top-n list under the tie mode,
+    `bound` being each row's n-th best score; every entry scored >= bound must be in `values`."""
+    above = values > bound[:, None]
+    tied = values == bound[:, None]
+    h, e = above.sum(1), tied.sum(1)  # h < n: only the n-1 best can be above the n-th
+    if mode == "tiebreaking":  # the n - h places left go to uniformly random tied entries
+        keys = torch.rand(values.shape, generator=generator, device=values.device, dtype=torch.float64)
+        keys = keys.masked_fill(~tied, 2.0)
+        k = min(n, values.shape[1])
+        smallest = torch.topk(keys, k, dim=1, largest=False).values
+        kth = smallest.gather(1, (n - h - 1).clamp(0, k - 1)[:, None])
+        return above | (tied & (keys <= kth))
+    if mode == "standard":
+        return above | tied
+    take = (h + e <= n) if mode == "conservative" else (2 * h + e + 1 <= 2 * n)  # median: h + 1 + (e-1)/2 <= n
+    return above | (tied & take[:, None])
+
+
+class MetricSums:
+    """Every metric at every cut-off, summed on the device over the predictions of a pass."""
+
+    def __init__(self, cutoffs, mode, n_items, item_support, seed, device):
+        check_mode(mode)
+        self.cutoffs, self.mode, self.n_items = tuple(cutoffs), mode, n_items
+        self.depth = max(self.cutoffs)
+        z = torch.zeros(len(self.cutoffs), dtype=torch.float64, device=device)
+        self.hits, self.rr, self.dcg, self.pop, self.listed = z.clone(), z.clone(), z, z.clone(), z.clone()
+        self.seen = torch.zeros((len(self.cutoffs), n_items), dtype=torch.bool, device=device)
+        self.cut = torch.tensor(self.cutoffs, dtype=torch.float64, device=device).unsqueeze(1)
+        self.support = None
+        if item_support is not None and len(item_support) == n_items and max(item_support, default=0) > 0:
+            s = torch.as_tensor(item_support, dtype=torch.float64, device=device)
+            self.support = s / s.max()
+        # the targets' tie-breaking draws come from the seed alone (as before the top-N lists existed)
+        self.generator = torch.Generator(device=device).manual_seed(seed)
+        self.list_generator = torch.Generator(device=device).manual_seed(seed + 1)
+        self.n = 0
+
+    def add(self, scores: torch.Tensor, targets: torch.Tensor):
+        k = min(self.depth + 1, scores.shape[1])
+        top, top_items = torch.topk(scores, k, dim=1)
+        t = scores.gather(1, targets[:, None]).squeeze(1)
+        higher, equal = top_counts(scores, top, t, self.depth)
+        ranks = ranks_from_counts(higher, equal, self.mode, self.generator)
+        self.n += len(targets)
+        inside = ranks.unsqueeze(0) <= self.cut
+        self.hits += inside.sum(dim=1)
+        self.rr += (inside / ranks.unsqueeze(0)).sum(dim=1)
+        self.dcg += (inside / torch.log2(ranks.unsqueeze(0) + 1)).sum(dim=1)
+        for j, n in enumerate(self.cutoffs):
+            self._add_lists(j, n, scores, top, top_items)
+
+    def _add_lists(self, j, n, scores, top, top_items):
+        """Coverage and popularity of the top-n lists: from the top-k, except in rows whose tie
+        group at the n-th place reaches the k-th (it may go on beyond): those use every item."""
+        bound = top[:, min(n, top.shape[1]) - 1]
+        mask = top_n_mask(top, bound, n, self.mode, self.list_generator)
+        if top.shape[1] < scores.shape[1]:
+            spill = torch.nonzero(top[:, -1] == bound).squeeze(1)
+            if len(spill):
+                mask[spill] = False
+                full = top_n_mask(scores.index_select(0, spill), bound[spill], n, self.mode, self.list_generator)
+                self._count(j, full.any(0).nonzero().squeeze(1), full.sum(0))
+        self._count(j, top_items[mask], None)
+
+    def _count(self, j, items, times):
+        """Mark `items` as recommended at cut-off j; `times` (per item column) or once each."""
+        self.seen[j, items] = True
+        if self.support is not None:
+            if times is None:
+                self.pop[j] += self.support[items].sum()
+                self.listed[j] += len(items)
+            else:
+                self.pop[j] += (self.support * times).sum()
+                self.listed[j] += times.sum()
+
+    def results(self) -> dict:
+        """metric name -> {cut-off: value}; popularity only when the model has item support."""
+        per = {
+            "recall": self.hits / self.n,
+            "mrr": self.rr / self.n,
+            "ndcg": self.dcg / self.n,
+            "coverage": self.seen.sum(1).double() / self.n_items,
+        }
+        if self.support is not None:
+            per["popularity"] = torch.where(self.listed > 0, self.pop / self.listed.clamp(min=1), math.nan)
+        return {name: dict(zip(self.cutoffs, v.cpu().tolist())) for name, v in per.items()}

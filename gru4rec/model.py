@@ -355,10 +355,14 @@ class GRU4RecNetwork:
             H[i] = x
         return x
 
-    def score_all(self, h):
-        """Scores of every item for each row of the last layer output h: (b, n_items)."""
-        W = self.params["WyBy"]
-        return torch.addmm(W[:, -1], h, W[:, :-1].t())
+    def score_all(self, h, out=None):
+        """Scores of every item for each row of the last layer output h: (b, n_items), into `out` if given.
+
+        The bias rides in the product as a column of ones against WyBy as stored: one matrix
+        product, no copy of the weights and no extra pass to broadcast the bias into the output.
+        """
+        h_aug = torch.cat([h, h.new_ones((h.shape[0], 1))], dim=1)
+        return torch.mm(h_aug, self.params["WyBy"].t(), out=out)
 
     def forward_train(self, X, Y, H, p_embed, p_hidden, generator):
         """Training forward pass of one step.
@@ -446,12 +450,21 @@ class HiddenState:
 
 
 class SessionScorer(HiddenState):
-    """The evaluator's per-pass scorer (see the model protocol): scores of every item as the next one."""
+    """The evaluator's per-pass scorer (see the model protocol): scores of every item as the next one.
+
+    The scores are written into one buffer reused at every step (valid until the next step): a
+    fresh (width x n_items) matrix per step costs the kernel a page fault per 4 kB page.
+    """
+
+    def __init__(self, net: GRU4RecNetwork, width: int):
+        super().__init__(net, width)
+        self.out = torch.empty((width, net.params["WyBy"].shape[0]), device=net.device)
 
     def step(self, items: torch.Tensor) -> torch.Tensor:
-        return self.net.score_all(self.net.forward_hidden(items, self.H))
+        return self.net.score_all(self.net.forward_hidden(items, self.H), out=self.out[: len(items)])
 
     def step_rows(self, items: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
         """As step(), but scores only the slots `rows` (all slots still advance): the evaluator's
         last-target protocol needs a few rows of most steps."""
-        return self.net.score_all(self.net.forward_hidden(items, self.H).index_select(0, rows))
+        h = self.net.forward_hidden(items, self.H).index_select(0, rows)
+        return self.net.score_all(h, out=self.out[: len(rows)])

@@ -390,3 +390,21 @@ def test_evaluation_reports_every_metric_under_the_agreed_keys(small_model, mark
             PreviousItem(), pd.DataFrame({"SessionId": [1, 1, 1], "ItemId": [0, 1, 2], "Time": [1, 2, 3]}), cutoffs=(1,)
         ).as_dict()
     )
+
+
+def test_last_target_protocol_with_a_scorer_without_step_rows():
+    # PreviousItem's scorer has no step_rows: the evaluator scores all slots and keeps the last rows
+    rng = np.random.default_rng(4)
+    lengths = rng.integers(1, 7, size=60)
+    test = pd.DataFrame(
+        {
+            "SessionId": np.repeat(np.arange(60), lengths),
+            "ItemId": rng.integers(0, 4, size=lengths.sum()),
+            "Time": np.arange(lengths.sum()),
+        }
+    )
+    res = evaluate(PreviousItem(), test, cutoffs=(1,), mode="conservative", batch_size=5, targets="last")
+    sessions = [list(g.ItemId) for _, g in test.groupby("SessionId")]
+    assert res.n_predictions == sum(len(s) >= 2 for s in sessions)
+    hits = sum(len(s) >= 3 and s[-3] == s[-1] for s in sessions)
+    assert res.recall[1] == pytest.approx(hits / res.n_predictions) and hits > 0

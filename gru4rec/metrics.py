@@ -76,36 +76,45 @@ def top_counts(scores: torch.Tensor, top: torch.Tensor, x: torch.Tensor, depth: 
     return higher, equal
 
 
-def top_n_mask(values: torch.Tensor, bound: torch.Tensor, n: int, mode: str, generator=None) -> torch.Tensor:
-    """Which entries of `values` (rows x m) are in their row's top-n list under the tie mode,
-    `bound` being each row's n-th best score; every entry scored >= bound must be in `values`."""
-    above = values > bound[:, None]
-    tied = values == bound[:, None]
-    h, e = above.sum(1), tied.sum(1)  # h < n: only the n-1 best can be above the n-th
+def top_n_mask(values: torch.Tensor, bound: torch.Tensor, n, mode: str, generator=None) -> torch.Tensor:
+    """Which entries of `values` (..., m) are in the top-n list of their row under the tie mode,
+    `bound` (...) being the row's n-th best score and n an int or a tensor broadcast like bound;
+    every entry of the row scored >= bound must be in `values`."""
+    above = values > bound[..., None]
+    tied = values == bound[..., None]
+    h, e = above.sum(-1), tied.sum(-1)  # h < n: only the n-1 best can be above the n-th
     if mode == "tiebreaking":  # the n - h places left go to uniformly random tied entries
         keys = torch.rand(values.shape, generator=generator, device=values.device, dtype=torch.float64)
         keys = keys.masked_fill(~tied, 2.0)
-        k = min(n, values.shape[1])
-        smallest = torch.topk(keys, k, dim=1, largest=False).values
-        kth = smallest.gather(1, (n - h - 1).clamp(0, k - 1)[:, None])
+        k = min(int(torch.as_tensor(n).max()), values.shape[-1])
+        smallest = torch.topk(keys, k, dim=-1, largest=False).values
+        kth = smallest.gather(-1, (n - h - 1).clamp(0, k - 1)[..., None])
         return above | (tied & (keys <= kth))
     if mode == "standard":
         return above | tied
     take = (h + e <= n) if mode == "conservative" else (2 * h + e + 1 <= 2 * n)  # median: h + 1 + (e-1)/2 <= n
-    return above | (tied & take[:, None])
+    return above | (tied & take[..., None])
 
 
 class MetricSums:
-    """Every metric at every cut-off, summed on the device over the predictions of a pass."""
+    """Every metric at every cut-off, summed on the device over the predictions of a pass.
+
+    A step costs one top-k and a fixed number of small operations on (rows x cut-offs x k)
+    tensors, whatever the number of cut-offs (small operations are not free: on a busy machine
+    each can wait for a thread of the pool).
+    """
 
     def __init__(self, cutoffs, mode, n_items, item_support, seed, device):
         check_mode(mode)
         self.cutoffs, self.mode, self.n_items = tuple(cutoffs), mode, n_items
         self.depth = max(self.cutoffs)
-        z = torch.zeros(len(self.cutoffs), dtype=torch.float64, device=device)
-        self.hits, self.rr, self.dcg, self.pop, self.listed = z.clone(), z.clone(), z, z.clone(), z.clone()
+        self.k = min(self.depth + 1, n_items)
+        self.n_cut = torch.tensor(self.cutoffs, device=device)  # (C,)
+        self.bound_at = (self.n_cut.clamp(max=self.k) - 1)[None, :]  # column of each cut-off's bound
+        self.cut = self.n_cut.to(torch.float64)[:, None]  # (C, 1)
+        self.rank_sums = torch.zeros((len(self.cutoffs), 3), dtype=torch.float64, device=device)  # hits, rr, dcg
+        self.list_sums = torch.zeros((len(self.cutoffs), 2), dtype=torch.float64, device=device)  # support, items
         self.seen = torch.zeros((len(self.cutoffs), n_items), dtype=torch.bool, device=device)
-        self.cut = torch.tensor(self.cutoffs, dtype=torch.float64, device=device).unsqueeze(1)
         self.support = None
         if item_support is not None and len(item_support) == n_items and max(item_support, default=0) > 0:
             s = torch.as_tensor(item_support, dtype=torch.float64, device=device)
@@ -116,51 +125,49 @@ class MetricSums:
         self.n = 0
 
     def add(self, scores: torch.Tensor, targets: torch.Tensor):
-        k = min(self.depth + 1, scores.shape[1])
-        top, top_items = torch.topk(scores, k, dim=1)
+        top, top_items = torch.topk(scores, self.k, dim=1)
         t = scores.gather(1, targets[:, None]).squeeze(1)
-        higher, equal = top_counts(scores, top, t, self.depth)
-        ranks = ranks_from_counts(higher, equal, self.mode, self.generator)
+        ranks = ranks_from_counts(*top_counts(scores, top, t, self.depth), self.mode, self.generator)
         self.n += len(targets)
-        inside = ranks.unsqueeze(0) <= self.cut
-        self.hits += inside.sum(dim=1)
-        self.rr += (inside / ranks.unsqueeze(0)).sum(dim=1)
-        self.dcg += (inside / torch.log2(ranks.unsqueeze(0) + 1)).sum(dim=1)
-        for j, n in enumerate(self.cutoffs):
-            self._add_lists(j, n, scores, top, top_items)
+        gains = torch.stack([torch.ones_like(ranks), 1 / ranks, 1 / torch.log2(ranks + 1)])  # (3, w)
+        self.rank_sums += (ranks[None, :] <= self.cut).to(torch.float64) @ gains.t()
+        self._add_lists(scores, top, top_items)
 
-    def _add_lists(self, j, n, scores, top, top_items):
-        """Coverage and popularity of the top-n lists: from the top-k, except in rows whose tie
-        group at the n-th place reaches the k-th (it may go on beyond): those use every item."""
-        bound = top[:, min(n, top.shape[1]) - 1]
-        mask = top_n_mask(top, bound, n, self.mode, self.list_generator)
-        if top.shape[1] < scores.shape[1]:
-            spill = torch.nonzero(top[:, -1] == bound).squeeze(1)
-            if len(spill):
+    def _add_lists(self, scores, top, top_items):
+        """Coverage and popularity of the top-n lists of every cut-off: from the top-k, except in
+        rows whose tie group at the n-th place reaches the k-th (it may go on beyond), which are
+        listed from every item."""
+        w, c, k = top.shape[0], len(self.cutoffs), top.shape[1]
+        bound = top.gather(1, self.bound_at.expand(w, c))  # (w, C)
+        mask = top_n_mask(top[:, None, :].expand(w, c, k), bound, self.n_cut[None, :], self.mode, self.list_generator)
+        if k < scores.shape[1]:
+            spill = top[:, -1:] == bound  # (w, C)
+            if spill.any():
                 mask[spill] = False
-                full = top_n_mask(scores.index_select(0, spill), bound[spill], n, self.mode, self.list_generator)
-                self._count(j, full.any(0).nonzero().squeeze(1), full.sum(0))
-        self._count(j, top_items[mask], None)
-
-    def _count(self, j, items, times):
-        """Mark `items` as recommended at cut-off j; `times` (per item column) or once each."""
-        self.seen[j, items] = True
+                for j in torch.nonzero(spill.any(0)).squeeze(1).tolist():
+                    self._add_full_rows(j, scores, bound[:, j], spill[:, j])
+        row, cut, col = torch.nonzero(mask, as_tuple=True)
+        self.seen[cut, top_items[row, col]] = True
         if self.support is not None:
-            if times is None:
-                self.pop[j] += self.support[items].sum()
-                self.listed[j] += len(items)
-            else:
-                self.pop[j] += (self.support * times).sum()
-                self.listed[j] += times.sum()
+            listed = mask.to(torch.float64)
+            self.list_sums[:, 0] += torch.einsum("wck,wk->c", listed, self.support[top_items])
+            self.list_sums[:, 1] += listed.sum((0, 2))
+
+    def _add_full_rows(self, j, scores, bound, rows):
+        """The top-n lists (n: cut-off j) of the given rows, over every item."""
+        rows = torch.nonzero(rows).squeeze(1)
+        full = top_n_mask(scores.index_select(0, rows), bound[rows], self.cutoffs[j], self.mode, self.list_generator)
+        self.seen[j] |= full.any(0)
+        if self.support is not None:
+            times = full.sum(0).to(torch.float64)  # how many lists each item is in
+            self.list_sums[j, 0] += times @ self.support
+            self.list_sums[j, 1] += times.sum()
 
     def results(self) -> dict:
         """metric name -> {cut-off: value}; popularity only when the model has item support."""
-        per = {
-            "recall": self.hits / self.n,
-            "mrr": self.rr / self.n,
-            "ndcg": self.dcg / self.n,
-            "coverage": self.seen.sum(1).double() / self.n_items,
-        }
+        r = self.rank_sums / self.n
+        per = {"recall": r[:, 0], "mrr": r[:, 1], "ndcg": r[:, 2], "coverage": self.seen.sum(1).double() / self.n_items}
         if self.support is not None:
-            per["popularity"] = torch.where(self.listed > 0, self.pop / self.listed.clamp(min=1), math.nan)
+            pop, listed = self.list_sums[:, 0], self.list_sums[:, 1]
+            per["popularity"] = torch.where(listed > 0, pop / listed.clamp(min=1), math.nan)
         return {name: dict(zip(self.cutoffs, v.cpu().tolist())) for name, v in per.items()}

@@ -339,7 +339,7 @@ def test_fewer_items_than_the_cut_off_lists_the_whole_catalogue():
         assert got["coverage"][20] == want["coverage"][20] == 1.0
         assert got["popularity"] == pytest.approx(want["popularity"]) and got["recall"][20] == 1.0
     tb = metric_sums(steps, (2, 20), "tiebreaking", support)
-    assert tb.listed.tolist() == [12.0, 30.0]
+    assert tb.list_sums[:, 1].tolist() == [12.0, 30.0]
 
 
 def test_tiebreaking_lists_have_n_items_drawn_uniformly_among_the_tied_ones():
@@ -351,7 +351,7 @@ def test_tiebreaking_lists_have_n_items_drawn_uniformly_among_the_tied_ones():
     support[2:21] = 0.0  # half of the 38 tied items have no support: popularity ~ (2 + 3 * 0.5) / 5
     sums = metric_sums([(scores, np.zeros(rows, dtype=np.int64))], (5,), "tiebreaking", support)
     res = sums.results()
-    assert sums.listed.tolist() == [5.0 * rows]
+    assert sums.list_sums[:, 1].tolist() == [5.0 * rows]
     assert res["coverage"][5] == 1.0
     assert res["popularity"][5] == pytest.approx(3.5 / 5, abs=0.01)
     again = metric_sums([(scores, np.zeros(rows, dtype=np.int64))], (5,), "tiebreaking", support).results()

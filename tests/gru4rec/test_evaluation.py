@@ -408,3 +408,17 @@ def test_last_target_protocol_with_a_scorer_without_step_rows():
     assert res.n_predictions == sum(len(s) >= 2 for s in sessions)
     hits = sum(len(s) >= 3 and s[-3] == s[-1] for s in sessions)
     assert res.recall[1] == pytest.approx(hits / res.n_predictions) and hits > 0
+
+
+def test_every_baseline_has_item_support_for_the_popularity_metric(markov_data):
+    from gru4rec.baselines import BASELINES, make_baseline
+
+    train, test = markov_data
+    train = train[train.SessionId < train.SessionId.min() + 300]
+    test = test[test.SessionId < test.SessionId.min() + 30]
+    support = train.ItemId.value_counts()
+    for name in BASELINES:
+        model = make_baseline(name, **({"n_iterations": 1} if name == "bprmf" else {})).fit(train, verbose=False)
+        np.testing.assert_array_equal(model.item_support, support.reindex(model.item_ids).to_numpy())
+        res = evaluate(model, test, cutoffs=(5,), mode="conservative")
+        assert 0 <= res.popularity[5] <= 1 and 0 < res.coverage[5] <= 1, name

@@ -16,9 +16,9 @@ mode it is in whole when its middle place is <= N; in `tiebreaking` mode the pla
 filled by a uniformly random choice among the tied items (exactly N items).
 
 Speed. Every metric depends on ranks <= max(N) only, so one torch.topk(max(N) + 1) per step
-gives them all: a row's counts are exact from its top-k unless a tie group reaches the k-th
-place, and only such rows (rare for a neural model, common for baselines with unscored items)
-are counted again over the whole catalogue. This replaces two full comparison passes per step.
+gives them all: the counts of a row are exact from its top-k unless its last two scores tie, and
+only such rows (rare for a neural model, common for baselines with unscored items) are counted
+over the whole catalogue. This replaces two full comparison passes per step.
 """
 
 from __future__ import annotations
@@ -37,9 +37,10 @@ def check_mode(mode: str):
         raise ParameterError(f"tie mode '{mode}' is not valid; expected one of: {', '.join(TIE_MODES)}")
 
 
-def ranks_from_counts(higher: torch.Tensor, equal: torch.Tensor, mode: str, generator=None) -> torch.Tensor:
+def ranks_from_counts(higher: torch.Tensor, equal: torch.Tensor, mode: str, generator=None, u=None) -> torch.Tensor:
     """1-based float64 ranks from the number of items scored higher than / equal to the target
-    (equal includes the target itself); tiebreaking draws one uniform number per row."""
+    (equal includes the target itself); tiebreaking uses one uniform number per row: `u`, or
+    drawn from `generator`."""
     check_mode(mode)
     if mode == "standard":
         return (higher + 1).to(torch.float64)
@@ -47,33 +48,20 @@ def ranks_from_counts(higher: torch.Tensor, equal: torch.Tensor, mode: str, gene
         return (higher + equal).to(torch.float64)
     if mode == "median":
         return higher + 1 + 0.5 * (equal - 1).to(torch.float64)
-    u = torch.rand(len(higher), generator=generator, device=higher.device, dtype=torch.float64)
+    if u is None:
+        u = torch.rand(len(higher), generator=generator, device=higher.device, dtype=torch.float64)
     return (higher + 1).to(torch.float64) + torch.floor(u * equal)
+
+
+def counts_above(values: torch.Tensor, x: torch.Tensor):
+    """(higher, equal): entries of each row of `values` scored above / equal to x[row]."""
+    return (values > x[:, None]).sum(1), (values == x[:, None]).sum(1)
 
 
 def ranks_of_targets(scores: torch.Tensor, targets: torch.Tensor, mode: str, generator=None) -> torch.Tensor:
     """1-based rank of each row's target among all columns, under the given tie mode (full passes)."""
-    t = scores.gather(1, targets.unsqueeze(1))
-    return ranks_from_counts((scores > t).sum(dim=1), (scores == t).sum(dim=1), mode, generator)
-
-
-def top_counts(scores: torch.Tensor, top: torch.Tensor, x: torch.Tensor, depth: int):
-    """(higher, equal): items of each row scored above / equal to x[row], from the row's sorted
-    top-k scores `top`; exact wherever the resulting rank can be <= depth (k must be > depth).
-
-    When the k-th score is below x every item >= x is in the top-k. Otherwise all k are >= x and
-    the counts are lower bounds: if `higher` is still < depth the row is counted over all items;
-    if not, every rank formula gives more than depth (higher + equal = k > depth), as it must.
-    """
-    higher = (top > x[:, None]).sum(1)
-    equal = (top == x[:, None]).sum(1)
-    if top.shape[1] < scores.shape[1]:
-        rows = torch.nonzero((top[:, -1] >= x) & (higher < depth)).squeeze(1)
-        if len(rows):
-            sub, xr = scores.index_select(0, rows), x[rows, None]
-            higher[rows] = (sub > xr).sum(1)
-            equal[rows] = (sub == xr).sum(1)
-    return higher, equal
+    t = scores.gather(1, targets.unsqueeze(1)).squeeze(1)
+    return ranks_from_counts(*counts_above(scores, t), mode, generator)
 
 
 def top_n_mask(values: torch.Tensor, bound: torch.Tensor, n, mode: str, generator=None) -> torch.Tensor:
@@ -99,18 +87,21 @@ def top_n_mask(values: torch.Tensor, bound: torch.Tensor, n, mode: str, generato
 class MetricSums:
     """Every metric at every cut-off, summed on the device over the predictions of a pass.
 
-    A step costs one top-k and a fixed number of small operations on (rows x cut-offs x k)
-    tensors, whatever the number of cut-offs (small operations are not free: on a busy machine
-    each can wait for a thread of the pool).
+    A step costs one top-k and a check for ties at its end; the rest works on the top-k of
+    FLUSH_EVERY steps at once (small operations are not free: on a busy machine each one can wait
+    for a thread of the pool). Rows whose k-th and (k-1)-th scores tie are done at once over
+    every item; in the other rows every tie group that reaches a top-N list lies in the top-k,
+    and a target below it ranks after the (k-1) = max(N) items above it.
     """
+
+    FLUSH_EVERY = 32
 
     def __init__(self, cutoffs, mode, n_items, item_support, seed, device):
         check_mode(mode)
         self.cutoffs, self.mode, self.n_items = tuple(cutoffs), mode, n_items
-        self.depth = max(self.cutoffs)
-        self.k = min(self.depth + 1, n_items)
+        self.k = min(max(self.cutoffs) + 1, n_items)
         self.n_cut = torch.tensor(self.cutoffs, device=device)  # (C,)
-        self.bound_at = (self.n_cut.clamp(max=self.k) - 1)[None, :]  # column of each cut-off's bound
+        self.bound_at = (self.n_cut.clamp(max=self.k) - 1)[None, :]  # top-k column of each cut-off's n-th score
         self.cut = self.n_cut.to(torch.float64)[:, None]  # (C, 1)
         self.rank_sums = torch.zeros((len(self.cutoffs), 3), dtype=torch.float64, device=device)  # hits, rr, dcg
         self.list_sums = torch.zeros((len(self.cutoffs), 2), dtype=torch.float64, device=device)  # support, items
@@ -119,33 +110,39 @@ class MetricSums:
         if item_support is not None and len(item_support) == n_items and max(item_support, default=0) > 0:
             s = torch.as_tensor(item_support, dtype=torch.float64, device=device)
             self.support = s / s.max()
-        # the targets' tie-breaking draws come from the seed alone (as before the top-N lists existed)
+        # the targets' tie-breaking draws come from the seed alone, one per row in step order
         self.generator = torch.Generator(device=device).manual_seed(seed)
         self.list_generator = torch.Generator(device=device).manual_seed(seed + 1)
+        self.pending = []  # (top, top_items, target score, draws) of steps not summed yet
         self.n = 0
 
     def add(self, scores: torch.Tensor, targets: torch.Tensor):
         top, top_items = torch.topk(scores, self.k, dim=1)
         t = scores.gather(1, targets[:, None]).squeeze(1)
-        ranks = ranks_from_counts(*top_counts(scores, top, t, self.depth), self.mode, self.generator)
-        self.n += len(targets)
-        gains = torch.stack([torch.ones_like(ranks), 1 / ranks, 1 / torch.log2(ranks + 1)])  # (3, w)
-        self.rank_sums += (ranks[None, :] <= self.cut).to(torch.float64) @ gains.t()
-        self._add_lists(scores, top, top_items)
+        u = None
+        if self.mode == "tiebreaking":
+            u = torch.rand(len(t), generator=self.generator, device=t.device, dtype=torch.float64)
+        self.n += len(t)
+        if self.k < scores.shape[1]:
+            tied_end = top[:, -1] == top[:, -2]
+            if tied_end.any():
+                rows, rest = torch.nonzero(tied_end).squeeze(1), torch.nonzero(~tied_end).squeeze(1)
+                self._add_full_rows(scores.index_select(0, rows), top[rows], t[rows], None if u is None else u[rows])
+                top, top_items, t, u = top[rest], top_items[rest], t[rest], None if u is None else u[rest]
+        self.pending.append((top, top_items, t, u))
+        if len(self.pending) >= self.FLUSH_EVERY:
+            self.flush()
 
-    def _add_lists(self, scores, top, top_items):
-        """Coverage and popularity of the top-n lists of every cut-off: from the top-k, except in
-        rows whose tie group at the n-th place reaches the k-th (it may go on beyond), which are
-        listed from every item."""
+    def flush(self):
+        """Sum the pending steps: ranks and top-N lists from their top-k alone."""
+        if not self.pending:
+            return
+        top, top_items, t, u = (None if p[0] is None else torch.cat(p) for p in zip(*self.pending))
+        self.pending = []
+        self._add_ranks(ranks_from_counts(*counts_above(top, t), self.mode, u=u))
         w, c, k = top.shape[0], len(self.cutoffs), top.shape[1]
         bound = top.gather(1, self.bound_at.expand(w, c))  # (w, C)
         mask = top_n_mask(top[:, None, :].expand(w, c, k), bound, self.n_cut[None, :], self.mode, self.list_generator)
-        if k < scores.shape[1]:
-            spill = top[:, -1:] == bound  # (w, C)
-            if spill.any():
-                mask[spill] = False
-                for j in torch.nonzero(spill.any(0)).squeeze(1).tolist():
-                    self._add_full_rows(j, scores, bound[:, j], spill[:, j])
         row, cut, col = torch.nonzero(mask, as_tuple=True)
         self.seen[cut, top_items[row, col]] = True
         if self.support is not None:
@@ -153,18 +150,25 @@ class MetricSums:
             self.list_sums[:, 0] += torch.einsum("wck,wk->c", listed, self.support[top_items])
             self.list_sums[:, 1] += listed.sum((0, 2))
 
-    def _add_full_rows(self, j, scores, bound, rows):
-        """The top-n lists (n: cut-off j) of the given rows, over every item."""
-        rows = torch.nonzero(rows).squeeze(1)
-        full = top_n_mask(scores.index_select(0, rows), bound[rows], self.cutoffs[j], self.mode, self.list_generator)
-        self.seen[j] |= full.any(0)
-        if self.support is not None:
-            times = full.sum(0).to(torch.float64)  # how many lists each item is in
-            self.list_sums[j, 0] += times @ self.support
-            self.list_sums[j, 1] += times.sum()
+    def _add_ranks(self, ranks):
+        gains = torch.stack([torch.ones_like(ranks), 1 / ranks, 1 / torch.log2(ranks + 1)])  # (3, w)
+        self.rank_sums += (ranks[None, :] <= self.cut).to(torch.float64) @ gains.t()
+
+    def _add_full_rows(self, scores, top, t, u):
+        """Ranks and top-N lists of rows whose ties may go on beyond the top-k, over every item."""
+        self._add_ranks(ranks_from_counts(*counts_above(scores, t), self.mode, u=u))
+        bound = top.gather(1, self.bound_at.expand(len(top), len(self.cutoffs)))
+        for j, n in enumerate(self.cutoffs):
+            full = top_n_mask(scores, bound[:, j], n, self.mode, self.list_generator)
+            self.seen[j] |= full.any(0)
+            if self.support is not None:
+                times = full.sum(0).to(torch.float64)  # how many lists each item is in
+                self.list_sums[j, 0] += times @ self.support
+                self.list_sums[j, 1] += times.sum()
 
     def results(self) -> dict:
         """metric name -> {cut-off: value}; popularity only when the model has item support."""
+        self.flush()
         r = self.rank_sums / self.n
         per = {"recall": r[:, 0], "mrr": r[:, 1], "ndcg": r[:, 2], "coverage": self.seen.sum(1).double() / self.n_items}
         if self.support is not None:

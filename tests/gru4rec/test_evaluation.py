@@ -294,6 +294,7 @@ def metric_sums(steps, cutoffs, mode, support, seed=0):
     sums = MetricSums(cutoffs, mode, steps[0][0].shape[1], support, seed, torch.device("cpu"))
     for scores, targets in steps:
         sums.add(torch.tensor(scores), torch.tensor(targets))
+    sums.flush()
     return sums
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+import warnings
 from pathlib import Path
 
 from .errors import GRU4RecError, ParameterError, TrainingDivergedError
@@ -370,6 +371,11 @@ def cmd_baseline(args):
 COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "recommend": cmd_recommend, "baseline": cmd_baseline}
 
 
+def _show_warning(message, category, filename, lineno, file=None, line=None):
+    """A warning as one line on stderr (Python's default adds the file, line and source code)."""
+    print(f"gru4rec: warning: {message}", file=file or sys.stderr, flush=True)
+
+
 def main(argv=None) -> int:
     """Run the command line; returns the exit code (0 ok, 1 diverged or I/O failure, 2 user error)."""
     try:
@@ -378,7 +384,9 @@ def main(argv=None) -> int:
         return e.code if isinstance(e.code, int) else 2
     t0 = time.perf_counter()
     try:
-        COMMANDS[args.command](args)
+        with warnings.catch_warnings():  # restores the default printing when main() returns
+            warnings.showwarning = _show_warning
+            COMMANDS[args.command](args)
     except TrainingDivergedError as e:
         print(f"gru4rec: error: {e}", file=sys.stderr)
         return 1

@@ -356,15 +356,19 @@ class GRU4RecNetwork:
             H[i] = x
         return x
 
-    def score_all(self, h):
-        """Scores of every item for each row of the last layer output h: (b, n_items)."""
-        # WyBy holds each item's output vector with its bias as the last column, so appending a 1 to h
-        # scores in one product over WyBy's contiguous rows: no separate pass to add the bias, and
-        # the matrix is streamed once (scoring a whole catalogue is bound by reading WyBy).
+    def score_all(self, h, out=None):
+        """Scores of every item for each row of the last layer output h: (b, n_items), into `out` if given.
+
+        The bias rides in the product as a column of ones against WyBy as stored: one product over
+        WyBy's contiguous rows, no copy of the weights and no extra pass to broadcast the bias into
+        the output (scoring a whole catalogue is bound by reading WyBy once). One row, the
+        streaming case, is a matrix-vector product, which reads WyBy faster than a 1-row mm.
+        """
         W = self.params["WyBy"]
         if h.shape[0] == 1:
-            return torch.mv(W, F.pad(h[0], (0, 1), value=1.0)).unsqueeze(0)
-        return torch.mm(F.pad(h, (0, 1), value=1.0), W.t())
+            s = torch.mv(W, F.pad(h[0], (0, 1), value=1.0), out=None if out is None else out.view(-1))
+            return s.unsqueeze(0)
+        return torch.mm(F.pad(h, (0, 1), value=1.0), W.t(), out=out)
 
     def forward_train(self, X, Y, H, p_embed, p_hidden, generator):
         """Training forward pass of one step.
@@ -452,7 +456,21 @@ class HiddenState:
 
 
 class SessionScorer(HiddenState):
-    """The evaluator's per-pass scorer (see the model protocol): scores of every item as the next one."""
+    """The evaluator's per-pass scorer (see the model protocol): scores of every item as the next one.
+
+    The scores are written into one buffer reused at every step (valid until the next step): a
+    fresh (width x n_items) matrix per step costs the kernel a page fault per 4 kB page.
+    """
+
+    def __init__(self, net: GRU4RecNetwork, width: int):
+        super().__init__(net, width)
+        self.out = torch.empty((width, net.params["WyBy"].shape[0]), device=net.device)
 
     def step(self, items: torch.Tensor) -> torch.Tensor:
-        return self.net.score_all(self.net.forward_hidden(items, self.H))
+        return self.net.score_all(self.net.forward_hidden(items, self.H), out=self.out[: len(items)])
+
+    def step_rows(self, items: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+        """As step(), but scores only the slots `rows` (all slots still advance): the evaluator's
+        last-target protocol needs a few rows of most steps."""
+        h = self.net.forward_hidden(items, self.H).index_select(0, rows)
+        return self.net.score_all(h, out=self.out[: len(rows)])

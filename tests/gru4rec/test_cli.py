@@ -17,6 +17,8 @@ from tests.conftest import markov_sessions
 
 FAST = "layers=24,n_epochs=2,batch_size=16,n_sample=16,sample_store_size=10000"
 METRIC_LINE = re.compile(r"^Recall@(\d+): (\d\.\d{6}) MRR@(\d+): (\d\.\d{6})$", re.M)
+# the second line of each cut-off: the other metrics (popularity when the model knows item support)
+MORE_LINE = re.compile(r"^NDCG@(\d+): (\d\.\d{6}) Coverage@\1: (\d\.\d{6})( Popularity@\1: (\d\.\d{6}))?$", re.M)
 N_UNKNOWN = 3  # test events whose item the model has never seen
 
 
@@ -78,7 +80,11 @@ def test_train_output_and_model_file(trained):
     assert re.fullmatch(rf"Evaluating on {re.escape(str(d / 'test.parquet'))}: \d+ events, 50 sessions .*", report[0])
     assert report[1] == f"Dropped {N_UNKNOWN} test event(s) whose item is unknown to the model"
     assert re.fullmatch(r"Evaluation took [\d.]+s \(\d+ predictions\)", report[2])
-    assert [int(METRIC_LINE.fullmatch(line).group(1)) for line in report[3:6]] == [1, 5, 20]
+    assert [int(METRIC_LINE.fullmatch(line).group(1)) for line in report[3:9:2]] == [1, 5, 20]
+    more = [MORE_LINE.fullmatch(line) for line in report[4:10:2]]
+    assert [int(m.group(1)) for m in more] == [1, 5, 20] and all(m.group(4) for m in more)
+    ndcg = [float(m.group(2)) for m in more]
+    assert ndcg[0] == float(metrics(out)[1][0]) and ndcg[0] <= ndcg[1] <= ndcg[2]  # NDCG@1 = Recall@1
     r1, r5, r20 = (float(metrics(out)[n][0]) for n in (1, 5, 20))
     assert r1 <= r5 <= r20 and r20 > 0.3  # the sessions follow a Markov chain: a trained model finds it
     assert re.fullmatch(r"Done in [\d.]+s", report[-1])
@@ -102,6 +108,7 @@ def test_evaluate_reproduces_the_training_figures(trained):
     )
     assert code == 0, err
     assert cons.count("Evaluating on ") == 2 and len(METRIC_LINE.findall(cons)) == 2
+    assert len(MORE_LINE.findall(cons)) == 2
     assert "Dropped 0 test event(s)" in cons
 
 
@@ -305,3 +312,14 @@ def test_help_lists_commands_and_parameters():
     code, out, _ = run("train", "-h")
     assert code == 0 and "-ps PARAMS" in out and "-pf FILE" in out
     assert re.search(r"^  sample_alpha +0.5 +.*; in \[0, inf\)$", out, re.M)
+
+
+def test_a_warning_is_one_line(tmp_path):
+    # the Theano original's parameter files carry hidden_act/adapt: accepted with a one-line warning
+    markov_sessions(n_sessions=60, n_items=10, seed=2).to_csv(tmp_path / "train.tsv", sep="\t", index=False)
+    (tmp_path / "p.yaml").write_text("hidden_act: tanh\nlayers: [8]\nn_epochs: 1\nn_sample: 0\nbatch_size: 8\n")
+    code, out, err = run("train", tmp_path / "train.tsv", "-pf", tmp_path / "p.yaml", "-d", "cpu")
+    assert code == 0, err
+    warned = [line for line in err.splitlines() if "hidden_act" in line]
+    assert len(warned) == 1 and warned[0].startswith("gru4rec: warning: ") and "no effect" in warned[0]
+    assert "warnings.warn" not in err and "UserWarning" not in err

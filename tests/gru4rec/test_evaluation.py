@@ -94,7 +94,9 @@ def test_session_parallel_evaluation_equals_per_session_scoring(small_model, mar
     for c in (1, 5, 20):
         assert res.recall[c] == pytest.approx(recall[c], abs=1e-12)
         assert res.mrr[c] == pytest.approx(mrr[c], rel=1e-9)
-    assert res.format_lines()[2].startswith("Recall@20: ") and " MRR@20: " in res.format_lines()[2]
+    lines = res.format_lines()  # per cut-off: the reference line, then the other metrics
+    assert lines[4].startswith("Recall@20: ") and " MRR@20: " in lines[4]
+    assert lines[5].startswith("NDCG@20: ") and " Coverage@20: " in lines[5] and " Popularity@20: " in lines[5]
 
 
 def test_last_target_protocol_scores_only_each_sessions_last_event(small_model, markov_data):
@@ -239,3 +241,185 @@ def test_recommend_rejects_a_batch_size_below_one(small_model, markov_data):
     train, _ = markov_data
     with pytest.raises(ParameterError, match="batch_size must be a positive integer, got 0"):
         recommend(small_model, [list(train.ItemId.unique()[:2])], batch_size=0)
+
+
+# -- every metric of a step, against a sort-based computation over whole rows ----------------------
+def brute_item_ranks(row, mode):
+    """Rank of every item of `row` as if it were the target (deterministic modes), by sorting."""
+    srt = np.sort(row)
+    higher = len(row) - np.searchsorted(srt, row, side="right")
+    equal = np.searchsorted(srt, row, side="right") - np.searchsorted(srt, row, side="left")
+    return {"standard": higher + 1, "conservative": higher + equal, "median": higher + 1 + 0.5 * (equal - 1)}[mode]
+
+
+def brute_metrics(steps, cutoffs, mode, support, seed=0):
+    """Recall, MRR, NDCG, coverage, popularity of the (scores, targets) steps, as defined in gru4rec.metrics.
+    For tiebreaking the targets' ranks use the evaluator's draws (one per row); the lists are not checked."""
+    g = torch.Generator().manual_seed(seed)
+    out = {m: dict.fromkeys(cutoffs, 0.0) for m in ("recall", "mrr", "ndcg")}
+    seen = {c: set() for c in cutoffs}
+    pop = {c: [] for c in cutoffs}
+    n = 0
+    for scores, targets in steps:
+        u = torch.rand(len(targets), generator=g, dtype=torch.float64).numpy() if mode == "tiebreaking" else None
+        for r, (row, t) in enumerate(zip(scores, targets)):
+            if mode == "tiebreaking":
+                srt = np.sort(row)
+                equal = np.searchsorted(srt, row[t], "right") - np.searchsorted(srt, row[t], "left")
+                rank = len(row) - np.searchsorted(srt, row[t], "right") + 1 + np.floor(u[r] * equal)
+                ranks = None
+            else:
+                ranks = brute_item_ranks(row, mode)
+                rank = ranks[t]
+            n += 1
+            for c in cutoffs:
+                if rank <= c:
+                    out["recall"][c] += 1
+                    out["mrr"][c] += 1 / rank
+                    out["ndcg"][c] += 1 / np.log2(rank + 1)
+                if ranks is not None:
+                    listed = np.flatnonzero(ranks <= c)
+                    seen[c].update(listed.tolist())
+                    pop[c] += list(support[listed] / support.max())
+    res = {m: {c: v / n for c, v in d.items()} for m, d in out.items()}
+    if mode != "tiebreaking":
+        res["coverage"] = {c: len(seen[c]) / steps[0][0].shape[1] for c in cutoffs}
+        res["popularity"] = {c: float(np.mean(pop[c])) if pop[c] else np.nan for c in cutoffs}
+    return res
+
+
+def metric_sums(steps, cutoffs, mode, support, seed=0):
+    from gru4rec.metrics import MetricSums
+
+    sums = MetricSums(cutoffs, mode, steps[0][0].shape[1], support, seed, torch.device("cpu"))
+    for scores, targets in steps:
+        sums.add(torch.tensor(scores), torch.tensor(targets))
+    sums.flush()
+    return sums
+
+
+def tied_steps(rng, n_items, kind):
+    """Score matrices of a few steps: 'ties' (few distinct values), 'unscored' (a few real scores,
+    -inf elsewhere, as the kNN baselines give), 'distinct' (continuous scores)."""
+    steps = []
+    for w in (7, 5, 1):
+        if kind == "ties":
+            s = rng.integers(0, 4, size=(w, n_items)).astype(np.float32)
+        elif kind == "distinct":
+            s = rng.standard_normal((w, n_items)).astype(np.float32)
+        else:
+            s = np.full((w, n_items), -np.inf, dtype=np.float32)
+            for row in s:
+                row[rng.choice(n_items, size=rng.integers(0, 8), replace=False)] = rng.integers(1, 4)
+        steps.append((s, rng.integers(0, n_items, size=w)))
+    return steps
+
+
+@pytest.mark.parametrize("kind", ["ties", "unscored", "distinct"])
+@pytest.mark.parametrize("mode", ["standard", "conservative", "median", "tiebreaking"])
+def test_every_metric_against_brute_force(mode, kind):
+    rng = np.random.default_rng(1)
+    n_items = 40  # larger than the top-k (max cut-off + 1): rows whose ties spill beyond it are recounted
+    support = rng.integers(1, 100, size=n_items)
+    cutoffs = (1, 3, 10, 20)
+    steps = tied_steps(rng, n_items, kind)
+    got = metric_sums(steps, cutoffs, mode, support).results()
+    want = brute_metrics(steps, cutoffs, mode, support)
+    for metric, values in want.items():
+        for c in cutoffs:
+            assert got[metric][c] == pytest.approx(values[c], rel=1e-12, nan_ok=True), (metric, c)
+
+
+def test_fewer_items_than_the_cut_off_lists_the_whole_catalogue():
+    rng = np.random.default_rng(2)
+    steps = [(rng.integers(0, 2, size=(6, 5)).astype(np.float32), rng.integers(0, 5, size=6))]
+    support = np.arange(1, 6)
+    for mode in ("standard", "conservative", "median"):
+        got = metric_sums(steps, (2, 20), mode, support).results()
+        want = brute_metrics(steps, (2, 20), mode, support)
+        assert got["coverage"][20] == want["coverage"][20] == 1.0
+        assert got["popularity"] == pytest.approx(want["popularity"]) and got["recall"][20] == 1.0
+    tb = metric_sums(steps, (2, 20), "tiebreaking", support)
+    assert tb.list_sums[:, 1].tolist() == [12.0, 30.0]
+
+
+def test_tiebreaking_lists_have_n_items_drawn_uniformly_among_the_tied_ones():
+    # items 0 and 1 score above the rest, which all tie: each top-5 list is 0, 1 and three tied items
+    n_items, rows = 40, 4000
+    scores = np.zeros((rows, n_items), dtype=np.float32)
+    scores[:, :2] = 1.0
+    support = np.ones(n_items)
+    support[2:21] = 0.0  # half of the 38 tied items have no support: popularity ~ (2 + 3 * 0.5) / 5
+    sums = metric_sums([(scores, np.zeros(rows, dtype=np.int64))], (5,), "tiebreaking", support)
+    res = sums.results()
+    assert sums.list_sums[:, 1].tolist() == [5.0 * rows]
+    assert res["coverage"][5] == 1.0
+    assert res["popularity"][5] == pytest.approx(3.5 / 5, abs=0.01)
+    again = metric_sums([(scores, np.zeros(rows, dtype=np.int64))], (5,), "tiebreaking", support).results()
+    assert again == res  # seeded
+
+
+def test_fast_ranks_equal_full_pass_ranks_for_every_mode():
+    # the evaluator's top-k ranks against ranks_of_targets' two passes over every item, on random
+    # data with ties and -inf; tiebreaking uses the same draws, so even its ranks agree
+    rng = np.random.default_rng(3)
+    scores = rng.standard_normal((300, 500)).astype(np.float32)
+    scores[:100] = np.round(scores[:100])  # heavy ties
+    scores[100:150, 20:] = -np.inf
+    targets = rng.integers(0, 500, size=300)
+    for mode in ("standard", "conservative", "median", "tiebreaking"):
+        full = ranks_of_targets(torch.tensor(scores), torch.tensor(targets), mode, torch.Generator().manual_seed(0))
+        res = metric_sums([(scores, targets)], (1, 5, 20), mode, None).results()
+        for c in (1, 5, 20):
+            inside = full <= c
+            assert res["recall"][c] == pytest.approx(inside.double().mean().item(), rel=1e-12)
+            assert res["mrr"][c] == pytest.approx((inside / full).mean().item(), rel=1e-12)
+        assert "popularity" not in res
+
+
+def test_evaluation_reports_every_metric_under_the_agreed_keys(small_model, markov_data):
+    _, test = markov_data
+    res = evaluate(small_model, test[test.SessionId < test.SessionId.min() + 50], cutoffs=(5, 20))
+    keys = set(res.as_dict())
+    for c in (5, 20):
+        assert {f"{m}_at_{c}" for m in ("recall", "mrr", "ndcg", "coverage", "popularity")} <= keys
+        assert 0 < res.ndcg[c] <= 1 and 0 < res.coverage[c] <= 1 and 0 < res.popularity[c] <= 1
+    assert res.ndcg[20] >= res.ndcg[5] and res.coverage[20] >= res.coverage[5]
+    assert (
+        "popularity_at_1"
+        not in evaluate(
+            PreviousItem(), pd.DataFrame({"SessionId": [1, 1, 1], "ItemId": [0, 1, 2], "Time": [1, 2, 3]}), cutoffs=(1,)
+        ).as_dict()
+    )
+
+
+def test_last_target_protocol_with_a_scorer_without_step_rows():
+    # PreviousItem's scorer has no step_rows: the evaluator scores all slots and keeps the last rows
+    rng = np.random.default_rng(4)
+    lengths = rng.integers(1, 7, size=60)
+    test = pd.DataFrame(
+        {
+            "SessionId": np.repeat(np.arange(60), lengths),
+            "ItemId": rng.integers(0, 4, size=lengths.sum()),
+            "Time": np.arange(lengths.sum()),
+        }
+    )
+    res = evaluate(PreviousItem(), test, cutoffs=(1,), mode="conservative", batch_size=5, targets="last")
+    sessions = [list(g.ItemId) for _, g in test.groupby("SessionId")]
+    assert res.n_predictions == sum(len(s) >= 2 for s in sessions)
+    hits = sum(len(s) >= 3 and s[-3] == s[-1] for s in sessions)
+    assert res.recall[1] == pytest.approx(hits / res.n_predictions) and hits > 0
+
+
+def test_every_baseline_has_item_support_for_the_popularity_metric(markov_data):
+    from gru4rec.baselines import BASELINES, make_baseline
+
+    train, test = markov_data
+    train = train[train.SessionId < train.SessionId.min() + 300]
+    test = test[test.SessionId < test.SessionId.min() + 30]
+    support = train.ItemId.value_counts()
+    for name in BASELINES:
+        model = make_baseline(name, **({"n_iterations": 1} if name == "bprmf" else {})).fit(train, verbose=False)
+        np.testing.assert_array_equal(model.item_support, support.reindex(model.item_ids).to_numpy())
+        res = evaluate(model, test, cutoffs=(5,), mode="conservative")
+        assert 0 <= res.popularity[5] <= 1 and 0 < res.coverage[5] <= 1, name

@@ -45,6 +45,7 @@ from gru4rec.params import validate_params
 
 from .jobs import pause_point
 from .runs import train_and_evaluate
+from .sampling import SlotSeededTPE, claim_slot, interrupted
 from .tracking import Tracker
 
 # The papers' search space (shared by the losses; see paper_space).
@@ -134,14 +135,15 @@ def make_storage(storage, heartbeat_interval: int = 60, grace_period: int = 180)
 
 
 def load_study(name: str, storage, seed: int = 42):
-    """Create the study, or open it as it is (maximising; TPE sampler with this seed)."""
+    """Create the study, or open it as it is (maximising; TPE seeded per trial slot, so that kills
+    and the number of workers do not change the draws: see experiments.sampling)."""
     optuna.logging.set_verbosity(optuna.logging.ERROR)  # our own progress lines say it once
     return optuna.create_study(
         study_name=name,
         storage=make_storage(storage),
         direction="maximize",
         load_if_exists=True,
-        sampler=optuna.samplers.TPESampler(seed=seed),
+        sampler=SlotSeededTPE(seed),
     )
 
 
@@ -186,6 +188,14 @@ def release_orphans(study, storage) -> int:
             except (optuna.exceptions.UpdateFinishedTrialError, RuntimeError):
                 pass  # finished (or failed by another worker) in the meantime
     return n
+
+
+def _close_interrupted_runs(study, tracker) -> None:
+    """The MLflow runs of trials whose worker died stay RUNNING in the store: mark them KILLED."""
+    if tracker.enabled:
+        for t in study.get_trials(deepcopy=False, states=(S.FAIL,)):
+            if interrupted(t) and "mlflow_run" in t.user_attrs:
+                tracker.end_if_running(t.user_attrs["mlflow_run"])
 
 
 def _diverged(trial) -> bool:
@@ -259,7 +269,7 @@ class _Objective:
 
     def __call__(self, trial) -> float:
         trial.set_user_attr("worker", _this_worker())
-        pause_point(f"trial-{trial.number}")
+        trial.set_user_attr("slot", claim_slot(trial.study, trial))  # before the first draw
         params = dict(self.fixed, **suggest(trial, self.space))
         tracker = self.tracker
         run = tracker.start(
@@ -267,6 +277,9 @@ class _Objective:
             parent=self.parent_run,
             tags={"kind": "trial", "optuna_trial": trial.number},
         )
+        if run:  # a later job marks it KILLED if this worker dies (_close_interrupted_runs)
+            trial.set_user_attr("mlflow_run", run)
+        pause_point(f"trial-{trial.number}")
         tracker.params(run, params)
         t0 = time.perf_counter()
         try:
@@ -337,9 +350,6 @@ class _StopAtBudget:
 def _work(study_name, storage, objective, n_trials, seed, progress=None, parent_pid=None):
     """One worker: run trials of the study until the budget is reached (or its parent is gone)."""
     study = load_study(study_name, storage, seed=seed)
-    existing = len(study.get_trials(deepcopy=False))
-    if existing:  # a resumed study: the same seed would draw the first run's parameters again
-        study.sampler = optuna.samplers.TPESampler(seed=seed + existing)
     used, running = counts(study)
     if used + running < n_trials:
         study.optimize(
@@ -371,8 +381,9 @@ def run_study(
     of the best trial: {study, metric, value, trial, n_complete, n_failed, n_interrupted, params}.
 
     `score(params, epoch_callback=None) -> (value, extra_metrics)` is the objective: a
-    `ValidationScore` for GRU4Rec (any picklable callable for tests). Worker k samples with
-    TPE(seed + k). Raises TrainingDivergedError when no trial of the study succeeded.
+    `ValidationScore` for GRU4Rec (any picklable callable for tests). The k-th trial of the
+    budget samples with TPE seeded (seed, k), whichever worker runs it. Raises
+    TrainingDivergedError when no trial of the study succeeded.
     """
     label = label or study_name
     if n_trials < 1 or workers < 1:
@@ -384,6 +395,7 @@ def run_study(
     study = load_study(study_name, store, seed=seed)
     interrupted = release_orphans(study, store)
     tracker = Tracker(tracking_uri, experiment)
+    _close_interrupted_runs(study, tracker)
     parent = _study_run(study, tracker, label, n_trials, metric_name, fixed, space, stats_path)
     used, running = counts(study)
     print(
@@ -447,9 +459,7 @@ def _run_processes(study, study_name, storage, objective, n_trials, seed, worker
                 proc = subprocess.Popen(
                     [sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=out, stderr=subprocess.STDOUT, env=env
                 )
-                proc.stdin.write(
-                    pickle.dumps((study_name, str(storage), objective, n_trials, seed + k, None, os.getpid()))
-                )
+                proc.stdin.write(pickle.dumps((study_name, str(storage), objective, n_trials, seed, None, os.getpid())))
                 proc.stdin.close()
                 procs.append((proc, out))
             while any(p.poll() is None for p, _ in procs):

@@ -127,9 +127,11 @@ def make_storage(storage, heartbeat_interval: int = 60, grace_period: int = 180)
     if not isinstance(storage, (str, Path)):
         return storage
     if "://" in str(storage):
-        return optuna.storages.RDBStorage(
-            str(storage), heartbeat_interval=heartbeat_interval, grace_period=grace_period
-        )
+        with warnings.catch_warnings():  # the heartbeat API is marked experimental
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            return optuna.storages.RDBStorage(
+                str(storage), heartbeat_interval=heartbeat_interval, grace_period=grace_period
+            )
     Path(storage).parent.mkdir(parents=True, exist_ok=True)
     return optuna.storages.JournalStorage(JournalFileBackend(str(storage)))
 

@@ -63,43 +63,50 @@ def _as_postgres_user(cmd: list[str]) -> list[str]:
     return ["runuser", "-u", "postgres", "--", *cmd]
 
 
+class PostgresServer:
+    """A running throwaway cluster on 127.0.0.1; `database(name)` creates an empty database and
+    returns its SQLAlchemy URL (one per test keeps the tests independent)."""
+
+    def __init__(self, port: int):
+        self.port = port
+
+    def database(self, name: str) -> str:
+        import psycopg2
+
+        con = psycopg2.connect(host="127.0.0.1", port=self.port, user="postgres", dbname="postgres")
+        try:
+            con.autocommit = True
+            con.cursor().execute(f'CREATE DATABASE "{name}"')
+        finally:
+            con.close()
+        return f"postgresql+psycopg2://postgres@127.0.0.1:{self.port}/{name}"
+
+
+def _run(cmd: list[str]):
+    r = subprocess.run(_as_postgres_user(cmd), capture_output=True, text=True)
+    if r.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed (exit code {r.returncode}):\n{r.stdout}{r.stderr}")
+
+
 @contextlib.contextmanager
-def postgres_server(dbname: str = "optuna"):
-    """Start a throwaway cluster; yield its SQLAlchemy URL (postgresql+psycopg2://...)."""
+def postgres_server():
+    """Start a throwaway cluster (initdb + pg_ctl in a temporary directory, trust authentication,
+    no fsync); yield a PostgresServer. Skips, saying how to install them, where the binaries or
+    the driver are missing."""
     initdb, pg_ctl = _pg_bin("initdb"), _pg_bin("pg_ctl")
     if not (initdb and pg_ctl):
         pytest.skip(f"PostgreSQL server binaries not found: {PG_INSTALL_HINT}")
     pytest.importorskip("psycopg2", reason="the PostgreSQL driver is missing: pip install psycopg2-binary")
     root = Path(tempfile.mkdtemp(prefix="pgtest-"))
-    if os.geteuid() == 0:
+    if os.geteuid() == 0:  # the cluster's files belong to the user that runs the server
         pw = pwd.getpwnam("postgres")
         os.chown(root, pw.pw_uid, pw.pw_gid)
     data, log, port = root / "data", root / "server.log", free_port()
-    run = lambda cmd: subprocess.run(_as_postgres_user(cmd), check=True, capture_output=True, text=True)  # noqa: E731
     try:
-        run([initdb, "-D", str(data), "-A", "trust", "-U", "postgres", "--no-sync"])
-        run(
-            [
-                pg_ctl,
-                "-D",
-                str(data),
-                "-l",
-                str(log),
-                "-w",
-                "-t",
-                "60",
-                "start",
-                "-o",
-                f"-h 127.0.0.1 -p {port} -k {root} -F",
-            ]
-        )
-        import psycopg2
-
-        con = psycopg2.connect(host="127.0.0.1", port=port, user="postgres", dbname="postgres")
-        con.autocommit = True
-        con.cursor().execute(f"CREATE DATABASE {dbname}")
-        con.close()
-        yield f"postgresql+psycopg2://postgres@127.0.0.1:{port}/{dbname}"
+        _run([initdb, "-D", str(data), "-A", "trust", "-U", "postgres", "--no-sync"])
+        options = f"-h 127.0.0.1 -p {port} -k {root} -F"  # TCP on localhost only, socket in the temp dir
+        _run([pg_ctl, "-D", str(data), "-l", str(log), "-w", "-t", "120", "start", "-o", options])
+        yield PostgresServer(port)
     finally:
         subprocess.run(_as_postgres_user([pg_ctl, "-D", str(data), "-m", "immediate", "stop"]), capture_output=True)
         shutil.rmtree(root, ignore_errors=True)

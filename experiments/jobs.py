@@ -32,6 +32,13 @@ def pause_point(name: str) -> None:
         time.sleep(0.05)
 
 
+def job_name(log_path) -> str:
+    """A job's name for its pause points: its log's path below `logs/`, without the suffix
+    (`preprocess/synthetic`, `final/synthetic/bpr-max-shared`, `tables`)."""
+    parts = Path(log_path).with_suffix("").parts
+    return "/".join(parts[len(parts) - parts[::-1].index("logs") :]) if "logs" in parts else Path(log_path).stem
+
+
 class _Tee:
     def __init__(self, *streams):
         self.streams = streams
@@ -63,6 +70,10 @@ def job(log_path=None):
         sys.stdout, sys.stderr = _Tee(old[0], log), _Tee(old[1], log)
     try:
         yield
+        # its outputs are written, Snakemake has not seen the job end: a kill here leaves outputs
+        # that Snakemake must treat as incomplete
+        if log_path:
+            pause_point(f"job-done:{job_name(log_path)}")
     except GRU4RecError as e:
         print(f"error: {e}", file=sys.stderr)
         sys.stdout, sys.stderr = old

@@ -34,6 +34,7 @@ from datetime import datetime
 from pathlib import Path
 
 import optuna
+import sqlalchemy
 import torch
 from optuna.storages.journal import JournalFileBackend
 
@@ -127,13 +128,23 @@ def make_storage(storage, heartbeat_interval: int = 60, grace_period: int = 180)
     if not isinstance(storage, (str, Path)):
         return storage
     if "://" in str(storage):
-        with warnings.catch_warnings():  # the heartbeat API is marked experimental
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            return optuna.storages.RDBStorage(
-                str(storage), heartbeat_interval=heartbeat_interval, grace_period=grace_period
-            )
+        return _database(str(storage), heartbeat_interval, grace_period)
     Path(storage).parent.mkdir(parents=True, exist_ok=True)
     return optuna.storages.JournalStorage(JournalFileBackend(str(storage)))
+
+
+def _database(url: str, heartbeat_interval: int, grace_period: int, attempts: int = 5):
+    """Optuna's storage in a database. Jobs that start together on a new database race to create
+    Optuna's tables there, and all but one fail: they try again, and then find the tables."""
+    for k in range(attempts):
+        try:
+            with warnings.catch_warnings():  # the heartbeat API is marked experimental
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                return optuna.storages.RDBStorage(url, heartbeat_interval=heartbeat_interval, grace_period=grace_period)
+        except sqlalchemy.exc.SQLAlchemyError:
+            if k == attempts - 1:
+                raise
+            time.sleep(0.5 * (k + 1))
 
 
 def load_study(name: str, storage, seed: int = 42):

@@ -173,3 +173,89 @@ def mlflow_server(root: Path):
         yield server.start()
     finally:
         server.stop()
+
+
+# ------------------------------------------------------------------------------------------- SLURM
+SLURM_INSTALL_HINT = (
+    "install a single-node SLURM: apt-get install -y slurm-wlm (Debian/Ubuntu), "
+    "and pip install snakemake-executor-plugin-slurm"
+)
+SLURM_CONF = """\
+ClusterName=gru4rec-test
+SlurmctldHost=localhost
+SlurmctldPort={ctld_port}
+SlurmdPort={d_port}
+SlurmUser=root
+SlurmdUser=root
+AuthType=auth/munge
+ProctrackType=proctrack/linuxproc
+TaskPlugin=task/none
+ReturnToService=2
+SlurmctldPidFile={root}/slurmctld.pid
+SlurmdPidFile={root}/slurmd.pid
+SlurmdSpoolDir={root}/spool
+StateSaveLocation={root}/state
+SlurmctldLogFile={root}/slurmctld.log
+SlurmdLogFile={root}/slurmd.log
+SchedulerType=sched/backfill
+SelectType=select/cons_tres
+SelectTypeParameters=CR_Core
+AccountingStorageType=accounting_storage/none
+JobAcctGatherType=jobacct_gather/none
+MpiDefault=none
+# squeue must still know a job when Snakemake asks for its state (no accounting database here)
+MinJobAge=600
+# the profile asks for more cores and memory than this machine has: take the node as declared
+SlurmdParameters=config_overrides
+NodeName=localhost CPUs=8 RealMemory=256000 State=UNKNOWN
+# the partitions that profiles/slurm names
+PartitionName=cpu Nodes=localhost Default=YES MaxTime=INFINITE State=UP
+PartitionName=gpu Nodes=localhost MaxTime=INFINITE State=UP
+"""
+
+
+def _munge_works() -> bool:
+    munge, unmunge = shutil.which("munge"), shutil.which("unmunge")
+    if not (munge and unmunge):
+        return False
+    cred = subprocess.run([munge, "-n"], capture_output=True)
+    return cred.returncode == 0 and subprocess.run([unmunge], input=cred.stdout, capture_output=True).returncode == 0
+
+
+def _start_munge():
+    """SLURM authenticates with MUNGE: start its daemon (as Debian's package sets it up) if it is not running."""
+    if _munge_works():
+        return
+    Path("/run/munge").mkdir(parents=True, exist_ok=True)
+    shutil.chown("/run/munge", "munge", "munge")
+    subprocess.run(["runuser", "-u", "munge", "--", shutil.which("munged") or "/usr/sbin/munged"], check=True)
+    wait_until(_munge_works, 30, "munged")
+
+
+@contextlib.contextmanager
+def slurm_cluster():
+    """A one-node SLURM cluster (slurmctld + slurmd on this machine, free ports, state in a temporary
+    directory); yields the environment (SLURM_CONF) for its commands. Needs root, as CI has."""
+    daemons = [shutil.which(d) or f"/usr/sbin/{d}" for d in ("slurmctld", "slurmd", "munged")]
+    if not all(Path(d).exists() for d in daemons) or not shutil.which("sbatch"):
+        pytest.skip(f"SLURM not found: {SLURM_INSTALL_HINT}")
+    pytest.importorskip("snakemake_executor_plugin_slurm", reason=SLURM_INSTALL_HINT)
+    if os.geteuid() != 0:
+        pytest.skip("starting slurmctld and slurmd needs root (as in CI)")
+    _start_munge()
+    root = Path(tempfile.mkdtemp(prefix="slurmtest-"))
+    conf = root / "slurm.conf"
+    conf.write_text(SLURM_CONF.format(root=root, ctld_port=free_port(), d_port=free_port()))
+    env = dict(os.environ, SLURM_CONF=str(conf))
+    try:
+        subprocess.run([daemons[0], "-f", str(conf)], check=True, env=env)
+        subprocess.run([daemons[1], "-f", str(conf)], check=True, env=env)
+        up = lambda: " idle" in subprocess.run(["sinfo", "-h"], capture_output=True, text=True, env=env).stdout  # noqa: E731
+        wait_until(up, 60, "slurmd", log=root / "slurmctld.log")
+        yield env
+    finally:
+        subprocess.run(["scontrol", "shutdown"], env=env, capture_output=True)
+        for pidfile in ("slurmctld.pid", "slurmd.pid"):
+            with contextlib.suppress(OSError, ValueError):
+                os.kill(int((root / pidfile).read_text()), signal.SIGKILL)
+        shutil.rmtree(root, ignore_errors=True)

@@ -40,8 +40,7 @@ def test_the_workflow_runs_through_slurm_with_the_profile(tmp_path):
     config = one_study_config(tmp_path)
     with slurm_cluster() as slurm_env:
         r = subprocess.run(
-            SNAKEMAKE
-            + ["--directory", str(tmp_path), *PROFILE, *TEST_CLUSTER, "all", "--configfile", str(config)],
+            SNAKEMAKE + ["--directory", str(tmp_path), *PROFILE, *TEST_CLUSTER, "all", "--configfile", str(config)],
             capture_output=True,
             text=True,
             timeout=1200,

@@ -18,13 +18,19 @@ PAUSE_AT, PAUSE_DIR = "GRU4REC_TEST_PAUSE_AT", "GRU4REC_TEST_PAUSE_DIR"
 PAUSE_LIMIT_SECONDS = 600
 
 
+def pause_files(where, name: str) -> tuple[Path, Path]:
+    """The files <point>.reached and <point>.go of a pause point in the directory `where` (a '/'
+    of the point's name is '~' in the file names)."""
+    stem = name.replace("/", "~")
+    return Path(where) / f"{stem}.reached", Path(where) / f"{stem}.go"
+
+
 def pause_point(name: str) -> None:
     """Hold here while a test asks for it (see PAUSE_AT); a no-op otherwise."""
     if os.environ.get(PAUSE_AT) != name:
         return
-    where = Path(os.environ[PAUSE_DIR])
-    go = where / f"{name}.go"
-    (where / f"{name}.reached").write_text(f"{os.getpid()}\n")
+    reached, go = pause_files(os.environ[PAUSE_DIR], name)
+    reached.write_text(f"{os.getpid()}\n")
     deadline = time.monotonic() + PAUSE_LIMIT_SECONDS
     while not go.exists():  # the test kills the job here, or lets it go on
         if time.monotonic() > deadline:

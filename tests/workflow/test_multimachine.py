@@ -16,7 +16,7 @@ import yaml
 from mlflow.tracking import MlflowClient
 
 from experiments import tuning
-from experiments.jobs import PAUSE_AT, PAUSE_DIR
+from experiments.jobs import PAUSE_AT, PAUSE_DIR, pause_files
 
 from ..experiments.test_tuning import wait_until_reached
 from ..servers import MLflowServer, postgres_server
@@ -44,9 +44,10 @@ def start(workdir: Path, config: Path, pause: str | None = None) -> subprocess.P
 
 
 def reached(workdir: Path, proc, pause: str) -> Path:
-    marker = workdir / "pause" / f"{pause}.reached"
+    """Wait until a job of `proc` holds at `pause`; returns the file that lets it go on."""
+    marker, go = pause_files(workdir / "pause", pause)
     wait_until_reached(marker, proc, timeout=600)
-    return marker
+    return go
 
 
 def finish(proc, timeout=900) -> str:
@@ -101,9 +102,9 @@ def test_studies_in_postgresql_and_runs_on_a_restarted_tracking_server(postgres,
     try:
         config = tiny_config(tmp_path, mlflow={"tracking_uri": server.uri}, optuna={"storage": url})
         proc = start(tmp_path, config, pause="trial-1")
-        marker = reached(tmp_path, proc, "trial-1")
+        go = reached(tmp_path, proc, "trial-1")
         server.restart()
-        marker.with_suffix(".go").touch()
+        go.touch()
         finish(proc)
         results = tmp_path / "results"
         assert final_labels(results) and len(study_summaries(results)) >= 1

@@ -180,7 +180,11 @@ SLURM_INSTALL_HINT = (
     "install a single-node SLURM: apt-get install -y slurm-wlm (Debian/Ubuntu), "
     "and pip install snakemake-executor-plugin-slurm"
 )
-SLURM_CONF = """\
+SLURM_CONF_PATH = Path("/etc/slurm/slurm.conf")
+SLURM_CONF_MARK = "# a one-node test cluster of the gru4rec tests (tests/servers.py); removed after the test"
+SLURM_CONF = (
+    SLURM_CONF_MARK
+    + """
 ClusterName=gru4rec-test
 SlurmctldHost=localhost
 SlurmctldPort={ctld_port}
@@ -212,6 +216,7 @@ NodeName=localhost CPUs=8 RealMemory=256000 State=UNKNOWN
 PartitionName=cpu Nodes=localhost Default=YES MaxTime=INFINITE State=UP
 PartitionName=gpu Nodes=localhost MaxTime=INFINITE State=UP
 """
+)
 
 
 def _munge_works() -> bool:
@@ -232,19 +237,42 @@ def _start_munge():
     wait_until(_munge_works, 30, "munged")
 
 
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def _stop(pidfile: Path):
+    """A daemon that `scontrol shutdown` did not end within 30 s is killed (by its recorded pid)."""
+    with contextlib.suppress(OSError, ValueError):
+        pid = int(pidfile.read_text())
+        with contextlib.suppress(RuntimeError):
+            wait_until(lambda: not _alive(pid), 30, "daemon exit")
+        if _alive(pid):
+            os.kill(pid, signal.SIGKILL)
+
+
 @contextlib.contextmanager
 def slurm_cluster():
     """A one-node SLURM cluster (slurmctld + slurmd on this machine, free ports, state in a temporary
-    directory); yields the environment (SLURM_CONF) for its commands. Needs root, as CI has."""
+    directory). Needs root, as CI has. Its config must be the default /etc/slurm/slurm.conf: inside a
+    job, Snakemake's SLURM plugin drops every SLURM_* variable, SLURM_CONF included, before it calls
+    srun; so the test skips where a real cluster's config is there already."""
     daemons = [shutil.which(d) or f"/usr/sbin/{d}" for d in ("slurmctld", "slurmd", "munged")]
     if not all(Path(d).exists() for d in daemons) or not shutil.which("sbatch"):
         pytest.skip(f"SLURM not found: {SLURM_INSTALL_HINT}")
     pytest.importorskip("snakemake_executor_plugin_slurm", reason=SLURM_INSTALL_HINT)
     if os.geteuid() != 0:
         pytest.skip("starting slurmctld and slurmd needs root (as in CI)")
+    conf = SLURM_CONF_PATH
+    if conf.exists() and SLURM_CONF_MARK not in conf.read_text():
+        pytest.skip(f"{conf} exists: this machine has a SLURM cluster of its own, which the test leaves alone")
     _start_munge()
     root = Path(tempfile.mkdtemp(prefix="slurmtest-"))
-    conf = root / "slurm.conf"
+    conf.parent.mkdir(parents=True, exist_ok=True)
     conf.write_text(SLURM_CONF.format(root=root, ctld_port=free_port(), d_port=free_port()))
     env = dict(os.environ, SLURM_CONF=str(conf))
     try:
@@ -256,6 +284,6 @@ def slurm_cluster():
     finally:
         subprocess.run(["scontrol", "shutdown"], env=env, capture_output=True)
         for pidfile in ("slurmctld.pid", "slurmd.pid"):
-            with contextlib.suppress(OSError, ValueError):
-                os.kill(int((root / pidfile).read_text()), signal.SIGKILL)
+            _stop(root / pidfile)
         shutil.rmtree(root, ignore_errors=True)
+        conf.unlink(missing_ok=True)

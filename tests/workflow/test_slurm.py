@@ -10,8 +10,17 @@ from ..servers import slurm_cluster
 from .test_workflow import ENV, REPO, SNAKEMAKE, dry_run, job_counts, tiny_config
 
 PROFILE = ["--profile", str(REPO / "profiles" / "slurm")]
-# no accounting database on the test cluster: no account to check, job states from squeue
-TEST_CLUSTER = ["--slurm-no-account", "--slurm-status-command", "squeue"]
+# no accounting database on the test cluster: no account to check, job states from squeue; its
+# short jobs are asked for their state after 5 s, not 40; and the log of every SLURM job is kept
+# (the plugin deletes those of successful jobs): the test reads them
+TEST_CLUSTER = [
+    "--slurm-no-account",
+    "--slurm-status-command",
+    "squeue",
+    "--slurm-init-seconds-before-status-checks",
+    "5",
+    "--slurm-keep-successful-logs",
+]
 
 
 def one_study_config(tmp_path):

@@ -135,7 +135,7 @@ def make_storage(storage, heartbeat_interval: int = 60, grace_period: int = 180)
 
 def _database(url: str, heartbeat_interval: int, grace_period: int, attempts: int = 5):
     """Optuna's storage in a database. Jobs that start together on a new database race to create
-    Optuna's tables there, and all but one fail: they try again, and then find the tables."""
+    Optuna's tables there, and a loser's CREATE can fail: it tries again and finds the tables."""
     for k in range(attempts):
         try:
             with warnings.catch_warnings():  # the heartbeat API is marked experimental

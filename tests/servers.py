@@ -227,14 +227,16 @@ def _munge_works() -> bool:
     return cred.returncode == 0 and subprocess.run([unmunge], input=cred.stdout, capture_output=True).returncode == 0
 
 
-def _start_munge():
-    """SLURM authenticates with MUNGE: start its daemon (as Debian's package sets it up) if it is not running."""
+def _start_munge() -> int | None:
+    """SLURM authenticates with MUNGE: start its daemon (as Debian's package sets it up) unless it
+    is running; returns its pid when this started it."""
     if _munge_works():
-        return
+        return None
     Path("/run/munge").mkdir(parents=True, exist_ok=True)
     shutil.chown("/run/munge", "munge", "munge")
     subprocess.run(["runuser", "-u", "munge", "--", shutil.which("munged") or "/usr/sbin/munged"], check=True)
     wait_until(_munge_works, 30, "munged")
+    return int(Path("/run/munge/munged.pid").read_text())
 
 
 def _alive(pid: int) -> bool:
@@ -270,7 +272,7 @@ def slurm_cluster():
     conf = SLURM_CONF_PATH
     if conf.exists() and SLURM_CONF_MARK not in conf.read_text():
         pytest.skip(f"{conf} exists: this machine has a SLURM cluster of its own, which the test leaves alone")
-    _start_munge()
+    munged = _start_munge()
     root = Path(tempfile.mkdtemp(prefix="slurmtest-"))
     conf.parent.mkdir(parents=True, exist_ok=True)
     conf.write_text(SLURM_CONF.format(root=root, ctld_port=free_port(), d_port=free_port()))
@@ -287,3 +289,5 @@ def slurm_cluster():
             _stop(root / pidfile)
         shutil.rmtree(root, ignore_errors=True)
         conf.unlink(missing_ok=True)
+        if munged:
+            os.kill(munged, signal.SIGTERM)

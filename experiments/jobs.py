@@ -18,18 +18,31 @@ PAUSE_AT, PAUSE_DIR = "GRU4REC_TEST_PAUSE_AT", "GRU4REC_TEST_PAUSE_DIR"
 PAUSE_LIMIT_SECONDS = 600
 
 
+def pause_files(where, name: str) -> tuple[Path, Path]:
+    """The files <point>.reached and <point>.go of a pause point in the directory `where` (a '/'
+    of the point's name is '~' in the file names)."""
+    stem = name.replace("/", "~")
+    return Path(where) / f"{stem}.reached", Path(where) / f"{stem}.go"
+
+
 def pause_point(name: str) -> None:
     """Hold here while a test asks for it (see PAUSE_AT); a no-op otherwise."""
     if os.environ.get(PAUSE_AT) != name:
         return
-    where = Path(os.environ[PAUSE_DIR])
-    go = where / f"{name}.go"
-    (where / f"{name}.reached").write_text(f"{os.getpid()}\n")
+    reached, go = pause_files(os.environ[PAUSE_DIR], name)
+    reached.write_text(f"{os.getpid()}\n")
     deadline = time.monotonic() + PAUSE_LIMIT_SECONDS
     while not go.exists():  # the test kills the job here, or lets it go on
         if time.monotonic() > deadline:
             raise RuntimeError(f"test pause at '{name}': {go} did not appear within {PAUSE_LIMIT_SECONDS} s")
         time.sleep(0.05)
+
+
+def job_name(log_path) -> str:
+    """A job's name for its pause points: its log's path below `logs/`, without the suffix
+    (`preprocess/synthetic`, `final/synthetic/bpr-max-shared`, `tables`)."""
+    parts = Path(log_path).with_suffix("").parts
+    return "/".join(parts[len(parts) - parts[::-1].index("logs") :]) if "logs" in parts else Path(log_path).stem
 
 
 class _Tee:
@@ -63,6 +76,10 @@ def job(log_path=None):
         sys.stdout, sys.stderr = _Tee(old[0], log), _Tee(old[1], log)
     try:
         yield
+        # its outputs are written, Snakemake has not seen the job end: a kill here leaves outputs
+        # that Snakemake must treat as incomplete
+        if log_path:
+            pause_point(f"job-done:{job_name(log_path)}")
     except GRU4RecError as e:
         print(f"error: {e}", file=sys.stderr)
         sys.stdout, sys.stderr = old

@@ -29,6 +29,8 @@ from mlflow.tracking import MlflowClient
 
 import gru4rec
 
+from .jobs import pause_point
+
 # a run's metrics are in the store when the call returns (MLflow reads this when logging)
 os.environ.setdefault("MLFLOW_ENABLE_ASYNC_LOGGING", "false")
 
@@ -40,11 +42,20 @@ _TRANSIENT = (
     "temporarily unavailable",
     "timed out",
     "timeout",
+    # a tracking server that is restarting or briefly unreachable (requests' / urllib3's words)
+    "connection refused",
+    "max retries exceeded",
+    "failed to establish a new connection",
+    "connection aborted",
+    "remote end closed connection",
+    "bad gateway",
+    "service unavailable",
 )
 
 
 def _retry(fn, *args, attempts: int = 40, **kwargs):
-    """Call fn, retrying with jittered back-off on a locked / busy store (up to ~1 minute)."""
+    """Call fn, retrying with jittered back-off on a locked / busy store or an unreachable server
+    (up to ~1 minute on top of MLflow's own HTTP retries); any other error is raised at once."""
     for k in range(attempts):
         try:
             return fn(*args, **kwargs)
@@ -137,6 +148,7 @@ class Tracker:
         if parent:
             tags["mlflow.parentRunId"] = parent
         run = _retry(self.client.create_run, self.experiment_id(), tags=tags, run_name=name)
+        pause_point(f"run-started:{name}")  # tests kill a job here, with its run RUNNING
         return run.info.run_id
 
     def exists(self, run_id: str) -> bool:
@@ -147,6 +159,27 @@ class Tracker:
         except Exception:  # unknown run id (e.g. a study moved to another tracking store)
             return False
         return run.info.lifecycle_stage == "active"
+
+    def end_if_running(self, run_id: str | None, status: str = "KILLED") -> bool:
+        """End a run that a killed job left RUNNING; returns whether it was."""
+        if not self.exists(run_id) or _retry(self.client.get_run, run_id).info.status != "RUNNING":
+            return False
+        self.end(run_id, status)
+        return True
+
+    def end_stale(self, name: str) -> int:
+        """Mark KILLED the runs named `name` left RUNNING by a killed job (Snakemake runs one job per
+        output at a time, so a RUNNING run of a job that starts again is no longer running)."""
+        if not self.enabled:
+            return 0
+        stale = _retry(
+            self.client.search_runs,
+            [self.experiment_id()],
+            filter_string=f"attributes.run_name = '{name}' and attributes.status = 'RUNNING'",
+        )
+        for run in stale:
+            self.end(run.info.run_id, "KILLED")
+        return len(stale)
 
     def reopen(self, run_id: str):
         """Mark a finished (or killed) run as running again: a resumed study adds trials to it."""
@@ -208,7 +241,9 @@ class Tracker:
 
     @contextmanager
     def run(self, name, parent=None, tags=None):
-        """A run that ends FINISHED, or FAILED when the body raises."""
+        """A run that ends FINISHED, or FAILED when the body raises; runs of the same name that a
+        killed job left RUNNING are marked KILLED first."""
+        self.end_stale(name)
         run_id = self.start(name, parent, tags)
         try:
             yield run_id

@@ -39,6 +39,7 @@ from datetime import datetime
 from pathlib import Path
 
 import optuna
+import sqlalchemy
 import torch
 from optuna.storages.journal import JournalFileBackend
 
@@ -51,6 +52,7 @@ from gru4rec.params import validate_params
 
 from .jobs import pause_point
 from .runs import baseline_key, builder, train_and_evaluate
+from .sampling import SlotSeededTPE, claim_slot, interrupted
 from .tracking import Tracker
 
 # The papers' search space (shared by the losses; see paper_space).
@@ -181,11 +183,23 @@ def make_storage(storage, heartbeat_interval: int = 60, grace_period: int = 180)
     if not isinstance(storage, (str, Path)):
         return storage
     if "://" in str(storage):
-        return optuna.storages.RDBStorage(
-            str(storage), heartbeat_interval=heartbeat_interval, grace_period=grace_period
-        )
+        return _database(str(storage), heartbeat_interval, grace_period)
     Path(storage).parent.mkdir(parents=True, exist_ok=True)
     return optuna.storages.JournalStorage(JournalFileBackend(str(storage)))
+
+
+def _database(url: str, heartbeat_interval: int, grace_period: int, attempts: int = 5):
+    """Optuna's storage in a database. Jobs that start together on a new database race to create
+    Optuna's tables there, and a loser's CREATE can fail: it tries again and finds the tables."""
+    for k in range(attempts):
+        try:
+            with warnings.catch_warnings():  # the heartbeat API is marked experimental
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                return optuna.storages.RDBStorage(url, heartbeat_interval=heartbeat_interval, grace_period=grace_period)
+        except sqlalchemy.exc.SQLAlchemyError:
+            if k == attempts - 1:
+                raise
+            time.sleep(0.5 * (k + 1))
 
 
 PRUNERS = ("none", "median", "hyperband")
@@ -203,14 +217,15 @@ def make_pruner(name: str):
 
 
 def load_study(name: str, storage, seed: int = 42, pruner: str = "none"):
-    """Create the study, or open it as it is (maximising; TPE sampler with this seed)."""
+    """Create the study, or open it as it is (maximising; TPE seeded per trial slot, so that kills
+    and the number of workers do not change the draws: see experiments.sampling)."""
     optuna.logging.set_verbosity(optuna.logging.ERROR)  # our own progress lines say it once
     return optuna.create_study(
         study_name=name,
         storage=make_storage(storage),
         direction="maximize",
         load_if_exists=True,
-        sampler=optuna.samplers.TPESampler(seed=seed),
+        sampler=SlotSeededTPE(seed),
         pruner=make_pruner(pruner),
     )
 
@@ -256,6 +271,14 @@ def release_orphans(study, storage) -> int:
             except (optuna.exceptions.UpdateFinishedTrialError, RuntimeError):
                 pass  # finished (or failed by another worker) in the meantime
     return n
+
+
+def _close_interrupted_runs(study, tracker) -> None:
+    """The MLflow runs of trials whose worker died stay RUNNING in the store: mark them KILLED."""
+    if tracker.enabled:
+        for t in study.get_trials(deepcopy=False, states=(S.FAIL,)):
+            if interrupted(t) and "mlflow_run" in t.user_attrs:
+                tracker.end_if_running(t.user_attrs["mlflow_run"])
 
 
 def _diverged(trial) -> bool:
@@ -365,7 +388,7 @@ class _Objective:
 
     def __call__(self, trial) -> float:
         trial.set_user_attr("worker", _this_worker())
-        pause_point(f"trial-{trial.number}")
+        trial.set_user_attr("slot", claim_slot(trial.study, trial))  # before the first draw
         params = dict(self.fixed, **suggest(trial, self.space))
         tracker = self.tracker
         run = tracker.start(
@@ -373,6 +396,9 @@ class _Objective:
             parent=self.parent_run,
             tags={"kind": "trial", "optuna_trial": trial.number},
         )
+        if run:  # a later job marks it KILLED if this worker dies (_close_interrupted_runs)
+            trial.set_user_attr("mlflow_run", run)
+        pause_point(f"trial-{trial.number}")
         tracker.params(run, params)
         t0 = time.perf_counter()
         pruning = {"prune": _pruning_check(trial)} if self.pruning else {}
@@ -456,9 +482,6 @@ class _StopAtBudget:
 def _work(study_name, storage, objective, n_trials, seed, progress=None, parent_pid=None, pruner="none"):
     """One worker: run trials of the study until the budget is reached (or its parent is gone)."""
     study = load_study(study_name, storage, seed=seed, pruner=pruner)
-    existing = len(study.get_trials(deepcopy=False))
-    if existing:  # a resumed study: the same seed would draw the first run's parameters again
-        study.sampler = optuna.samplers.TPESampler(seed=seed + existing)
     used, running = counts(study)
     if used + running < n_trials:
         study.optimize(
@@ -493,10 +516,11 @@ def run_study(
 
     `score(params, epoch_callback=None) -> (value, extra_metrics)` is the objective: a
     `ValidationScore` for GRU4Rec and the baselines (any picklable callable for tests); with a
-    `pruner` other than none it is also given `prune=` (see ValidationScore). Worker k samples with
-    TPE(seed + k). `check(params)` validates a parameter set before any training (GRU4Rec's
-    validate_params; a baseline's validate_params for its study). Raises TrainingDivergedError when
-    no trial of the study succeeded.
+    `pruner` other than none it is also given `prune=` (see ValidationScore). The k-th trial of
+    the budget samples with TPE seeded (seed, k), whichever worker runs it. `check(params)`
+    validates a parameter set before any training (GRU4Rec's validate_params; a baseline's
+    validate_params for its study). Raises TrainingDivergedError when no trial of the study
+    succeeded.
     """
     label = label or study_name
     if n_trials < 1 or workers < 1:
@@ -508,6 +532,7 @@ def run_study(
     study = load_study(study_name, store, seed=seed, pruner=pruner)
     interrupted = release_orphans(study, store)
     tracker = Tracker(tracking_uri, experiment)
+    _close_interrupted_runs(study, tracker)
     parent = _study_run(study, tracker, label, n_trials, metric_name, fixed, space, stats_path)
     used, running = counts(study)
     print(
@@ -572,7 +597,7 @@ def _run_processes(study, study_name, storage, objective, n_trials, seed, worker
                     [sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=out, stderr=subprocess.STDOUT, env=env
                 )
                 proc.stdin.write(
-                    pickle.dumps((study_name, str(storage), objective, n_trials, seed + k, None, os.getpid(), pruner))
+                    pickle.dumps((study_name, str(storage), objective, n_trials, seed, None, os.getpid(), pruner))
                 )
                 proc.stdin.close()
                 procs.append((proc, out))

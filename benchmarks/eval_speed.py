@@ -95,19 +95,9 @@ def child_products(model_path, test_path, threads, batch_size):
 
 def child_port(repo, train_path, test_path, threads, layers, batch_size):
     torch.set_num_threads(threads)
-    sys.path.insert(0, str(repo))
-    import evaluation as ref_eval
-    import gru4rec_pytorch as ref
+    from benchmarks.port import import_port
 
-    class _Torch:  # the port passes a pandas Series to torch.tensor, which pandas 3 no longer allows
-        def __getattr__(self, name):
-            return getattr(torch, name)
-
-        @staticmethod
-        def tensor(x, *args, **kwargs):
-            return torch.tensor(x.to_numpy() if isinstance(x, pd.Series) else x, *args, **kwargs)
-
-    ref.torch = ref_eval.torch = _Torch()
+    ref, ref_eval = import_port(repo)
     train, test = pd.read_parquet(train_path), pd.read_parquet(test_path)
     cpu = torch.device("cpu")
     model = ref.GRU4Rec(layers=layers, batch_size=128, n_epochs=0, constrained_embedding=True, device=cpu)

@@ -18,13 +18,13 @@ import sys
 import time
 from pathlib import Path
 
-import pandas as pd
 import torch
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from benchmarks.port import import_port  # noqa: E402
 from gru4rec import GRU4Rec, evaluate  # noqa: E402
 from gru4rec.params import parse_param_string  # noqa: E402
 
@@ -61,19 +61,7 @@ def run_ours(train, test, params, epochs, device, compile="auto"):
 
 
 def run_reference(repo, train, test, params, epochs, device):
-    sys.path.insert(0, str(repo))
-    import evaluation as ref_eval
-    import gru4rec_pytorch as ref  # the official port, from the user's checkout
-
-    class _Torch:  # the port passes a pandas Series to torch.tensor, which pandas 3 no longer allows
-        def __getattr__(self, name):
-            return getattr(torch, name)
-
-        @staticmethod
-        def tensor(x, *args, **kwargs):
-            return torch.tensor(x.to_numpy() if isinstance(x, pd.Series) else x, *args, **kwargs)
-
-    ref.torch = _Torch()
+    ref, ref_eval = import_port(repo)
     p = dict(params)
     p["n_epochs"] = epochs
     elu = p.pop("final_act", "elu-1")

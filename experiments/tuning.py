@@ -45,7 +45,7 @@ from optuna.storages.journal import JournalFileBackend
 
 from gru4rec import evaluate, read_events
 from gru4rec.baselines import baseline_class
-from gru4rec.errors import ParameterError, TrainingDivergedError
+from gru4rec.errors import ParameterError, TrainingDivergedError, first_line
 from gru4rec.losses import LOSSES, RANKING_LOSSES
 from gru4rec.model import EMBEDDING_MODES
 from gru4rec.params import validate_params
@@ -407,10 +407,16 @@ class _Objective:
             if value is None or math.isnan(value):
                 raise TrainingDivergedError(f"the validation score is {value}")
         except TrainingDivergedError as e:
-            trial.set_user_attr("error", str(e))
-            tracker.tags(run, {"error": str(e)})
-            tracker.end(run, "FAILED")
+            _record_failure(trial, tracker, run, str(e))
             raise
+        except RuntimeError as e:
+            # this parameter set failed on its own (e.g. torch's out-of-memory on a large network): the
+            # trial keeps its slot and uses budget, so a rerun draws the next slot's parameters instead
+            # of failing on the same ones again; errors of the data or the code (not RuntimeError)
+            # still stop the job
+            msg = f"{type(e).__name__}: {first_line(e)}"
+            _record_failure(trial, tracker, run, msg)
+            raise TrialFailed(msg) from e
         except optuna.TrialPruned:
             trial.set_user_attr("seconds", round(time.perf_counter() - t0, 2))
             tracker.tags(run, {"pruned": "true"})
@@ -425,6 +431,17 @@ class _Objective:
             tracker.tags(run, {"device": extra["device"]})
         tracker.end(run)
         return value
+
+
+class TrialFailed(RuntimeError):
+    """A trial's parameter set failed with a runtime error; the study goes on."""
+
+
+def _record_failure(trial, tracker, run, message: str):
+    """Tag a trial failed on its own (it keeps its slot and uses budget: see _diverged)."""
+    trial.set_user_attr("error", message)
+    tracker.tags(run, {"error": message})
+    tracker.end(run, "FAILED")
 
 
 class _Progress:
@@ -487,7 +504,7 @@ def _work(study_name, storage, objective, n_trials, seed, progress=None, parent_
         study.optimize(
             objective,
             n_trials=n_trials - used - running,
-            catch=(TrainingDivergedError,),
+            catch=(TrainingDivergedError, TrialFailed),
             callbacks=[_StopAtBudget(n_trials, progress, parent_pid)],
             gc_after_trial=False,
         )

@@ -57,3 +57,10 @@ class EpochWise:
             if prune is not None and epoch < 3:
                 prune(epoch, final * epoch / 3)
         return final, extra
+
+
+def out_of_memory_above(params, epoch_callback=None):
+    """quadratic(), but a RuntimeError (as torch's out-of-memory) for learning rates above 0.15."""
+    if params["learning_rate"] > 0.15:
+        raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB")
+    return quadratic(params, epoch_callback)

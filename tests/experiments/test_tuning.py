@@ -17,7 +17,7 @@ from gru4rec.errors import ParameterError
 from gru4rec.losses import LOSSES, RANKING_LOSSES
 from gru4rec.model import EMBEDDING_MODES, embedding_mode
 
-from .fake_objective import EpochWise, Rendezvous, quadratic
+from .fake_objective import EpochWise, Rendezvous, out_of_memory_above, quadratic
 
 S = optuna.trial.TrialState
 SPACE = {
@@ -105,6 +105,20 @@ def test_diverged_trials_are_failed_and_the_study_goes_on(tmp_path):
     assert all("error" in t.user_attrs for t in failed)
     assert any("nan" in t.user_attrs["error"] for t in failed)
     assert summary["n_failed"] == len(failed) and summary["n_complete"] == 12 - len(failed)
+
+
+def test_a_trial_failing_with_a_runtime_error_uses_its_slot_and_the_study_goes_on(tmp_path):
+    # e.g. out of memory for a large network: a rerun must not draw the same failing parameters again
+    space = {"learning_rate": {"type": "float", "low": 0.05, "high": 0.2, "step": 0.01}}
+    summary = tuning.run_study("s", str(tmp_path / "j"), out_of_memory_above, space, FIXED, 10, seed=3)
+    done = trials(tmp_path / "j")
+    failed = [t for t in done if t.state == S.FAIL]
+    assert len(done) == 10 and failed, "the seed should draw some learning rates above 0.15"
+    assert all(t.user_attrs["error"] == "RuntimeError: CUDA out of memory. Tried to allocate 2.00 GiB" for t in failed)
+    assert summary["n_failed"] == len(failed) and summary["n_complete"] == 10 - len(failed)
+    # the study is at its budget: running the job again adds no trial
+    tuning.run_study("s", str(tmp_path / "j"), out_of_memory_above, space, FIXED, 10, seed=3)
+    assert len(trials(tmp_path / "j")) == 10
 
 
 def test_no_successful_trial_is_an_error(tmp_path):

@@ -1,3 +1,4 @@
+import os
 import sys
 from pathlib import Path
 
@@ -252,3 +253,25 @@ def study_storage(wildcards):
 def uses_gpu(device):
     """gpu=1 for a job that may take the GPU: `--resources gpu=1` then runs one such job at a time."""
     return 0 if device == "cpu" else 1
+
+
+def baseline_params(wildcards):
+    """A tuned baseline's best parameters; nothing for the untuned ones (their defaults)."""
+    if wildcards.baseline in BASELINE_SPACES:
+        return f"{RESULTS}/{wildcards.dataset}/tuning/{wildcards.baseline}/best_params.json"
+    return []
+
+
+def table_outputs():
+    """Per dataset: the ICLR 2016 comparison and every metric, each as Markdown, CSV and LaTeX."""
+    return expand(
+        f"{RESULTS}/tables/{{dataset}}/{{table}}.{{ext}}",
+        dataset=config["datasets"],
+        table=("comparison", "all_metrics"),
+        ext=("csv", "tex"),
+    )
+
+
+def study_plot_files(kind):
+    """history.png or importance.png of every study of the config."""
+    return [f"{RESULTS}/plots/studies/{d}/{s}/{kind}.png" for d, s in study_dirs()]

@@ -1,13 +1,3 @@
-def table_outputs():
-    """Per dataset: the ICLR 2016 comparison and every metric, each as Markdown, CSV and LaTeX."""
-    return expand(
-        f"{RESULTS}/tables/{{dataset}}/{{table}}.{{ext}}",
-        dataset=config["datasets"],
-        table=("comparison", "all_metrics"),
-        ext=("csv", "tex"),
-    )
-
-
 rule tables:
     """Every run; per dataset the ICLR 2016 comparison and every metric; our figures beside the published ones."""
     input:
@@ -50,7 +40,7 @@ rule tables:
         datasets=config["datasets"],
         published=PUBLISHED,
         tie_mode=config["tie_mode"],
-        tables_dir=f"{RESULTS}/tables",
+        tables_dir=lambda w, output: os.path.dirname(output.summary_csv),
     script:
         "../scripts/tables.py"
 
@@ -95,11 +85,6 @@ rule curves:
         "../envs/pipeline.yaml"
     script:
         "../scripts/curves.py"
-
-
-def study_plot_files(kind):
-    """history.png or importance.png of every study of the config."""
-    return [f"{RESULTS}/plots/studies/{d}/{s}/{kind}.png" for d, s in study_dirs()]
 
 
 rule study_plots:

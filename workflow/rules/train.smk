@@ -31,13 +31,6 @@ rule train_final:
         "../scripts/train_final.py"
 
 
-def baseline_params(wildcards):
-    """A tuned baseline's best parameters; nothing for the untuned ones (their defaults)."""
-    if wildcards.baseline in BASELINE_SPACES:
-        return f"{RESULTS}/{wildcards.dataset}/tuning/{wildcards.baseline}/best_params.json"
-    return []
-
-
 rule train_baseline:
     """Fit a baseline (its tuned or default parameters) on train_full once per seed, evaluate on test."""
     input:

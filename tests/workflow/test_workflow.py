@@ -181,6 +181,11 @@ def test_config_errors_are_one_line_before_any_job(tmp_path):
     (tmp_path / "bad.yaml").write_text(yaml.safe_dump(cfg))
     r = snake(["-n", "--cores", "1", "all", "--configfile", str(tmp_path / "bad.yaml")], tmp_path)
     assert r.returncode != 0 and "datasets.retail: mode 'reproduce' needs 'paper'" in r.stderr
+    cfg = yaml.safe_load(TEST_CONFIG.read_text())
+    cfg.setdefault("final", {})["cutoffs"] = [5, 10]  # the tables need Recall@20
+    (tmp_path / "bad.yaml").write_text(yaml.safe_dump(cfg))
+    r = snake(["-n", "--cores", "1", "all", "--configfile", str(tmp_path / "bad.yaml")], tmp_path)
+    assert r.returncode != 0 and "final.cutoffs: the tables compare Recall@20" in r.stderr
 
 
 def test_the_documented_workout_example_is_a_valid_dataset_entry(tmp_path):

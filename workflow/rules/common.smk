@@ -84,6 +84,11 @@ def validate_config():
         config["mlflow"][
             "tracking_uri"
         ] = f"sqlite:///{config['results_dir'].rstrip('/')}/mlflow.db"
+    if max(config["final"]["cutoffs"]) < 20:
+        config_error(
+            f"final.cutoffs: the tables compare Recall@20 and MRR@20, as the papers do; "
+            f"include a cut-off of 20 or more, got {config['final']['cutoffs']}"
+        )
     for name, ds in config["datasets"].items():
         ds.setdefault("mode", config["mode"])
         ds.setdefault("models", list(MODELS))

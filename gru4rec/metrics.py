@@ -95,6 +95,9 @@ class MetricSums:
     """
 
     FLUSH_EVERY = 32
+    # ... or sooner, when the pending (rows x cut-offs x top-k) arrays of a flush would exceed this
+    # many elements: the lists of every cut-off are built at once, so memory grows with both
+    FLUSH_ELEMENTS = 1 << 23
 
     def __init__(self, cutoffs, mode, n_items, item_support, seed, device):
         check_mode(mode)
@@ -114,6 +117,7 @@ class MetricSums:
         self.generator = torch.Generator(device=device).manual_seed(seed)
         self.list_generator = torch.Generator(device=device).manual_seed(seed + 1)
         self.pending = []  # (top, top_items, target score, draws) of steps not summed yet
+        self.pending_rows = 0
         self.n = 0
 
     def add(self, scores: torch.Tensor, targets: torch.Tensor):
@@ -130,7 +134,11 @@ class MetricSums:
                 self._add_full_rows(scores.index_select(0, rows), top[rows], t[rows], None if u is None else u[rows])
                 top, top_items, t, u = top[rest], top_items[rest], t[rest], None if u is None else u[rest]
         self.pending.append((top, top_items, t, u))
-        if len(self.pending) >= self.FLUSH_EVERY:
+        self.pending_rows += len(t)
+        if (
+            len(self.pending) >= self.FLUSH_EVERY
+            or self.pending_rows * len(self.cutoffs) * self.k >= self.FLUSH_ELEMENTS
+        ):
             self.flush()
 
     def flush(self):
@@ -138,7 +146,7 @@ class MetricSums:
         if not self.pending:
             return
         top, top_items, t, u = (None if p[0] is None else torch.cat(p) for p in zip(*self.pending))
-        self.pending = []
+        self.pending, self.pending_rows = [], 0
         self._add_ranks(ranks_from_counts(*counts_above(top, t), self.mode, u=u))
         w, c, k = top.shape[0], len(self.cutoffs), top.shape[1]
         bound = top.gather(1, self.bound_at.expand(w, c))  # (w, C)

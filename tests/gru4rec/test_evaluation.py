@@ -8,6 +8,7 @@ import torch
 from gru4rec import GRU4Rec, evaluate, recommend
 from gru4rec.errors import DataError, ParameterError
 from gru4rec.evaluation import ranks_of_targets
+from gru4rec.metrics import MetricSums
 
 
 def brute_rank(row, target, mode, u=None):
@@ -121,6 +122,19 @@ def test_evaluation_batch_size_does_not_change_results(small_model, markov_data)
     a = evaluate(small_model, test, cutoffs=(5, 20), batch_size=3)
     b = evaluate(small_model, test, cutoffs=(5, 20), batch_size=500)
     assert a.recall == pytest.approx(b.recall) and a.mrr == pytest.approx(b.mrr)
+
+
+@pytest.mark.parametrize("mode", ["standard", "tiebreaking"])
+def test_summing_the_metrics_step_by_step_or_in_batches_gives_the_same_results(
+    small_model, markov_data, mode, monkeypatch
+):
+    # many cut-offs flush sooner (memory); the result must not depend on when the sums are taken
+    _, test = markov_data
+    a = evaluate(small_model, test, cutoffs=range(1, 21), mode=mode).as_dict()
+    monkeypatch.setattr(MetricSums, "FLUSH_ELEMENTS", 1)
+    b = evaluate(small_model, test, cutoffs=range(1, 21), mode=mode).as_dict()
+    a.pop("eval_seconds"), b.pop("eval_seconds")
+    assert a == pytest.approx(b)
 
 
 def test_bad_evaluation_arguments(small_model, markov_data):

@@ -284,7 +284,7 @@ def _close_interrupted_runs(study, tracker) -> None:
 def _diverged(trial) -> bool:
     """Failed on its own (NaN loss or score, tagged `error`): it uses up budget. A trial failed
     because its worker died (`release_orphans`, or Optuna's heartbeat) does not."""
-    return trial.state == optuna.trial.TrialState.FAIL and "error" in trial.user_attrs
+    return trial.state == S.FAIL and not interrupted(trial)
 
 
 def counts(study) -> tuple[int, int]:

@@ -168,17 +168,23 @@ class Tracker:
         return True
 
     def end_stale(self, name: str) -> int:
-        """Mark KILLED the runs named `name` left RUNNING by a killed job (Snakemake runs one job per
-        output at a time, so a RUNNING run of a job that starts again is no longer running)."""
+        """Mark KILLED the earlier runs named `name` of a job that starts again: those a killed job
+        left RUNNING, and those that finished in a job killed before Snakemake recorded its outputs
+        (Snakemake discarded them and runs the job again; tagged `superseded`). So the store holds one
+        finished run per output, as the results directory does. Failed runs stay as they are."""
         if not self.enabled:
             return 0
+        quote = "'" if "'" not in name else '"'
         stale = _retry(
             self.client.search_runs,
             [self.experiment_id()],
-            filter_string=f"attributes.run_name = '{name}' and attributes.status = 'RUNNING'",
+            filter_string=f"attributes.run_name = {quote}{name}{quote} and attributes.status != 'FAILED'",
         )
         for run in stale:
-            self.end(run.info.run_id, "KILLED")
+            if run.info.status == "FINISHED":
+                _retry(self.client.set_tag, run.info.run_id, "superseded", "true")
+            if run.info.status != "KILLED":
+                self.end(run.info.run_id, "KILLED")
         return len(stale)
 
     def reopen(self, run_id: str):

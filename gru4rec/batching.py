@@ -19,6 +19,8 @@ import numpy as np
 import pandas as pd
 import torch
 
+from .data import validate_events
+
 
 @dataclass
 class SessionData:
@@ -49,6 +51,17 @@ def session_data(df: pd.DataFrame, item_index: np.ndarray, session_key: str, tim
     offsets = np.concatenate([[0], boundaries, [len(s)]]).astype(np.int64)
     times = df[time_key].to_numpy()
     return SessionData(items=np.array(item_index, dtype=np.int64), offsets=offsets, first_time=times[offsets[:-1]])
+
+
+def index_training_events(data: pd.DataFrame, session_key: str, item_key: str, time_key: str):
+    """Check and sort training events and give their items model columns (the sorted original ids,
+    shared by GRU4Rec and the baselines). Returns (sorted events, SessionData, item ids, training
+    support of each item)."""
+    df = validate_events(data, session_key, item_key, time_key, source="training data")
+    df = sort_sessions(df, session_key, time_key)
+    codes, uniques = pd.factorize(df[item_key], sort=True)
+    support = np.bincount(codes, minlength=len(uniques)).astype(np.int64)
+    return df, session_data(df, codes, session_key, time_key), np.asarray(uniques), support
 
 
 @dataclass

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .batching import SessionData, SessionRunner, item_positions, session_data, sort_sessions  # noqa: F401 (re-exported)
+from .batching import SessionData, SessionRunner, index_training_events, item_positions
 from .device import resolve_device
 from .errors import DataError, GRU4RecError, ParameterError, TrainingDivergedError
 from .losses import Loss
@@ -136,15 +136,9 @@ class GRU4Rec:
 
     def _index_items(self, data, session_key, item_key, time_key) -> SessionData:
         """Check and sort the training events, build the item map and the item support."""
-        from .data import validate_events
-
-        df = validate_events(data, session_key, item_key, time_key, source="training data")
-        df = sort_sessions(df, session_key, time_key)
-        codes, uniques = pd.factorize(df[item_key], sort=True)
-        self.item_ids = np.asarray(uniques)
+        _, sd, self.item_ids, self.item_support = index_training_events(data, session_key, item_key, time_key)
         self._item_lookup = None
-        self.item_support = np.bincount(codes, minlength=len(uniques)).astype(np.int64)
-        return session_data(df, codes, session_key, time_key)
+        return sd
 
     def _epoch_runner(self, sd: SessionData, items: torch.Tensor, rng) -> SessionRunner:
         p = self.params

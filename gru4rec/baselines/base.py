@@ -20,7 +20,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ..batching import item_positions
+from ..batching import index_training_events, item_positions
+from ..device import resolve_device
 from ..errors import GRU4RecError, ParameterError
 from ..params import _COERCE, Spec
 
@@ -50,8 +51,6 @@ class Baseline:
     CHOICES: dict[str, tuple] = {}
 
     def __init__(self, params: dict | None = None, seed: int = 42, device="cpu", **params_kw):
-        from ..device import resolve_device
-
         merged = dict(params or {})
         merged.update(params_kw)
         self.params = self.validate_params(merged)
@@ -104,8 +103,6 @@ class Baseline:
 
     def session_scorer(self, width: int, device=None):
         """A fresh scoring state for `width` session slots, returning scores on `device` (default: self.device)."""
-        from ..device import resolve_device
-
         self.require_trained()
         if int(width) < 1:
             raise ParameterError(f"scorer width must be >= 1, got {width}")
@@ -121,20 +118,12 @@ class Baseline:
         verbose: bool = True,
     ):
         """Fit on events (one row per event; the same columns and checks as GRU4Rec.fit). Returns self."""
-        from ..core import session_data, sort_sessions
-        from ..data import validate_events
-
         self.trained = False
-        df = sort_sessions(
-            validate_events(data, session_key, item_key, time_key, source="training data"), session_key, time_key
-        )
-        codes, uniques = pd.factorize(df[item_key], sort=True)  # the same item columns as GRU4Rec
-        self.item_ids = np.asarray(uniques)
+        # the same checks and item columns as GRU4Rec
+        df, sd, self.item_ids, self.item_support = index_training_events(data, session_key, item_key, time_key)
         self._item_lookup = None
-        sd = session_data(df, codes, session_key, time_key)
         sessions = np.repeat(np.arange(len(sd.offsets) - 1), np.diff(sd.offsets))
         events = TrainingEvents(sd.items, sessions, sd.offsets, df[time_key].to_numpy(dtype=np.float64))
-        self.item_support = np.bincount(events.items, minlength=self.n_items).astype(np.int64)
         self._verbose = verbose
         self._fit(events)
         self.trained = True

@@ -5,10 +5,8 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -23,6 +21,7 @@ from experiments.mlflow_model import log_and_register, main, registered_name
 from experiments.tracking import Tracker
 from gru4rec import GRU4Rec, recommend
 from tests.gru4rec.test_streaming import assert_same_ranking
+from tests.servers import free_port, wait_until
 
 NAME = registered_name("markov", "cross-entropy", "shared")
 METRICS = {"recall_at_20": 0.61, "mrr_at_20": 0.25, "n_sessions": 450, "device": "cpu"}
@@ -138,12 +137,6 @@ def test_bad_input_is_a_parameter_error(registered, frame, message):
     assert e.value.error_code == "INVALID_PARAMETER_VALUE"
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def post(url, body: bytes):
     """(status, parsed JSON body) of a POST, for error statuses too."""
     req = urllib.request.Request(url, data=body, headers={"Content-Type": "application/json"}, method="POST")
@@ -154,20 +147,9 @@ def post(url, body: bytes):
         return e.code, json.load(e)
 
 
-def wait_until_serving(proc, url, log):
-    """Poll /ping until it answers 200; fail early if the server exits, or after the timeout."""
-    deadline = time.monotonic() + SERVER_START_TIMEOUT
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            pytest.fail(f"mlflow models serve exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
-        try:
-            with urllib.request.urlopen(f"{url}/ping", timeout=2) as r:
-                if r.status == 200:
-                    return
-        except OSError:  # not listening yet
-            pass
-        time.sleep(0.2)
-    pytest.fail(f"mlflow models serve did not answer /ping within {SERVER_START_TIMEOUT} s:\n{log.read_text()[-3000:]}")
+def answers_ping(url) -> bool:
+    with urllib.request.urlopen(f"{url}/ping", timeout=2) as r:
+        return r.status == 200
 
 
 @pytest.fixture
@@ -207,7 +189,7 @@ def server(registered):
         )
     url = f"http://127.0.0.1:{port}"
     try:
-        wait_until_serving(proc, url, log)
+        wait_until(lambda: answers_ping(url), SERVER_START_TIMEOUT, "mlflow models serve", proc, log)
         yield url
     finally:
         os.killpg(proc.pid, signal.SIGTERM)  # the server and its worker: the group this test started

@@ -310,6 +310,10 @@ def test_interrupted_workflow_continues_its_study(tmp_path):
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         start_new_session=True,
+        # Ctrl-C must reach the workflow as it does in a terminal: a test run started in the
+        # background by a non-interactive shell (`pytest ... &`) ignores SIGINT, and its children
+        # would inherit that and never stop
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     wait_until_reached(tmp_path / "pause" / "trial-2.reached", proc)
     complete = optuna.trial.TrialState.COMPLETE

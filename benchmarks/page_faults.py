@@ -17,19 +17,15 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 import gru4rec.batching as batching  # noqa: E402
-from benchmarks.train_speed import PRESETS, synthetic  # noqa: E402
+from benchmarks.train_speed import PRESETS, first_steps, synthetic  # noqa: E402
 from gru4rec import GRU4Rec  # noqa: E402
 
 
 def faults_per_step(df, params, warmup: int, n_steps: int) -> tuple[int, float]:
     """(minor faults of the whole fit, minor faults per step from step `warmup` to `n_steps`)
     of fit() cut to its first n_steps steps."""
-    full_init, full_steps = batching.SessionRunner.__init__, batching.SessionRunner.steps
+    full_steps = batching.SessionRunner.steps
     marks = []
-
-    def cut_init(self, *args, **kw):
-        full_init(self, *args, **kw)
-        self.n_steps = min(self.n_steps, n_steps)
 
     def marked_steps(self, state):
         for item in full_steps(self, state):
@@ -38,13 +34,14 @@ def faults_per_step(df, params, warmup: int, n_steps: int) -> tuple[int, float]:
             yield item
         marks.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt)  # after the last step
 
-    batching.SessionRunner.__init__, batching.SessionRunner.steps = cut_init, marked_steps
+    batching.SessionRunner.steps = marked_steps
     try:
-        before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-        GRU4Rec(dict(params, n_epochs=1), device="cpu", seed=42).fit(df, verbose=False, compile=False)
-        total = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
+        with first_steps(n_steps):
+            before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+            GRU4Rec(dict(params, n_epochs=1), device="cpu", seed=42).fit(df, verbose=False, compile=False)
+            total = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
     finally:
-        batching.SessionRunner.__init__, batching.SessionRunner.steps = full_init, full_steps
+        batching.SessionRunner.steps = full_steps
     return total, (marks[1] - marks[0]) / (n_steps - warmup)
 
 

@@ -33,10 +33,9 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-import gru4rec.batching as batching  # noqa: E402
 import gru4rec.core as core  # noqa: E402
 import gru4rec.model as model_module  # noqa: E402
-from benchmarks.train_speed import PRESETS, synthetic  # noqa: E402
+from benchmarks.train_speed import PRESETS, first_steps, synthetic  # noqa: E402
 from gru4rec import GRU4Rec  # noqa: E402
 from gru4rec.losses import Loss  # noqa: E402
 from gru4rec.model import EMBEDDING_MODES, GRU4RecNetwork  # noqa: E402
@@ -171,27 +170,32 @@ def install(timer: PieceTimer, uniques: list):
     timer.wrap(net_cls, "_gru", "GRU forward", gru_cost)
     for adapter in {type(a) for a in EMBEDDING_MODES.adapters.values()}:
         timer.wrap(adapter, "gather", "input rows + embedding dropout multiply")
+        timer.wrap(adapter, "backward", "input backward", input_backward_cost)
     timer.wrap(model_module, "_dropout_mask", "dropout masks (random numbers)")
     timer.wrap(net_cls, "forward_train", "score product + column spread", forward_cost)
     timer.wrap(Loss, "__call__", "loss (activation, value, gradient)", loss_cost)
     timer.wrap(net_cls, "backward", "output backward products + column sum", backward_cost)
     timer.wrap(net_cls, "_gru_backward", "GRU backward", gru_backward_cost)
-    for adapter in {type(a) for a in EMBEDDING_MODES.adapters.values()}:
-        timer.wrap(adapter, "backward", "input backward", input_backward_cost)
     timer.wrap(AdagradM, "_dense_step", "Adagrad, dense parameters", dense_cost)
     timer.wrap(AdagradM, "_sparse_step", "Adagrad, touched rows + write-back", sparse_cost)
 
 
-def peak_gflops(repeats=5) -> float:
+def best_seconds(fn, reps: int, rounds: int = 5) -> float:
+    """Seconds per call of fn: the best of `rounds` rounds of `reps` calls (warm it up first)."""
+    best = float("inf")
+    for _ in range(rounds):
+        t = time.perf_counter()
+        for _ in range(reps):
+            fn()
+        best = min(best, (time.perf_counter() - t) / reps)
+    return best
+
+
+def peak_gflops() -> float:
     a, b = torch.randn(1024, 1024), torch.randn(1024, 1024)
     out = torch.empty(1024, 1024)
     torch.mm(a, b, out=out)
-    best = float("inf")
-    for _ in range(repeats):
-        t = time.perf_counter()
-        torch.mm(a, b, out=out)
-        best = min(best, time.perf_counter() - t)
-    return _mm(1024, 1024, 1024) / best / 1e9
+    return _mm(1024, 1024, 1024) / best_seconds(lambda: torch.mm(a, b, out=out), reps=1) / 1e9
 
 
 def copy_bandwidth(n_bytes: float, budget_s=0.02) -> float:
@@ -202,13 +206,7 @@ def copy_bandwidth(n_bytes: float, budget_s=0.02) -> float:
     t = time.perf_counter()
     dst.copy_(src)
     reps = max(3, int(budget_s / max(1e-6, time.perf_counter() - t)))
-    best = float("inf")
-    for _ in range(5):
-        t = time.perf_counter()
-        for _ in range(reps):
-            dst.copy_(src)
-        best = min(best, (time.perf_counter() - t) / reps)
-    return 2 * n * F32 / best / 1e9
+    return 2 * n * F32 / best_seconds(lambda: dst.copy_(src), reps) / 1e9
 
 
 def profile_epoch(p: dict, df, steps: int = 0):
@@ -217,22 +215,15 @@ def profile_epoch(p: dict, df, steps: int = 0):
     the library is restored afterwards."""
     p = dict(p, n_epochs=1)
     timer, uniques = PieceTimer(), []
-    try:
-        if steps:
-            full_init = batching.SessionRunner.__init__
-
-            def cut(self, *args, **kw):
-                full_init(self, *args, **kw)
-                self.n_steps = min(self.n_steps, steps)
-
-            timer.patch(batching.SessionRunner, "__init__", cut)
+    with first_steps(steps):
         # the warm-up epoch, so that the timed one sees warm caches and a warm allocator
         GRU4Rec(p, device="cpu", seed=42).fit(df, verbose=False, compile=False)
-        install(timer, uniques)
-        model = GRU4Rec(p, device="cpu", seed=42)
-        hist = model.fit(df, verbose=False, compile=False)
-    finally:
-        timer.restore()
+        try:
+            install(timer, uniques)
+            model = GRU4Rec(p, device="cpu", seed=42)
+            hist = model.fit(df, verbose=False, compile=False)
+        finally:
+            timer.restore()
     total = hist[0]["seconds"]  # the epoch: every step and the runner around them
     n_steps = hist[0]["n_steps"]
     timer.seconds["runner (keep/reset, loop) + timer overhead"] = total - sum(timer.seconds.values())
@@ -256,13 +247,7 @@ def kernel_times(shape) -> dict[str, float]:
     out = {}
     for name, fn in kernels.items():
         fn()
-        best = float("inf")
-        for _ in range(5):
-            t = time.perf_counter()
-            for _ in range(50):
-                fn()
-            best = min(best, (time.perf_counter() - t) / 50)
-        out[name] = best / A.numel() * 1e9
+        out[name] = best_seconds(fn, reps=50) / A.numel() * 1e9
     return out
 
 

@@ -12,6 +12,7 @@ ratio of the two speeds is printed (compare ratios, not absolute figures: machin
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import statistics
 import sys
@@ -24,6 +25,7 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+import gru4rec.batching as batching  # noqa: E402
 from benchmarks.port import import_port  # noqa: E402
 from gru4rec import GRU4Rec, evaluate  # noqa: E402
 from gru4rec.params import parse_param_string  # noqa: E402
@@ -38,6 +40,23 @@ def synthetic(n_events, n_items, seed):
     from preprocessing.synthetic import generate_events
 
     return generate_events(n_sessions=max(10, n_events // 5), n_items=n_items, days=30, seed=seed)
+
+
+@contextlib.contextmanager
+def first_steps(n_steps: int):
+    """Within the block, every epoch stops after its first n_steps steps (0: whole epochs)."""
+    full_init = batching.SessionRunner.__init__
+
+    def cut_init(self, *args, **kw):
+        full_init(self, *args, **kw)
+        if n_steps:
+            self.n_steps = min(self.n_steps, n_steps)
+
+    batching.SessionRunner.__init__ = cut_init
+    try:
+        yield
+    finally:
+        batching.SessionRunner.__init__ = full_init
 
 
 def load(path):

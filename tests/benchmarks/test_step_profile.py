@@ -3,8 +3,6 @@ library left as it was."""
 
 from __future__ import annotations
 
-import time
-
 import pytest
 import torch
 
@@ -44,30 +42,47 @@ PATCHED = [
 ]
 
 
+class Clock:
+    """A perf_counter that moves only when a test's fake work says so: exact times, on any load."""
+
+    def __init__(self):
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def spend(self, seconds: float):
+        self.now += seconds
+
+
+CLOCK = Clock()
+
+
 class Nested:
     def outer(self):
-        time.sleep(0.02)
+        CLOCK.spend(0.02)
         self.inner()
 
     def inner(self):
-        time.sleep(0.03)
+        CLOCK.spend(0.03)
 
     def fails(self):
         raise KeyError("the piece's own error")
 
 
-def test_exclusive_times_leave_out_nested_pieces_and_the_cost_bookkeeping():
+def test_exclusive_times_leave_out_nested_pieces_and_the_cost_bookkeeping(monkeypatch):
+    monkeypatch.setattr(step_profile.time, "perf_counter", CLOCK)
     timer = PieceTimer()
 
     def slow_cost(result, obj):
-        time.sleep(0.05)  # bookkeeping: neither the piece's time nor its caller's
+        CLOCK.spend(0.05)  # bookkeeping: neither the piece's time nor its caller's
         return 10.0, 20.0
 
     timer.wrap(Nested, "outer", "outer")
     timer.wrap(Nested, "inner", "inner", slow_cost)
     Nested().outer()
-    assert 0.02 <= timer.seconds["outer"] < 0.035
-    assert 0.03 <= timer.seconds["inner"] < 0.045
+    assert timer.seconds["outer"] == pytest.approx(0.02, abs=1e-12)
+    assert timer.seconds["inner"] == pytest.approx(0.03, abs=1e-12)
     assert (timer.flops["inner"], timer.bytes["inner"], timer.calls["inner"]) == (10.0, 20.0, 1)
     timer.restore()
     assert "outer" in vars(Nested) and Nested.inner.__qualname__ == "Nested.inner"

@@ -6,11 +6,17 @@ items, 100 units, 2 threads). In the same run, and each in a fresh process so th
 memory figure is its own:
   - ours: gru4rec.evaluate at cut-offs 1, 5, 10, 20 (every metric), and at 20 alone;
   - products: the (w x d) @ (d x n_items) score products of the same schedule, nothing else;
+  - with --alternate R: the products and our evaluations (cut-off 20 with gru4rec.topk and with
+    torch.topk, cut-offs 1, 5, 10, 20) alternated R times in one process, medians: like for like
+    on a machine whose speed drifts, where the one-process-each figures above are single runs;
+  - top-k: one full-width step's top-21 (the evaluator's, cut-off 20) by gru4rec.topk and by
+    torch.topk on the same score matrix, interleaved, medians;
   - port (with --reference-repo, a checkout of hidasib/GRU4Rec_PyTorch_Official): its batch_eval on
     a model of the same shape (layers, items, batch of 512) and the same test set; its GRU cell
     differs from ours, so its weights are its own initialisation (the work per event is the same).
 
     python benchmarks/eval_speed.py --reference-repo /work/port
+    python benchmarks/eval_speed.py --layers 224 --alternate 3
     python benchmarks/eval_speed.py --test-events 20000 --items 5000     # a quick look
 """
 
@@ -71,13 +77,11 @@ def child_ours(model_path, test_path, threads, cutoffs, batch_size):
     return dict(seconds=res.seconds, n=res.n_predictions, metrics=res.as_dict(), before=before, peak=peak_mb())
 
 
-def child_products(model_path, test_path, threads, batch_size):
-    """The score products of the evaluator's schedule alone: h (w x d) @ W^T (d x n), plus the bias."""
-    from gru4rec import GRU4Rec
+def products_runner(model, test, batch_size):
+    """A function that runs the evaluator's score products alone, h (w x d) @ W^T (d x n) plus the
+    bias, over the schedule of `test`, and returns (seconds, predictions)."""
     from gru4rec.batching import build_schedule, session_data, sort_sessions
 
-    torch.set_num_threads(threads)
-    model, test = GRU4Rec.load(model_path, device="cpu"), pd.read_parquet(test_path)
     idx = model.item_index(test.ItemId.to_numpy())
     df = sort_sessions(test.assign(ItemId=idx)[idx >= 0], "SessionId", "Time")
     sd = session_data(df, df.ItemId.to_numpy(), "SessionId", "Time")
@@ -86,11 +90,58 @@ def child_products(model_path, test_path, threads, batch_size):
     Wt, b = W[:, :-1].t().contiguous(), W[:, -1].contiguous()
     h = torch.randn(max(widths), Wt.shape[0])
     out = torch.empty(max(widths), Wt.shape[1])
+
+    def run():
+        t0 = time.perf_counter()
+        for w in widths:
+            torch.addmm(b, h[:w], Wt, out=out[:w])
+        return time.perf_counter() - t0, sum(widths)
+
+    return run
+
+
+def child_products(model_path, test_path, threads, batch_size):
+    from gru4rec import GRU4Rec
+
+    torch.set_num_threads(threads)
+    model, test = GRU4Rec.load(model_path, device="cpu"), pd.read_parquet(test_path)
+    run = products_runner(model, test, batch_size)
     before = rss_mb()
-    t0 = time.perf_counter()
-    for w in widths:
-        torch.addmm(b, h[:w], Wt, out=out[:w])
-    return dict(seconds=time.perf_counter() - t0, n=sum(widths), before=before, peak=peak_mb())
+    seconds, n = run()
+    return dict(seconds=seconds, n=n, before=before, peak=peak_mb())
+
+
+def child_alternate(model_path, test_path, threads, batch_size, repeats):
+    """Median seconds of the products alone and of evaluations (cut-off 20 with gru4rec.topk and
+    with torch.topk; cut-offs 1, 5, 10, 20), alternated `repeats` times in this one process."""
+    from gru4rec import GRU4Rec, evaluate, metrics
+
+    torch.set_num_threads(threads)
+    model, test = GRU4Rec.load(model_path, device="cpu"), pd.read_parquet(test_path)
+    products = products_runner(model, test, batch_size)
+    ours = metrics.top_k
+
+    def evaluation(cutoffs, top_k):
+        def run():
+            metrics.top_k = top_k
+            try:
+                return evaluate(model, test, cutoffs=cutoffs, batch_size=batch_size).seconds
+            finally:
+                metrics.top_k = ours
+
+        return run
+
+    ways = {
+        "products alone": lambda: products()[0],
+        "cut-off 20": evaluation((20,), ours),
+        "cut-off 20, torch.topk": evaluation((20,), lambda s, k: torch.topk(s, k, dim=1)),
+        "cut-offs 1,5,10,20": evaluation((1, 5, 10, 20), ours),
+    }
+    times = {name: [] for name in ways}
+    for _ in range(repeats):
+        for name, run in ways.items():
+            times[name].append(run())
+    return {name: float(np.median(t)) for name, t in times.items()}
 
 
 def child_port(repo, train_path, test_path, threads, layers, batch_size):
@@ -108,6 +159,23 @@ def child_port(repo, train_path, test_path, threads, layers, batch_size):
     seconds = time.perf_counter() - t0
     n = int(len(test) - test.SessionId.nunique())
     return dict(seconds=seconds, n=n, recall=float(recall[20]), before=before, peak=peak_mb())
+
+
+def compare_top_k(n_items, width, threads, k=21, repeats=30):
+    """Median seconds of gru4rec.topk.top_k and of torch.topk on one (width x n_items) score matrix,
+    alternated so that both see the same machine."""
+    from gru4rec.topk import top_k
+
+    torch.set_num_threads(threads)
+    scores = torch.randn(width, n_items, generator=torch.Generator().manual_seed(0))
+    ways = {"gru4rec.topk": lambda: top_k(scores, k), "torch.topk": lambda: torch.topk(scores, k, dim=1)}
+    times = {name: [] for name in ways}
+    for _ in range(repeats):
+        for name, f in ways.items():
+            t0 = time.perf_counter()
+            f()
+            times[name].append(time.perf_counter() - t0)
+    return {name: float(np.median(t)) for name, t in times.items()}
 
 
 def in_child(fn, *args):
@@ -135,6 +203,10 @@ def main(argv=None):
     ap.add_argument("--batch-size", type=int, default=512, help="evaluation batch size (slots)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--reference-repo", type=Path, help="checkout of hidasib/GRU4Rec_PyTorch_Official")
+    ap.add_argument(
+        "--alternate", type=int, default=0, metavar="R",
+        help="also alternate the products and our evaluations R times in one process and print medians",
+    )  # fmt: skip
     a = ap.parse_args(argv)
     from gru4rec import GRU4Rec
     from gru4rec.params import parse_param_string
@@ -156,6 +228,12 @@ def main(argv=None):
     model_path, test_path = str(tmp / "model.safetensors"), str(tmp / "test.parquet")
     products = in_child(child_products, model_path, test_path, a.threads, a.batch_size)
     report("score products alone", products)
+    tk = compare_top_k(a.items, a.batch_size, a.threads)
+    print(
+        f"top-21 of a {a.batch_size} x {a.items:,} score matrix: gru4rec.topk {tk['gru4rec.topk'] * 1e3:.1f} ms, "
+        f"torch.topk {tk['torch.topk'] * 1e3:.1f} ms ({tk['torch.topk'] / tk['gru4rec.topk']:.2f}x)",
+        flush=True,
+    )
     for cutoffs in [(1, 5, 10, 20), (20,)]:
         ours = in_child(child_ours, model_path, test_path, a.threads, cutoffs, a.batch_size)
         report(f"ours, cut-offs {','.join(map(str, cutoffs))}", ours, products["seconds"])
@@ -167,6 +245,11 @@ def main(argv=None):
         report("official port", port, products["seconds"])
         speedup = (ours["n"] / ours["seconds"]) / (port["n"] / port["seconds"])
         print(f"ratio ours/official port (events/s, cut-off 20): {speedup:.2f}x")
+    if a.alternate:
+        med = in_child(child_alternate, model_path, test_path, a.threads, a.batch_size, a.alternate)
+        base = med["products alone"]
+        print(f"alternated {a.alternate} times in one process (medians): " + "; ".join(
+            f"{name} {s:.2f}s ({s / base:.2f}x the products)" for name, s in med.items()))  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -15,10 +15,10 @@ group that reaches the N-th place is in the list whole (the list can be longer t
 mode it is in whole when its middle place is <= N; in `tiebreaking` mode the places left are
 filled by a uniformly random choice among the tied items (exactly N items).
 
-Speed. Every metric depends on ranks <= max(N) only, so one torch.topk(max(N) + 1) per step
-gives them all: the counts of a row are exact from its top-k unless its last two scores tie, and
-only such rows (rare for a neural model, common for baselines with unscored items) are counted
-over the whole catalogue. This replaces two full comparison passes per step.
+Speed. Every metric depends on ranks <= max(N) only, so one top-(max(N) + 1) per step
+(gru4rec.topk) gives them all: the counts of a row are exact from its top-k unless its last two
+scores tie, and only such rows (rare for a neural model, common for baselines with unscored
+items) are counted over the whole catalogue. This replaces two full comparison passes per step.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ import math
 import torch
 
 from .errors import ParameterError
+from .topk import top_k
 
 TIE_MODES = ("standard", "conservative", "median", "tiebreaking")
 
@@ -121,7 +122,7 @@ class MetricSums:
         self.n = 0
 
     def add(self, scores: torch.Tensor, targets: torch.Tensor):
-        top, top_items = torch.topk(scores, self.k, dim=1)
+        top, top_items = top_k(scores, self.k)
         t = scores.gather(1, targets[:, None]).squeeze(1)
         u = None
         if self.mode == "tiebreaking":

@@ -8,6 +8,7 @@ import torch
 from .batching import SessionRunner
 from .errors import ParameterError
 from .model import HiddenState
+from .topk import top_k
 
 
 def _as_sessions(sessions):
@@ -46,7 +47,7 @@ def recommend(model, sessions, k: int = 20, batch_size: int = 512):
         return out, n_unknown
     last = _last_outputs(model.net, [mapped[i] for i in filled], batch_size)
     for start in range(0, len(filled), batch_size):
-        scores, top = torch.topk(model.net.score_all(last[start : start + batch_size]), k, dim=1)
+        scores, top = top_k(model.net.score_all(last[start : start + batch_size]), k)
         scores, top = scores.cpu().numpy(), top.cpu().numpy()
         for row, i in enumerate(filled[start : start + batch_size]):
             ids = model.item_ids[top[row]]

@@ -30,6 +30,7 @@ import numpy as np
 import torch
 
 from .errors import ParameterError
+from .topk import top_k
 
 MAX_SCORE_ELEMENTS = 1 << 24  # bound on one score matrix (sessions x items) computed at once
 MIN_ROWS = 64  # initial rows of the state store; it doubles up to max_sessions
@@ -321,7 +322,7 @@ class SessionRecommender:
             r = torch.tensor([i for i, s in enumerate(sessions) for _ in s.seen], dtype=torch.long, device=dev)
             c = torch.tensor([j for s in sessions for j in s.seen], dtype=torch.long, device=dev)
             S[r, c] = float("-inf")
-        scores, top = torch.topk(S, k, dim=1)
+        scores, top = top_k(S, k)
         scores, top = scores.cpu().numpy(), top.cpu().numpy()
         emb = h.cpu().numpy() if self.return_embedding else None
         for i, (s, r) in enumerate(zip(sessions, out)):

@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 import torch
 
-from gru4rec import GRU4Rec, evaluate, recommend
+from gru4rec import GRU4Rec, evaluate, recommend, topk
 from gru4rec.errors import DataError, ParameterError
 from gru4rec.evaluation import ranks_of_targets
 from gru4rec.metrics import MetricSums
@@ -329,11 +329,16 @@ def tied_steps(rng, n_items, kind):
     return steps
 
 
+# 40: larger than the top-k (max cut-off + 1), so rows whose ties spill beyond it are recounted;
+# the larger catalogue takes gru4rec.topk's block path (with a last, partial block)
+LARGE_CATALOGUE = topk.MIN_BLOCKS_PER_K * 21 * topk.BLOCK + 37
+
+
+@pytest.mark.parametrize("n_items", [40, LARGE_CATALOGUE])
 @pytest.mark.parametrize("kind", ["ties", "unscored", "distinct"])
 @pytest.mark.parametrize("mode", ["standard", "conservative", "median", "tiebreaking"])
-def test_every_metric_against_brute_force(mode, kind):
+def test_every_metric_against_brute_force(mode, kind, n_items):
     rng = np.random.default_rng(1)
-    n_items = 40  # larger than the top-k (max cut-off + 1): rows whose ties spill beyond it are recounted
     support = rng.integers(1, 100, size=n_items)
     cutoffs = (1, 3, 10, 20)
     steps = tied_steps(rng, n_items, kind)

@@ -17,6 +17,7 @@ memory figure is its own:
 
     python benchmarks/eval_speed.py --reference-repo /work/port
     python benchmarks/eval_speed.py --layers 224 --alternate 3
+    python benchmarks/eval_speed.py --layers 224 --test-events 40000 --threads 1 --profile
     python benchmarks/eval_speed.py --test-events 20000 --items 5000     # a quick look
 """
 
@@ -78,8 +79,8 @@ def child_ours(model_path, test_path, threads, cutoffs, batch_size):
 
 
 def products_runner(model, test, batch_size):
-    """A function that runs the evaluator's score products alone, h (w x d) @ W^T (d x n) plus the
-    bias, over the schedule of `test`, and returns (seconds, predictions)."""
+    """(run, predictions): run() does the evaluator's score products alone, h (w x d) @ W^T (d x n)
+    plus the bias, over the schedule of `test`."""
     from gru4rec.batching import build_schedule, session_data, sort_sessions
 
     idx = model.item_index(test.ItemId.to_numpy())
@@ -92,12 +93,10 @@ def products_runner(model, test, batch_size):
     out = torch.empty(max(widths), Wt.shape[1])
 
     def run():
-        t0 = time.perf_counter()
         for w in widths:
             torch.addmm(b, h[:w], Wt, out=out[:w])
-        return time.perf_counter() - t0, sum(widths)
 
-    return run
+    return run, sum(widths)
 
 
 def child_products(model_path, test_path, threads, batch_size):
@@ -105,10 +104,24 @@ def child_products(model_path, test_path, threads, batch_size):
 
     torch.set_num_threads(threads)
     model, test = GRU4Rec.load(model_path, device="cpu"), pd.read_parquet(test_path)
-    run = products_runner(model, test, batch_size)
+    run, n = products_runner(model, test, batch_size)
     before = rss_mb()
-    seconds, n = run()
-    return dict(seconds=seconds, n=n, before=before, peak=peak_mb())
+    t0 = time.perf_counter()
+    run()
+    return dict(seconds=time.perf_counter() - t0, n=n, before=before, peak=peak_mb())
+
+
+def child_profile(model_path, test_path, threads, batch_size, rows=8):
+    """torch.profiler's table (operators by own time) of one evaluation at cut-off 20."""
+    from torch.profiler import ProfilerActivity, profile
+
+    from gru4rec import GRU4Rec, evaluate
+
+    torch.set_num_threads(threads)
+    model, test = GRU4Rec.load(model_path, device="cpu"), pd.read_parquet(test_path)
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        evaluate(model, test, cutoffs=(20,), batch_size=batch_size)
+    return prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=rows)
 
 
 def child_alternate(model_path, test_path, threads, batch_size, repeats):
@@ -118,30 +131,26 @@ def child_alternate(model_path, test_path, threads, batch_size, repeats):
 
     torch.set_num_threads(threads)
     model, test = GRU4Rec.load(model_path, device="cpu"), pd.read_parquet(test_path)
-    products = products_runner(model, test, batch_size)
+    products, _ = products_runner(model, test, batch_size)
     ours = metrics.top_k
 
     def evaluation(cutoffs, top_k):
         def run():
             metrics.top_k = top_k
             try:
-                return evaluate(model, test, cutoffs=cutoffs, batch_size=batch_size).seconds
+                evaluate(model, test, cutoffs=cutoffs, batch_size=batch_size)
             finally:
                 metrics.top_k = ours
 
         return run
 
     ways = {
-        "products alone": lambda: products()[0],
+        "products alone": products,
         "cut-off 20": evaluation((20,), ours),
         "cut-off 20, torch.topk": evaluation((20,), lambda s, k: torch.topk(s, k, dim=1)),
         "cut-offs 1,5,10,20": evaluation((1, 5, 10, 20), ours),
     }
-    times = {name: [] for name in ways}
-    for _ in range(repeats):
-        for name, run in ways.items():
-            times[name].append(run())
-    return {name: float(np.median(t)) for name, t in times.items()}
+    return alternate(ways, repeats)
 
 
 def child_port(repo, train_path, test_path, threads, layers, batch_size):
@@ -162,18 +171,24 @@ def child_port(repo, train_path, test_path, threads, layers, batch_size):
 
 
 def compare_top_k(n_items, width, threads, k=21, repeats=30):
-    """Median seconds of gru4rec.topk.top_k and of torch.topk on one (width x n_items) score matrix,
-    alternated so that both see the same machine."""
+    """Median seconds of gru4rec.topk.top_k and of torch.topk on one (width x n_items) matrix of
+    random scores (a step's shape, not a step's scores)."""
     from gru4rec.topk import top_k
 
     torch.set_num_threads(threads)
     scores = torch.randn(width, n_items, generator=torch.Generator().manual_seed(0))
     ways = {"gru4rec.topk": lambda: top_k(scores, k), "torch.topk": lambda: torch.topk(scores, k, dim=1)}
+    return alternate(ways, repeats)
+
+
+def alternate(ways, repeats):
+    """name -> median seconds of each function in `ways`, called in turn `repeats` times, so that
+    all see the same drift of the machine's speed."""
     times = {name: [] for name in ways}
     for _ in range(repeats):
-        for name, f in ways.items():
+        for name, run in ways.items():
             t0 = time.perf_counter()
-            f()
+            run()
             times[name].append(time.perf_counter() - t0)
     return {name: float(np.median(t)) for name, t in times.items()}
 
@@ -207,6 +222,7 @@ def main(argv=None):
         "--alternate", type=int, default=0, metavar="R",
         help="also alternate the products and our evaluations R times in one process and print medians",
     )  # fmt: skip
+    ap.add_argument("--profile", action="store_true", help="also print torch.profiler's table of one evaluation")
     a = ap.parse_args(argv)
     from gru4rec import GRU4Rec
     from gru4rec.params import parse_param_string
@@ -245,6 +261,8 @@ def main(argv=None):
         report("official port", port, products["seconds"])
         speedup = (ours["n"] / ours["seconds"]) / (port["n"] / port["seconds"])
         print(f"ratio ours/official port (events/s, cut-off 20): {speedup:.2f}x")
+    if a.profile:
+        print(in_child(child_profile, model_path, test_path, a.threads, a.batch_size))
     if a.alternate:
         med = in_child(child_alternate, model_path, test_path, a.threads, a.batch_size, a.alternate)
         base = med["products alone"]

@@ -329,8 +329,9 @@ def tied_steps(rng, n_items, kind):
     return steps
 
 
-# 40: larger than the top-k (max cut-off + 1), so rows whose ties spill beyond it are recounted;
-# the larger catalogue takes gru4rec.topk's block path (with a last, partial block)
+# 40: larger than the top-k (max cut-off + 1), so rows whose ties spill beyond it are recounted.
+# The larger catalogue takes gru4rec.topk's block path (with a last, partial block); its columns
+# reach the lists with 'distinct' scores, its values alone with the others (their rows end in ties)
 LARGE_CATALOGUE = topk.MIN_BLOCKS_PER_K * 21 * topk.BLOCK + 37
 
 

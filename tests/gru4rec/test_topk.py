@@ -3,7 +3,8 @@
 import pytest
 import torch
 
-from gru4rec.topk import BLOCK, MIN_BLOCKS_PER_K, top_k
+from gru4rec import topk
+from gru4rec.topk import BLOCK, MIN_BLOCKS_PER_K, MIN_ROWS, top_k
 
 
 def block_path_width(k, tail):
@@ -41,7 +42,7 @@ def test_the_best_scores_in_the_last_partial_block_are_found(tail):
 
 def test_the_k_best_in_one_block_and_in_k_blocks():
     k = 21
-    scores = torch.randn(2, block_path_width(k, 5), generator=torch.Generator().manual_seed(4))
+    scores = torch.randn(MIN_ROWS, block_path_width(k, 5), generator=torch.Generator().manual_seed(4))
     scores[0, 3 * BLOCK : 3 * BLOCK + k] += 50.0  # all k best in one block
     scores[1, torch.arange(k) * 7 * BLOCK] += 50.0  # one in each of k blocks
     check_against_torch(scores, k)
@@ -65,14 +66,41 @@ def test_rows_of_minus_infinity_with_a_few_finite_scores():
     check_against_torch(scores, k)
 
 
-def test_narrow_catalogues_use_torch_topk():
-    scores = torch.randn(4, 100, generator=torch.Generator().manual_seed(5))
-    assert all(torch.equal(a, b) for a, b in zip(top_k(scores, 20), torch.topk(scores, 20, dim=1)))
-
-
-def test_a_strided_score_matrix():
+def test_a_strided_score_matrix_and_a_slice_of_a_larger_buffer():
     k = 21
     scores = torch.randn(block_path_width(k, 3), 9, generator=torch.Generator().manual_seed(6)).t()
     values, columns = top_k(scores, k)
     want = torch.topk(scores, k, dim=1)
     assert torch.equal(values, want.values) and torch.equal(columns, want.indices)
+    buffer = torch.randn(12, block_path_width(k, 3), generator=torch.Generator().manual_seed(7))
+    check_against_torch(buffer[3:9], k)  # contiguous, with a storage offset (the evaluator's out[:w])
+
+
+def widths_selected_by_torch_topk(monkeypatch, scores, k):
+    """The row widths that top_k hands to torch.topk."""
+    widths, real = [], torch.topk
+
+    def spy(x, *args, **kwargs):
+        widths.append(x.shape[-1])
+        return real(x, *args, **kwargs)
+
+    monkeypatch.setattr(topk.torch, "topk", spy)
+    top_k(scores, k)
+    monkeypatch.setattr(topk.torch, "topk", real)
+    return widths
+
+
+def test_the_block_path_never_selects_within_a_whole_row(monkeypatch):
+    k, n = 21, block_path_width(21, 5)
+    widths = widths_selected_by_torch_topk(monkeypatch, torch.randn(MIN_ROWS, n), k)
+    assert widths and max(widths) < n // 4
+
+
+@pytest.mark.parametrize("shape", [(MIN_ROWS - 1, block_path_width(21, 5)), (64, block_path_width(21, 0) - 1)])
+def test_few_rows_and_narrow_catalogues_use_torch_topk(monkeypatch, shape):
+    assert widths_selected_by_torch_topk(monkeypatch, torch.randn(*shape), 21) == [shape[1]]
+
+
+def test_no_rows():
+    values, columns = top_k(torch.randn(0, block_path_width(21, 5)), 21)
+    assert values.shape == columns.shape == (0, 21)

@@ -9,8 +9,8 @@ memory figure is its own:
   - with --alternate R: the products and our evaluations (cut-off 20 with gru4rec.topk and with
     torch.topk, cut-offs 1, 5, 10, 20) alternated R times in one process, medians: like for like
     on a machine whose speed drifts, where the one-process-each figures above are single runs;
-  - top-k: one full-width step's top-21 (the evaluator's, cut-off 20) by gru4rec.topk and by
-    torch.topk on the same score matrix, interleaved, medians;
+  - top-k: the top-21 (the evaluator's, cut-off 20) of a matrix of random scores of a full step's
+    shape, by gru4rec.topk and by torch.topk, alternated, medians;
   - port (with --reference-repo, a checkout of hidasib/GRU4Rec_PyTorch_Official): its batch_eval on
     a model of the same shape (layers, items, batch of 512) and the same test set; its GRU cell
     differs from ours, so its weights are its own initialisation (the work per event is the same).
@@ -111,7 +111,7 @@ def child_products(model_path, test_path, threads, batch_size):
     return dict(seconds=time.perf_counter() - t0, n=n, before=before, peak=peak_mb())
 
 
-def child_profile(model_path, test_path, threads, batch_size, rows=8):
+def child_profile(model_path, test_path, threads, batch_size, rows=16):
     """torch.profiler's table (operators by own time) of one evaluation at cut-off 20."""
     from torch.profiler import ProfilerActivity, profile
 
@@ -126,7 +126,9 @@ def child_profile(model_path, test_path, threads, batch_size, rows=8):
 
 def child_alternate(model_path, test_path, threads, batch_size, repeats):
     """Median seconds of the products alone and of evaluations (cut-off 20 with gru4rec.topk and
-    with torch.topk; cut-offs 1, 5, 10, 20), alternated `repeats` times in this one process."""
+    with torch.topk; cut-offs 1, 5, 10, 20), alternated `repeats` times in this one process. An
+    evaluation is timed as the whole evaluate() call (its input checks too, a few ms), where the
+    one-process rows report evaluate()'s own seconds."""
     from gru4rec import GRU4Rec, evaluate, metrics
 
     torch.set_num_threads(threads)

@@ -27,7 +27,8 @@ def recommend(model, sessions, k: int = 20, batch_size: int = 512):
     sessions: a list of item-id sequences in original ids (or a single sequence). Items unknown
     to the model are skipped. Returns (recommendations, n_unknown): one list of (item_id, score)
     per session, best first (empty for a session with no known item), and the number of skipped
-    input items.
+    input items. Among items of equal score, which come back (and in which order) is unspecified
+    and may depend on how many sessions are scored together (gru4rec.topk).
     """
     model.require_trained()
     if int(k) < 1:

@@ -7,7 +7,8 @@ of all items per event, whatever the session's length (O(1) work per event).
 The semantics are those of training and evaluation: a session starts from a zero hidden state,
 dropout is off (inference), and an event whose item the model does not know is skipped (the
 state stays as it was; `recommend()` and the evaluation drop such events too). So after any
-sequence of events, the top-k equals `recommend()` on the session's known items so far.
+sequence of events, the top-k equals `recommend()` on the session's known items so far (up to
+which of several equally scored items are returned: gru4rec.topk).
 
 The state store is bounded: at most `max_sessions` sessions, in preallocated rows; when it is
 full, a new session takes the row of the least recently used one (updated or queried last). An

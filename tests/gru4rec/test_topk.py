@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from gru4rec import topk
-from gru4rec.topk import BLOCK, MIN_BLOCKS_PER_K, MIN_ROWS, top_k
+from gru4rec.topk import BLOCK, MIN_BLOCKS_PER_K, MIN_ROWS_FOR_BLOCKS, top_k
 
 
 def block_path_width(k, tail):
@@ -42,7 +42,7 @@ def test_the_best_scores_in_the_last_partial_block_are_found(tail):
 
 def test_the_k_best_in_one_block_and_in_k_blocks():
     k = 21
-    scores = torch.randn(MIN_ROWS, block_path_width(k, 5), generator=torch.Generator().manual_seed(4))
+    scores = torch.randn(MIN_ROWS_FOR_BLOCKS, block_path_width(k, 5), generator=torch.Generator().manual_seed(4))
     scores[0, 3 * BLOCK : 3 * BLOCK + k] += 50.0  # all k best in one block
     scores[1, torch.arange(k) * 7 * BLOCK] += 50.0  # one in each of k blocks
     check_against_torch(scores, k)
@@ -92,11 +92,13 @@ def widths_selected_by_torch_topk(monkeypatch, scores, k):
 
 def test_the_block_path_never_selects_within_a_whole_row(monkeypatch):
     k, n = 21, block_path_width(21, 5)
-    widths = widths_selected_by_torch_topk(monkeypatch, torch.randn(MIN_ROWS, n), k)
+    widths = widths_selected_by_torch_topk(monkeypatch, torch.randn(MIN_ROWS_FOR_BLOCKS, n), k)
     assert widths and max(widths) < n // 4
 
 
-@pytest.mark.parametrize("shape", [(MIN_ROWS - 1, block_path_width(21, 5)), (64, block_path_width(21, 0) - 1)])
+@pytest.mark.parametrize(
+    "shape", [(MIN_ROWS_FOR_BLOCKS - 1, block_path_width(21, 5)), (64, block_path_width(21, 0) - 1)]
+)
 def test_few_rows_and_narrow_catalogues_use_torch_topk(monkeypatch, shape):
     assert widths_selected_by_torch_topk(monkeypatch, torch.randn(*shape), 21) == [shape[1]]
 

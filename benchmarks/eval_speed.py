@@ -9,6 +9,8 @@ memory figure is its own:
   - with --alternate R: the products and our evaluations (cut-off 20 with gru4rec.topk and with
     torch.topk, cut-offs 1, 5, 10, 20) alternated R times in one process, medians: like for like
     on a machine whose speed drifts, where the one-process-each figures above are single runs;
+  - limits: the time the products need at the GFLOPS of a large matrix product, and one read of
+    the score matrices at the copy bandwidth, both measured in the same run;
   - top-k: the top-21 (the evaluator's, cut-off 20) of a matrix of random scores of a full step's
     shape, by gru4rec.topk and by torch.topk, alternated, medians;
   - port (with --reference-repo, a checkout of hidasib/GRU4Rec_PyTorch_Official): its batch_eval on
@@ -172,6 +174,19 @@ def child_port(repo, train_path, test_path, threads, layers, batch_size):
     return dict(seconds=seconds, n=n, recall=float(recall[20]), before=before, peak=peak_mb())
 
 
+def limits(n_predictions, n_items, units, width):
+    """Seconds that this machine's limits (measured now, with the threads set) allow the evaluation
+    of n_predictions over n_items: the score products at the GFLOPS of a large matrix product, and
+    one pass over the score matrices (what any top-k must read) at the copy bandwidth of a buffer of
+    one full step's scores. Returns (products s, one read of the scores s, GFLOPS, GB/s)."""
+    from benchmarks.step_profile import copy_bandwidth, peak_gflops
+
+    gflops, gbs = peak_gflops(), copy_bandwidth(2 * width * n_items * 4)
+    products = 2 * n_predictions * (units + 1) * n_items / (gflops * 1e9)
+    scores_read = n_predictions * n_items * 4 / (gbs * 1e9)
+    return products, scores_read, gflops, gbs
+
+
 def compare_top_k(n_items, width, threads, k=21, repeats=30):
     """Median seconds of gru4rec.topk.top_k and of torch.topk on one (width x n_items) matrix of
     random scores (a step's shape, not a step's scores)."""
@@ -246,6 +261,13 @@ def main(argv=None):
     model_path, test_path = str(tmp / "model.safetensors"), str(tmp / "test.parquet")
     products = in_child(child_products, model_path, test_path, a.threads, a.batch_size)
     report("score products alone", products)
+    lim_products, lim_read, gflops, gbs = limits(products["n"], a.items, a.layers, a.batch_size)
+    print(
+        f"this machine's limits ({gflops:.0f} GFLOPS, {gbs:.1f} GB/s copy bandwidth at a step's score matrix): "
+        f"the products {lim_products:.2f}s (measured: {products['seconds'] / lim_products:.2f}x that), "
+        f"one read of the scores {lim_read:.2f}s; the evaluation at the limits {lim_products + lim_read:.2f}s",
+        flush=True,
+    )
     tk = compare_top_k(a.items, a.batch_size, a.threads)
     print(
         f"top-21 of a {a.batch_size} x {a.items:,} score matrix: gru4rec.topk {tk['gru4rec.topk'] * 1e3:.1f} ms, "

@@ -102,6 +102,12 @@ def _quiet():
 _quiet()  # after the import: importing mlflow sets its loggers to INFO
 
 
+def _quoted(name: str) -> str:
+    """A run name as a string literal of MLflow's search filter."""
+    quote = "'" if "'" not in name else '"'
+    return f"{quote}{name}{quote}"
+
+
 class Tracker:
     """A thin, retrying wrapper over MLflow's client API; every method is a no-op when the
     tracking URI is None / 'none' (and for run None), so callers need no `if tracking:`."""
@@ -167,6 +173,20 @@ class Tracker:
         self.end(run_id, status)
         return True
 
+    def end_running(self, name: str, status: str = "KILLED") -> int:
+        """End the runs named `name` that are still RUNNING: a job killed after it started them left
+        them so. Returns how many."""
+        if not self.enabled:
+            return 0
+        running = _retry(
+            self.client.search_runs,
+            [self.experiment_id()],
+            filter_string=f"attributes.run_name = {_quoted(name)} and attributes.status = 'RUNNING'",
+        )
+        for run in running:
+            self.end(run.info.run_id, status)
+        return len(running)
+
     def end_stale(self, name: str) -> int:
         """Mark KILLED the earlier runs named `name` of a job that starts again: those a killed job
         left RUNNING, and those that finished in a job killed before Snakemake recorded its outputs
@@ -174,11 +194,10 @@ class Tracker:
         finished run per output, as the results directory does. Failed runs stay as they are."""
         if not self.enabled:
             return 0
-        quote = "'" if "'" not in name else '"'
         stale = _retry(
             self.client.search_runs,
             [self.experiment_id()],
-            filter_string=f"attributes.run_name = {quote}{name}{quote} and attributes.status != 'FAILED'",
+            filter_string=f"attributes.run_name = {_quoted(name)} and attributes.status != 'FAILED'",
         )
         for run in stale:
             if run.info.status == "FINISHED":

@@ -273,12 +273,22 @@ def release_orphans(study, storage) -> int:
     return n
 
 
-def _close_interrupted_runs(study, tracker) -> None:
-    """The MLflow runs of trials whose worker died stay RUNNING in the store: mark them KILLED."""
+def trial_run_name(label: str, number: int) -> str:
+    return f"{label}/trial-{number}"
+
+
+def _close_interrupted_runs(study, tracker, label) -> None:
+    """The MLflow runs of trials whose worker died stay RUNNING in the store: mark them KILLED.
+    A worker killed after it started a trial's run but before it recorded the run's id in the
+    study leaves no id: that run is found by its name."""
     if tracker.enabled:
         for t in study.get_trials(deepcopy=False, states=(S.FAIL,)):
-            if interrupted(t) and "mlflow_run" in t.user_attrs:
+            if not interrupted(t):
+                continue
+            if "mlflow_run" in t.user_attrs:
                 tracker.end_if_running(t.user_attrs["mlflow_run"])
+            else:
+                tracker.end_running(trial_run_name(label, t.number))
 
 
 def _diverged(trial) -> bool:
@@ -392,10 +402,11 @@ class _Objective:
         params = dict(self.fixed, **suggest(trial, self.space))
         tracker = self.tracker
         run = tracker.start(
-            f"{self.label}/trial-{trial.number}",
+            trial_run_name(self.label, trial.number),
             parent=self.parent_run,
             tags={"kind": "trial", "optuna_trial": trial.number},
         )
+        pause_point(f"trial-{trial.number}-run-started")  # a kill here leaves the run's id unrecorded
         if run:  # a later job marks it KILLED if this worker dies (_close_interrupted_runs)
             trial.set_user_attr("mlflow_run", run)
         pause_point(f"trial-{trial.number}")
@@ -549,7 +560,7 @@ def run_study(
     study = load_study(study_name, store, seed=seed, pruner=pruner)
     interrupted = release_orphans(study, store)
     tracker = Tracker(tracking_uri, experiment)
-    _close_interrupted_runs(study, tracker)
+    _close_interrupted_runs(study, tracker, label)
     parent = _study_run(study, tracker, label, n_trials, metric_name, fixed, space, stats_path)
     used, running = counts(study)
     print(

@@ -139,14 +139,14 @@ def test_bad_space_or_fixed_parameter_fails_before_any_trial(tmp_path):
     assert not (tmp_path / "j").exists() or not trials(tmp_path / "j")
 
 
-def _start_study_process(storage, n, objective: str, name="s", workers=1, env=None):
+def _start_study_process(storage, n, objective: str, name="s", workers=1, env=None, kwargs=""):
     """run_study in a process of its own (a session leader, so that its workers die with it);
-    `objective` is Python code for the objective, evaluated there."""
+    `objective` is Python code for the objective, evaluated there, and `kwargs` more arguments."""
     code = (
         f"import sys; sys.path.insert(0, {str(REPO)!r})\n"
         "from experiments import tuning\nfrom tests.experiments.fake_objective import Rendezvous, quadratic\n"
         f"tuning.run_study({name!r}, {str(storage)!r}, {objective}, {SPACE!r}, {FIXED!r}, {n}, workers={workers}, "
-        "poll_seconds=0.2)\n"
+        f"poll_seconds=0.2{kwargs})\n"
     )
     return subprocess.Popen(
         [sys.executable, "-c", code],
@@ -200,6 +200,32 @@ def test_killed_run_resumes_to_its_budget_without_losing_a_trial(tmp_path):
     assert [t.number for t in interrupted] == [2] and interrupted[0].state == S.FAIL
     assert summary["n_interrupted"] == 1
     assert not any(t.state == S.RUNNING for t in after)
+
+
+@pytest.mark.parametrize("point", ["trial-2-run-started", "trial-2"])
+def test_a_trial_run_left_running_by_a_killed_job_is_marked_killed(tmp_path, monkeypatch, point):
+    """Killed after the trial's MLflow run started: before its id was recorded in the study (found
+    by name), or after (found by id). The next job of the study ends it; the others stay finished."""
+    from mlflow.tracking import MlflowClient
+
+    monkeypatch.chdir(tmp_path)
+    storage, uri = tmp_path / "study.journal", f"sqlite:///{tmp_path}/mlflow.db"
+    env, reached = _paused_at(point, tmp_path)
+    proc = _start_study_process(storage, 4, "quadratic", env=env, kwargs=f", tracking_uri={uri!r}, experiment='t'")
+    wait_until_reached(reached, proc)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    client = MlflowClient(tracking_uri=uri)
+
+    def statuses():
+        runs = client.search_runs([client.get_experiment_by_name("t").experiment_id], max_results=100)
+        return {r.info.run_name: r.info.status for r in runs if r.data.tags["kind"] == "trial"}
+
+    assert statuses() == {"s/trial-0": "FINISHED", "s/trial-1": "FINISHED", "s/trial-2": "RUNNING"}
+    run(storage, 4, tracking_uri=uri, experiment="t")
+    after = statuses()
+    assert after.pop("s/trial-2") == "KILLED"
+    assert set(after.values()) == {"FINISHED"} and len(after) == 4  # trials 0, 1 and two new ones
 
 
 def test_two_workers_of_one_job_share_the_study(tmp_path):

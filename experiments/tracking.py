@@ -102,12 +102,6 @@ def _quiet():
 _quiet()  # after the import: importing mlflow sets its loggers to INFO
 
 
-def _quoted(name: str) -> str:
-    """A run name as a string literal of MLflow's search filter."""
-    quote = "'" if "'" not in name else '"'
-    return f"{quote}{name}{quote}"
-
-
 class Tracker:
     """A thin, retrying wrapper over MLflow's client API; every method is a no-op when the
     tracking URI is None / 'none' (and for run None), so callers need no `if tracking:`."""
@@ -173,16 +167,21 @@ class Tracker:
         self.end(run_id, status)
         return True
 
+    def _runs_named(self, name: str, status_condition: str) -> list:
+        """The runs of the experiment named `name` whose status meets e.g. "= 'RUNNING'"."""
+        quote = "'" if "'" not in name else '"'
+        return _retry(
+            self.client.search_runs,
+            [self.experiment_id()],
+            filter_string=f"attributes.run_name = {quote}{name}{quote} and attributes.status {status_condition}",
+        )
+
     def end_running(self, name: str, status: str = "KILLED") -> int:
         """End the runs named `name` that are still RUNNING: a job killed after it started them left
         them so. Returns how many."""
         if not self.enabled:
             return 0
-        running = _retry(
-            self.client.search_runs,
-            [self.experiment_id()],
-            filter_string=f"attributes.run_name = {_quoted(name)} and attributes.status = 'RUNNING'",
-        )
+        running = self._runs_named(name, "= 'RUNNING'")
         for run in running:
             self.end(run.info.run_id, status)
         return len(running)
@@ -194,11 +193,7 @@ class Tracker:
         finished run per output, as the results directory does. Failed runs stay as they are."""
         if not self.enabled:
             return 0
-        stale = _retry(
-            self.client.search_runs,
-            [self.experiment_id()],
-            filter_string=f"attributes.run_name = {_quoted(name)} and attributes.status != 'FAILED'",
-        )
+        stale = self._runs_named(name, "!= 'FAILED'")
         for run in stale:
             if run.info.status == "FINISHED":
                 _retry(self.client.set_tag, run.info.run_id, "superseded", "true")

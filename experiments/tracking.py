@@ -167,21 +167,24 @@ class Tracker:
         self.end(run_id, status)
         return True
 
-    def _runs_named(self, name: str, status_condition: str) -> list:
-        """The runs of the experiment named `name` whose status meets e.g. "= 'RUNNING'"."""
+    def _runs_named(self, name: str, status_condition: str, parent: str | None = None) -> list:
+        """The runs of the experiment named `name` (nested under `parent` if given) whose status
+        meets e.g. "= 'RUNNING'"."""
         quote = "'" if "'" not in name else '"'
+        nested = f" and tags.mlflow.parentRunId = '{parent}'" if parent else ""
         return _retry(
             self.client.search_runs,
             [self.experiment_id()],
-            filter_string=f"attributes.run_name = {quote}{name}{quote} and attributes.status {status_condition}",
+            filter_string=f"attributes.run_name = {quote}{name}{quote} "
+            f"and attributes.status {status_condition}{nested}",
         )
 
-    def end_running(self, name: str, status: str = "KILLED") -> int:
-        """End the runs named `name` that are still RUNNING: a job killed after it started them left
-        them so. Returns how many."""
+    def end_running(self, name: str, parent: str, status: str = "KILLED") -> int:
+        """End the runs named `name` under the run `parent` that are still RUNNING: a job killed
+        after it started them left them so. Returns how many."""
         if not self.enabled:
             return 0
-        running = self._runs_named(name, "= 'RUNNING'")
+        running = self._runs_named(name, "= 'RUNNING'", parent)
         for run in running:
             self.end(run.info.run_id, status)
         return len(running)

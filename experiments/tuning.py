@@ -280,15 +280,16 @@ def trial_run_name(label: str, number: int) -> str:
 def _close_interrupted_runs(study, tracker, label) -> None:
     """The MLflow runs of trials whose worker died stay RUNNING in the store: mark them KILLED.
     A worker killed after it started a trial's run but before it recorded the run's id in the
-    study leaves no id: that run is found by its name."""
+    study leaves no id: that run is found by its name under the study's run."""
+    parent = study.user_attrs.get("mlflow_parent_run")
     if tracker.enabled:
         for t in study.get_trials(deepcopy=False, states=(S.FAIL,)):
             if not interrupted(t):
                 continue
             if "mlflow_run" in t.user_attrs:
                 tracker.end_if_running(t.user_attrs["mlflow_run"])
-            else:
-                tracker.end_running(trial_run_name(label, t.number))
+            elif parent:
+                tracker.end_running(trial_run_name(label, t.number), parent)
 
 
 def _diverged(trial) -> bool:

@@ -222,6 +222,7 @@ def test_a_trial_run_left_running_by_a_killed_job_is_marked_killed(tmp_path, mon
         return {r.info.run_name: r.info.status for r in runs if r.data.tags["kind"] == "trial"}
 
     assert statuses() == {"s/trial-0": "FINISHED", "s/trial-1": "FINISHED", "s/trial-2": "RUNNING"}
+    assert ("mlflow_run" in trials(storage)[2].user_attrs) == (point == "trial-2")  # the id recorded or not
     run(storage, 4, tracking_uri=uri, experiment="t")
     after = statuses()
     assert after.pop("s/trial-2") == "KILLED"

@@ -407,7 +407,6 @@ class _Objective:
             parent=self.parent_run,
             tags={"kind": "trial", "optuna_trial": trial.number},
         )
-        pause_point(f"trial-{trial.number}-run-started")  # a kill here leaves the run's id unrecorded
         if run:  # a later job marks it KILLED if this worker dies (_close_interrupted_runs)
             trial.set_user_attr("mlflow_run", run)
         pause_point(f"trial-{trial.number}")

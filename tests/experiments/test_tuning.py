@@ -12,7 +12,7 @@ import optuna
 import pytest
 
 from experiments import tuning
-from experiments.jobs import PAUSE_AT, PAUSE_DIR
+from experiments.jobs import PAUSE_AT, PAUSE_DIR, pause_files
 from gru4rec.errors import ParameterError
 from gru4rec.losses import LOSSES, RANKING_LOSSES
 from gru4rec.model import EMBEDDING_MODES, embedding_mode
@@ -162,7 +162,7 @@ def _paused_at(point, tmp_path):
     that says it is there."""
     where = tmp_path / "pause"
     where.mkdir(exist_ok=True)
-    return {PAUSE_AT: point, PAUSE_DIR: str(where)}, where / f"{point}.reached"
+    return {PAUSE_AT: point, PAUSE_DIR: str(where)}, pause_files(where, point)[0]
 
 
 def wait_until_reached(marker: Path, proc, timeout=300):
@@ -202,7 +202,7 @@ def test_killed_run_resumes_to_its_budget_without_losing_a_trial(tmp_path):
     assert not any(t.state == S.RUNNING for t in after)
 
 
-@pytest.mark.parametrize("point", ["trial-2-run-started", "trial-2"])
+@pytest.mark.parametrize("point", ["run-started:s/trial-2", "trial-2"])
 def test_a_trial_run_left_running_by_a_killed_job_is_marked_killed(tmp_path, monkeypatch, point):
     """Killed after the trial's MLflow run started: before its id was recorded in the study (found
     by name), or after (found by id). The next job of the study ends it; the others stay finished."""

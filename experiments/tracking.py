@@ -167,17 +167,37 @@ class Tracker:
         self.end(run_id, status)
         return True
 
+    def _search(self, condition: str, parent: str | None = None) -> list:
+        """The experiment's runs that meet the filter `condition` (nested under `parent` if given)."""
+        nested = f" and tags.mlflow.parentRunId = '{parent}'" if parent else ""
+        return _retry(self.client.search_runs, [self.experiment_id()], filter_string=condition + nested)
+
     def _runs_named(self, name: str, status_condition: str, parent: str | None = None) -> list:
         """The runs of the experiment named `name` (nested under `parent` if given) whose status
-        meets e.g. "= 'RUNNING'"."""
+        meets e.g. "= 'RUNNING'". MLflow's filters have no escapes: a name with both kinds of quote
+        is matched here instead."""
+        status = f"attributes.status {status_condition}"
+        if "'" in name and '"' in name:
+            return [r for r in self._search(status, parent) if r.info.run_name == name]
         quote = "'" if "'" not in name else '"'
-        nested = f" and tags.mlflow.parentRunId = '{parent}'" if parent else ""
-        return _retry(
-            self.client.search_runs,
-            [self.experiment_id()],
-            filter_string=f"attributes.run_name = {quote}{name}{quote} "
-            f"and attributes.status {status_condition}{nested}",
-        )
+        return self._search(f"attributes.run_name = {quote}{name}{quote} and {status}", parent)
+
+    def tagged(self, key: str, value: str) -> list[str]:
+        """The ids of the experiment's runs tagged `key` = `value` (a word: letters, digits, '-')."""
+        return [r.info.run_id for r in self._search(f"tags.{key} = '{value}'")] if self.enabled else []
+
+    def _kill(self, run) -> None:
+        """Mark a run KILLED: one a killed job left RUNNING, or a FINISHED one whose result was
+        discarded (tagged `superseded`). FAILED and KILLED runs stay as they are."""
+        if run.info.status == "FINISHED":
+            _retry(self.client.set_tag, run.info.run_id, "superseded", "true")
+        if run.info.status in ("RUNNING", "FINISHED"):
+            self.end(run.info.run_id, "KILLED")
+
+    def kill(self, run_id: str | None) -> None:
+        """`_kill` by id (an unknown id is ignored)."""
+        if self.exists(run_id):
+            self._kill(_retry(self.client.get_run, run_id))
 
     def end_running(self, name: str, parent: str, status: str = "KILLED") -> int:
         """End the runs named `name` under the run `parent` that are still RUNNING: a job killed
@@ -198,16 +218,16 @@ class Tracker:
             return 0
         stale = self._runs_named(name, "!= 'FAILED'")
         for run in stale:
-            if run.info.status == "FINISHED":
-                _retry(self.client.set_tag, run.info.run_id, "superseded", "true")
-            if run.info.status != "KILLED":
-                self.end(run.info.run_id, "KILLED")
+            self._kill(run)
         return len(stale)
 
     def reopen(self, run_id: str):
         """Mark a finished (or killed) run as running again: a resumed study adds trials to it."""
         if self.enabled and run_id:
             _retry(self.client.update_run, run_id, status="RUNNING")
+
+    def logged_params(self, run) -> dict:
+        return dict(_retry(self.client.get_run, run).data.params) if run else {}
 
     def params(self, run, params: dict):
         if run:

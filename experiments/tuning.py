@@ -33,6 +33,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
 import warnings
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -278,18 +279,23 @@ def trial_run_name(label: str, number: int) -> str:
 
 
 def _close_interrupted_runs(study, tracker, label) -> None:
-    """The MLflow runs of trials whose worker died stay RUNNING in the store: mark them KILLED.
-    A worker killed after it started a trial's run but before it recorded the run's id in the
-    study leaves no id: that run is found by its name under the study's run."""
+    """Bring the MLflow runs of failed trials in line with the study after a worker died (killed
+    job, lost node): the run of an interrupted trial is marked KILLED, whether its worker died
+    while it was RUNNING or after it FINISHED but before Optuna recorded the value (tagged
+    `superseded`: the trial runs again); the run of a diverged trial ends FAILED. A worker killed
+    after it started a trial's run but before it recorded the run's id in the study leaves no id:
+    that run is found by its name under the study's run."""
+    if not tracker.enabled:
+        return
     parent = study.user_attrs.get("mlflow_parent_run")
-    if tracker.enabled:
-        for t in study.get_trials(deepcopy=False, states=(S.FAIL,)):
-            if not interrupted(t):
-                continue
-            if "mlflow_run" in t.user_attrs:
-                tracker.end_if_running(t.user_attrs["mlflow_run"])
-            elif parent:
-                tracker.end_running(trial_run_name(label, t.number), parent)
+    for t in study.get_trials(deepcopy=False, states=(S.FAIL,)):
+        run = t.user_attrs.get("mlflow_run")
+        if not interrupted(t):
+            tracker.end_if_running(run, "FAILED")
+        elif run:
+            tracker.kill(run)
+        elif parent:
+            tracker.end_running(trial_run_name(label, t.number), parent)
 
 
 def _diverged(trial) -> bool:
@@ -441,6 +447,7 @@ class _Objective:
         if "device" in extra:
             tracker.tags(run, {"device": extra["device"]})
         tracker.end(run)
+        pause_point(f"trial-{trial.number}:run-ended")  # killed here, the run is superseded (the trial runs again)
         return value
 
 
@@ -449,10 +456,13 @@ class TrialFailed(RuntimeError):
 
 
 def _record_failure(trial, tracker, run, message: str):
-    """Tag a trial failed on its own (it keeps its slot and uses budget: see _diverged)."""
-    trial.set_user_attr("error", message)
+    """Tag a trial failed on its own (it keeps its slot and uses budget: see _diverged). The run
+    ends first: a job killed in between leaves an interrupted trial (run again) with a FAILED run,
+    not a diverged trial whose run stays RUNNING."""
     tracker.tags(run, {"error": message})
     tracker.end(run, "FAILED")
+    pause_point(f"trial-{trial.number}:run-ended")
+    trial.set_user_attr("error", message)
 
 
 class _Progress:
@@ -572,11 +582,19 @@ def run_study(
     )
     objective = _Objective(score, space, fixed, tracker, parent, label, pruning=pruner != "none")
     progress = _Progress(study, label, n_trials, metric_name)
-    if workers == 1:
-        _work(study_name, storage, objective, n_trials, seed, progress, pruner=pruner)
-    elif used + running < n_trials:
-        _run_processes(study, study_name, storage, objective, n_trials, seed, workers, progress, poll_seconds, pruner)
-    return _summarise(study, fixed, metric_name, tracker, parent, label)
+    while True:
+        if workers == 1:
+            _work(study_name, storage, objective, n_trials, seed, progress, pruner=pruner)
+        elif sum(counts(study)) < n_trials:
+            args = (study, study_name, storage, objective, n_trials, seed, workers, progress, poll_seconds, pruner)
+            _run_processes(*args)
+        # a worker of another job that died meanwhile held trials counted as running: release them,
+        # close their runs, and run the budget they leave
+        released = release_orphans(study, store)
+        _close_interrupted_runs(study, tracker, label)
+        if not released:
+            return _summarise(study, fixed, metric_name, tracker, parent, label)
+        print(f"[{label}] {released} trial(s) of a worker that died meanwhile released", flush=True)
 
 
 def _check_fixed_and_space(fixed: dict, space: dict, check=validate_params):
@@ -593,19 +611,30 @@ def _check_fixed_and_space(fixed: dict, space: dict, check=validate_params):
 
 def _study_run(study, tracker, label, n_trials, metric_name, fixed, space, stats_path):
     """The study's MLflow parent run: created once and remembered in the study, so that resumed
-    runs and workers on other machines nest their trials under the same run."""
+    runs and workers on other machines nest their trials under the same run. The run is tagged
+    with a key kept in the study before it is created: a job killed after creating it but before
+    recording its id leaves a run that the next job finds by that key and takes up (another study
+    of the same name, e.g. one started afresh, has another key)."""
     if not tracker.enabled:
         return None
     parent = study.user_attrs.get("mlflow_parent_run")
-    if parent and tracker.exists(parent):
-        tracker.reopen(parent)
-        return parent
-    parent = tracker.start(f"{label}/study", tags={"kind": "study", "study": study.study_name})
-    study.set_user_attr("mlflow_parent_run", parent)
-    tracker.params(
-        parent, {"n_trials": n_trials, "metric": metric_name, "fixed": json.dumps(fixed), "space": json.dumps(space)}
-    )
-    tracker.dataset_stats(parent, stats_path)
+    if not (parent and tracker.exists(parent)):
+        key = study.user_attrs.get("mlflow_study_key")
+        if key is None:
+            key = uuid.uuid4().hex
+            study.set_user_attr("mlflow_study_key", key)
+        found = tracker.tagged("study_key", key)
+        if found:
+            parent = found[0]
+        else:
+            tags = {"kind": "study", "study": study.study_name, "study_key": key}
+            parent = tracker.start(f"{label}/study", tags=tags)
+        study.set_user_attr("mlflow_parent_run", parent)
+    tracker.reopen(parent)
+    if not tracker.logged_params(parent):  # a new run, or one whose job was killed before this
+        params = {"n_trials": n_trials, "metric": metric_name, "fixed": json.dumps(fixed), "space": json.dumps(space)}
+        tracker.params(parent, params)
+        tracker.dataset_stats(parent, stats_path)
     return parent
 
 

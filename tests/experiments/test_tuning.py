@@ -144,7 +144,8 @@ def _start_study_process(storage, n, objective: str, name="s", workers=1, env=No
     `objective` is Python code for the objective, evaluated there, and `kwargs` more arguments."""
     code = (
         f"import sys; sys.path.insert(0, {str(REPO)!r})\n"
-        "from experiments import tuning\nfrom tests.experiments.fake_objective import Rendezvous, quadratic\n"
+        "from experiments import tuning\n"
+        "from tests.experiments.fake_objective import DivergesOnCall, Rendezvous, quadratic\n"
         f"tuning.run_study({name!r}, {str(storage)!r}, {objective}, {SPACE!r}, {FIXED!r}, {n}, workers={workers}, "
         f"poll_seconds=0.2{kwargs})\n"
     )
@@ -157,10 +158,10 @@ def _start_study_process(storage, n, objective: str, name="s", workers=1, env=No
     )
 
 
-def _paused_at(point, tmp_path):
+def _paused_at(point, tmp_path, where="pause"):
     """The environment that makes a job hold at `point` (experiments.jobs.pause_point), and the file
     that says it is there."""
-    where = tmp_path / "pause"
+    where = tmp_path / where
     where.mkdir(exist_ok=True)
     return {PAUSE_AT: point, PAUSE_DIR: str(where)}, pause_files(where, point)[0]
 
@@ -202,31 +203,97 @@ def test_killed_run_resumes_to_its_budget_without_losing_a_trial(tmp_path):
     assert not any(t.state == S.RUNNING for t in after)
 
 
-@pytest.mark.parametrize("point", ["run-started:s/trial-2", "trial-2"])
-def test_a_trial_run_left_running_by_a_killed_job_is_marked_killed(tmp_path, monkeypatch, point):
-    """Killed after the trial's MLflow run started: before its id was recorded in the study (found
-    by name), or after (found by id). The next job of the study ends it; the others stay finished."""
-    from mlflow.tracking import MlflowClient
-
-    monkeypatch.chdir(tmp_path)
-    storage, uri = tmp_path / "study.journal", f"sqlite:///{tmp_path}/mlflow.db"
+def _kill_at(point, storage, uri, tmp_path, n=4, objective="quadratic"):
+    """Run a study job with MLflow tracking in a process of its own and SIGKILL it at `point`."""
     env, reached = _paused_at(point, tmp_path)
-    proc = _start_study_process(storage, 4, "quadratic", env=env, kwargs=f", tracking_uri={uri!r}, experiment='t'")
+    kwargs = f", tracking_uri={uri!r}, experiment='t'"
+    proc = _start_study_process(storage, n, objective, env=env, kwargs=kwargs)
     wait_until_reached(reached, proc)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
+
+
+def _runs(uri, kind):
+    from mlflow.tracking import MlflowClient
+
     client = MlflowClient(tracking_uri=uri)
+    runs = client.search_runs([client.get_experiment_by_name("t").experiment_id], max_results=100)
+    return [r for r in runs if r.data.tags["kind"] == kind]
 
-    def statuses():
-        runs = client.search_runs([client.get_experiment_by_name("t").experiment_id], max_results=100)
-        return {r.info.run_name: r.info.status for r in runs if r.data.tags["kind"] == "trial"}
 
-    assert statuses() == {"s/trial-0": "FINISHED", "s/trial-1": "FINISHED", "s/trial-2": "RUNNING"}
-    assert ("mlflow_run" in trials(storage)[2].user_attrs) == (point == "trial-2")  # the id recorded or not
+def _statuses(uri):
+    return {r.info.run_name: r.info.status for r in _runs(uri, "trial")}
+
+
+@pytest.mark.parametrize(
+    "point, objective, left, ends",
+    [
+        # after the trial's run started, before its id was recorded in the study (found by name)
+        ("run-started:s/trial-2", "quadratic", "RUNNING", "KILLED"),
+        # during the training
+        ("trial-2", "quadratic", "RUNNING", "KILLED"),
+        # after the run finished, before Optuna recorded the value: the trial runs again
+        ("trial-2:run-ended", "quadratic", "FINISHED", "KILLED"),
+        # after a diverged trial's run failed, before the study recorded the error: it runs again
+        ("trial-2:run-ended", "DivergesOnCall(3)", "FAILED", "FAILED"),
+    ],
+)
+def test_a_trial_run_of_a_killed_job_ends_in_line_with_the_study(tmp_path, monkeypatch, point, objective, left, ends):
+    """The next job of the study closes the killed trial's run; the others stay finished, and the
+    store holds one FINISHED run per completed trial."""
+    monkeypatch.chdir(tmp_path)
+    storage, uri = tmp_path / "study.journal", f"sqlite:///{tmp_path}/mlflow.db"
+    _kill_at(point, storage, uri, tmp_path, objective=objective)
+    assert _statuses(uri) == {"s/trial-0": "FINISHED", "s/trial-1": "FINISHED", "s/trial-2": left}
+    assert ("mlflow_run" in trials(storage)[2].user_attrs) == (point != "run-started:s/trial-2")
     run(storage, 4, tracking_uri=uri, experiment="t")
-    after = statuses()
-    assert after.pop("s/trial-2") == "KILLED"
+    after = _statuses(uri)
+    assert after.pop("s/trial-2") == ends
     assert set(after.values()) == {"FINISHED"} and len(after) == 4  # trials 0, 1 and two new ones
+    done = trials(storage)
+    assert tuning.interrupted(done[2]) and sum(t.state == S.COMPLETE for t in done) == 4
+    superseded = {r.info.run_name for r in _runs(uri, "trial") if r.data.tags.get("superseded")}
+    assert superseded == ({"s/trial-2"} if left == "FINISHED" else set())
+
+
+def test_a_study_run_left_by_a_job_killed_before_recording_it_is_taken_up(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    storage, uri = tmp_path / "study.journal", f"sqlite:///{tmp_path}/mlflow.db"
+    _kill_at("run-started:s/study", storage, uri, tmp_path)
+    [orphan] = _runs(uri, "study")
+    assert orphan.info.status == "RUNNING" and not orphan.data.params
+    assert "mlflow_parent_run" not in tuning.load_study("s", str(storage)).user_attrs
+    run(storage, 4, tracking_uri=uri, experiment="t")
+    [study_run] = _runs(uri, "study")  # the same run, not a second one
+    assert study_run.info.run_id == orphan.info.run_id and study_run.info.status == "FINISHED"
+    assert study_run.data.params["n_trials"] == "4" and "best_value" in study_run.data.metrics
+    trial_runs = _runs(uri, "trial")
+    assert len(trial_runs) == 4 and all(r.data.tags["mlflow.parentRunId"] == orphan.info.run_id for r in trial_runs)
+
+
+def test_a_worker_of_another_job_dying_meanwhile_is_released_and_its_budget_run(tmp_path, monkeypatch):
+    """Job A holds trial 1 when job B starts on the same study; A dies while B runs. B releases A's
+    trial, closes its run and runs the trial the budget still has, instead of ending one short."""
+    monkeypatch.chdir(tmp_path)
+    storage, uri = tmp_path / "study.journal", f"sqlite:///{tmp_path}/mlflow.db"
+    kwargs = f", tracking_uri={uri!r}, experiment='t'"
+    env_a, reached_a = _paused_at("trial-1", tmp_path, "pause-a")
+    a = _start_study_process(storage, 5, "quadratic", env=env_a, kwargs=kwargs)
+    wait_until_reached(reached_a, a)
+    env_b, reached_b = _paused_at("trial-2", tmp_path, "pause-b")
+    b = _start_study_process(storage, 5, "quadratic", env=env_b, kwargs=kwargs)
+    wait_until_reached(reached_b, b)  # B started (with A alive: trial 1 is not released) and runs trial 2
+    os.killpg(a.pid, signal.SIGKILL)
+    a.wait()
+    pause_files(tmp_path / "pause-b", "trial-2")[1].touch()
+    out = b.communicate(timeout=300)[0].decode()
+    assert b.returncode == 0, out
+    assert "1 trial(s) of a worker that died meanwhile released" in out
+    done = trials(storage)
+    assert [t.number for t in done if tuning.interrupted(t)] == [1]
+    assert sum(t.state == S.COMPLETE for t in done) == 5 and not any(t.state == S.RUNNING for t in done)
+    after = _statuses(uri)
+    assert after.pop("s/trial-1") == "KILLED" and set(after.values()) == {"FINISHED"} and len(after) == 5
 
 
 def test_two_workers_of_one_job_share_the_study(tmp_path):

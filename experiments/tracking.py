@@ -168,9 +168,18 @@ class Tracker:
         return True
 
     def _search(self, condition: str, parent: str | None = None) -> list:
-        """The experiment's runs that meet the filter `condition` (nested under `parent` if given)."""
+        """The experiment's runs that meet the filter `condition` (nested under `parent` if given),
+        every page of them."""
         nested = f" and tags.mlflow.parentRunId = '{parent}'" if parent else ""
-        return _retry(self.client.search_runs, [self.experiment_id()], filter_string=condition + nested)
+        runs, token = [], None
+        while True:
+            page = _retry(
+                self.client.search_runs, [self.experiment_id()], filter_string=condition + nested, page_token=token
+            )
+            runs += page
+            token = page.token
+            if not token:
+                return runs
 
     def _runs_named(self, name: str, status_condition: str, parent: str | None = None) -> list:
         """The runs of the experiment named `name` (nested under `parent` if given) whose status
@@ -183,30 +192,37 @@ class Tracker:
         return self._search(f"attributes.run_name = {quote}{name}{quote} and {status}", parent)
 
     def tagged(self, key: str, value: str) -> list[str]:
-        """The ids of the experiment's runs tagged `key` = `value` (a word: letters, digits, '-')."""
-        return [r.info.run_id for r in self._search(f"tags.{key} = '{value}'")] if self.enabled else []
+        """The ids of the experiment's runs tagged `key` = `value` (a word: letters, digits, '-'),
+        oldest first."""
+        if not self.enabled:
+            return []
+        runs = self._search(f"tags.{key} = '{value}'")
+        return [r.info.run_id for r in sorted(runs, key=lambda r: (r.info.start_time, r.info.run_id))]
 
-    def _kill(self, run) -> None:
-        """Mark a run KILLED: one a killed job left RUNNING, or a FINISHED one whose result was
-        discarded (tagged `superseded`). FAILED and KILLED runs stay as they are."""
-        if run.info.status == "FINISHED":
+    def delete(self, run_id: str | None) -> None:
+        if self.enabled and run_id:
+            _retry(self.client.delete_run, run_id)
+
+    def supersede(self, run_id: str | None) -> None:
+        """A run whose result was discarded (e.g. its trial runs again): tagged `superseded`, and
+        KILLED if it was RUNNING or FINISHED (a FAILED or KILLED run keeps its status)."""
+        if self.exists(run_id):
+            self._supersede(_retry(self.client.get_run, run_id))
+
+    def _supersede(self, run, tag_statuses=("RUNNING", "FINISHED", "FAILED", "KILLED")) -> None:
+        if run.info.status in tag_statuses and run.data.tags.get("superseded") != "true":
             _retry(self.client.set_tag, run.info.run_id, "superseded", "true")
         if run.info.status in ("RUNNING", "FINISHED"):
             self.end(run.info.run_id, "KILLED")
 
-    def kill(self, run_id: str | None) -> None:
-        """`_kill` by id (an unknown id is ignored)."""
-        if self.exists(run_id):
-            self._kill(_retry(self.client.get_run, run_id))
-
-    def end_running(self, name: str, parent: str, status: str = "KILLED") -> int:
-        """End the runs named `name` under the run `parent` that are still RUNNING: a job killed
-        after it started them left them so. Returns how many."""
+    def supersede_running(self, name: str, parent: str) -> int:
+        """`supersede` the runs named `name` under the run `parent` that are still RUNNING (a job
+        killed after it started them left them so); returns how many."""
         if not self.enabled:
             return 0
         running = self._runs_named(name, "= 'RUNNING'", parent)
         for run in running:
-            self.end(run.info.run_id, status)
+            self._supersede(run)
         return len(running)
 
     def end_stale(self, name: str) -> int:
@@ -218,7 +234,7 @@ class Tracker:
             return 0
         stale = self._runs_named(name, "!= 'FAILED'")
         for run in stale:
-            self._kill(run)
+            self._supersede(run, tag_statuses=("FINISHED",))
         return len(stale)
 
     def reopen(self, run_id: str):

@@ -42,7 +42,7 @@ from pathlib import Path
 import optuna
 import sqlalchemy
 import torch
-from optuna.storages.journal import JournalFileBackend
+from optuna.storages.journal import JournalFileBackend, JournalFileSymlinkLock
 
 from gru4rec import evaluate, read_events
 from gru4rec.baselines import baseline_class
@@ -106,6 +106,8 @@ S = optuna.trial.TrialState
 # A RUNNING trial that never said which process runs it (killed between Optuna's ask and our
 # first line) is taken as dead after this long.
 _ANONYMOUS_STALE_SECONDS = 600
+# a journal's lock unchanged this long belongs to a writer that was killed holding it (Optuna's default)
+JOURNAL_LOCK_GRACE_SECONDS = 30
 
 
 def paper_space(loss: str) -> dict:
@@ -185,8 +187,13 @@ def make_storage(storage, heartbeat_interval: int = 60, grace_period: int = 180)
         return storage
     if "://" in str(storage):
         return _database(str(storage), heartbeat_interval, grace_period)
-    Path(storage).parent.mkdir(parents=True, exist_ok=True)
-    return optuna.storages.JournalStorage(JournalFileBackend(str(storage)))
+    # absolute: Optuna's lock is a symbolic link to the journal, and a relative target would be read
+    # from the link's own directory; dangling, the lock of a writer killed holding it would never be
+    # found stale (Optuna waits for it forever) instead of being broken after the grace period
+    path = str(Path(storage).resolve())
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    lock = JournalFileSymlinkLock(path, grace_period=JOURNAL_LOCK_GRACE_SECONDS)
+    return optuna.storages.JournalStorage(JournalFileBackend(path, lock_obj=lock))
 
 
 def _database(url: str, heartbeat_interval: int, grace_period: int, attempts: int = 5):
@@ -280,11 +287,12 @@ def trial_run_name(label: str, number: int) -> str:
 
 def _close_interrupted_runs(study, tracker, label) -> None:
     """Bring the MLflow runs of failed trials in line with the study after a worker died (killed
-    job, lost node): the run of an interrupted trial is marked KILLED, whether its worker died
-    while it was RUNNING or after it FINISHED but before Optuna recorded the value (tagged
-    `superseded`: the trial runs again); the run of a diverged trial ends FAILED. A worker killed
-    after it started a trial's run but before it recorded the run's id in the study leaves no id:
-    that run is found by its name under the study's run."""
+    job, lost node). An interrupted trial runs again: its run is tagged `superseded` and ends
+    KILLED, whether its worker died while it was RUNNING or after it FINISHED but before Optuna
+    recorded the value; a worker killed after it started the run but before it recorded the run's
+    id in the study leaves no id: that run is found by its name under the study's run. A diverged
+    trial's run left RUNNING (by a study written before `_record_failure` ended the run first)
+    ends FAILED."""
     if not tracker.enabled:
         return
     parent = study.user_attrs.get("mlflow_parent_run")
@@ -293,9 +301,9 @@ def _close_interrupted_runs(study, tracker, label) -> None:
         if not interrupted(t):
             tracker.end_if_running(run, "FAILED")
         elif run:
-            tracker.kill(run)
+            tracker.supersede(run)
         elif parent:
-            tracker.end_running(trial_run_name(label, t.number), parent)
+            tracker.supersede_running(trial_run_name(label, t.number), parent)
 
 
 def _diverged(trial) -> bool:
@@ -588,13 +596,17 @@ def run_study(
         elif sum(counts(study)) < n_trials:
             args = (study, study_name, storage, objective, n_trials, seed, workers, progress, poll_seconds, pruner)
             _run_processes(*args)
-        # a worker of another job that died meanwhile held trials counted as running: release them,
-        # close their runs, and run the budget they leave
-        released = release_orphans(study, store)
+        # trials of workers (of other jobs) that died meanwhile were counted as running: released
+        # here (this host) or by the database's heartbeat, they leave budget to run
+        release_orphans(study, store)
         _close_interrupted_runs(study, tracker, label)
-        if not released:
+        used, running = counts(study)
+        if used + running >= n_trials:
             return _summarise(study, fixed, metric_name, tracker, parent, label)
-        print(f"[{label}] {released} trial(s) of a worker that died meanwhile released", flush=True)
+        print(
+            f"[{label}] {n_trials - used - running} trial(s) left by workers that died meanwhile: running them",
+            flush=True,
+        )
 
 
 def _check_fixed_and_space(fixed: dict, space: dict, check=validate_params):
@@ -611,31 +623,38 @@ def _check_fixed_and_space(fixed: dict, space: dict, check=validate_params):
 
 def _study_run(study, tracker, label, n_trials, metric_name, fixed, space, stats_path):
     """The study's MLflow parent run: created once and remembered in the study, so that resumed
-    runs and workers on other machines nest their trials under the same run. The run is tagged
-    with a key kept in the study before it is created: a job killed after creating it but before
-    recording its id leaves a run that the next job finds by that key and takes up (another study
-    of the same name, e.g. one started afresh, has another key)."""
+    runs and workers on other machines nest their trials under the same run."""
     if not tracker.enabled:
         return None
     parent = study.user_attrs.get("mlflow_parent_run")
     if not (parent and tracker.exists(parent)):
-        key = study.user_attrs.get("mlflow_study_key")
-        if key is None:
-            key = uuid.uuid4().hex
-            study.set_user_attr("mlflow_study_key", key)
-        found = tracker.tagged("study_key", key)
-        if found:
-            parent = found[0]
-        else:
-            tags = {"kind": "study", "study": study.study_name, "study_key": key}
-            parent = tracker.start(f"{label}/study", tags=tags)
+        parent = _find_or_start_study_run(study, tracker, label)
         study.set_user_attr("mlflow_parent_run", parent)
     tracker.reopen(parent)
-    if not tracker.logged_params(parent):  # a new run, or one whose job was killed before this
+    if "n_trials" not in tracker.logged_params(parent):  # logged last: a job killed before left it out
+        tracker.dataset_stats(parent, stats_path)
         params = {"n_trials": n_trials, "metric": metric_name, "fixed": json.dumps(fixed), "space": json.dumps(space)}
         tracker.params(parent, params)
-        tracker.dataset_stats(parent, stats_path)
     return parent
+
+
+def _find_or_start_study_run(study, tracker, label) -> str:
+    """The run is tagged with a key kept in the study before the run is created: a job killed
+    after creating it but before recording its id leaves a run that the next job finds by the key
+    and takes up (a study of the same name started afresh has another key). Jobs that start the
+    same new study at the same moment (several machines) read back one key and keep the oldest
+    run with it; a later one deletes its own."""
+    if "mlflow_study_key" not in study.user_attrs:
+        study.set_user_attr("mlflow_study_key", uuid.uuid4().hex)
+    key = study.user_attrs["mlflow_study_key"]  # read back: another job may have written its own
+    found = tracker.tagged("study_key", key)
+    if found:
+        return found[0]
+    mine = tracker.start(f"{label}/study", tags={"kind": "study", "study": study.study_name, "study_key": key})
+    oldest = tracker.tagged("study_key", key)[0]
+    if oldest != mine:
+        tracker.delete(mine)
+    return oldest
 
 
 def _run_processes(study, study_name, storage, objective, n_trials, seed, workers, progress, poll_seconds, pruner):

@@ -7,6 +7,7 @@ half a file) and one markdown-table writer.
 
 from __future__ import annotations
 
+import glob
 import json
 import os
 import re
@@ -177,9 +178,13 @@ def _explain(message: str, columns: list[str], kind: str, row: int | None) -> st
 def atomic_output(path):
     """Yield a temporary path next to `path`; on success it replaces `path`, on failure it is removed.
 
-    Readers never see a half-written file, and an existing file survives a failed write.
+    Readers never see a half-written file, and an existing file survives a failed write. A writer
+    killed outright (SIGKILL, a lost node) cannot remove its temporary file: the next write of the
+    same output does (an output has one writer at a time, as every Snakemake output has).
     """
     path = Path(path)
+    for stale in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
+        stale.unlink(missing_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     try:

@@ -4,16 +4,18 @@ study still ends with exactly its budget and the best parameters of a sequential
 
 import os
 import signal
+import time
 
 import optuna
 import pytest
 
 from experiments import tuning
+from experiments.jobs import pause_files
 from experiments.sampling import interrupted
 
 from ..servers import postgres_server
 from .fake_objective import quadratic
-from .test_tuning import FIXED, SPACE, _paused_at, _start_study_process, wait_until_reached
+from .test_tuning import FIXED, SPACE, _paused_at, _start_study_process, trials, wait_until_reached
 
 S = optuna.trial.TrialState
 BUDGET = 6  # below TPE's 10 random start-up trials: parallel workers draw the sequential run's points
@@ -28,6 +30,18 @@ def postgres():
 def by_slot(url, name):
     trials = tuning.load_study(name, url).get_trials()
     return {t.user_attrs["slot"]: (t.params, t.value) for t in trials if t.state == S.COMPLETE}, trials
+
+
+def fail_stale(url, name, number, timeout=60):
+    """Fail the trials whose heartbeat is older than 1 s (the workflow waits 3 minutes), until trial
+    `number` is one of them (an event: its worker's last heartbeat ages past the second); returns it."""
+    hasty = optuna.storages.RDBStorage(url, heartbeat_interval=1, grace_period=1)
+    deadline = time.monotonic() + timeout
+    while (trial := tuning.load_study(name, url).trials[number]).state == S.RUNNING:
+        assert time.monotonic() < deadline, f"trial {number} was not failed by its heartbeat within {timeout} s"
+        optuna.storages.fail_stale_trials(optuna.load_study(study_name=name, storage=hasty))
+        time.sleep(0.2)
+    return trial
 
 
 @pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")  # the heartbeat API
@@ -55,9 +69,7 @@ def test_killed_worker_of_a_shared_study_loses_nothing(postgres, tmp_path):
 
     # Optuna's heartbeat fails the dead worker's trial, on any machine: its last heartbeat is older
     # than the grace period (3 minutes in the workflow; 1 s here, so that the test need not wait)
-    hasty = optuna.storages.RDBStorage(url, heartbeat_interval=1, grace_period=1)
-    optuna.storages.fail_stale_trials(optuna.load_study(study_name="s", storage=hasty))
-    killed = tuning.load_study("s", url).trials[2]
+    killed = fail_stale(url, "s", 2)
     assert killed.state == S.FAIL and interrupted(killed)
 
     # the job started again: finished trials kept, the killed one replaced, the budget met exactly
@@ -72,3 +84,29 @@ def test_killed_worker_of_a_shared_study_loses_nothing(postgres, tmp_path):
     sequential = tuning.run_study("sequential", url, quadratic, SPACE, FIXED, BUDGET)
     assert by_slot(url, "sequential")[0] == after
     assert sequential["params"] == summary["params"] and sequential["value"] == summary["value"]
+
+
+@pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")
+def test_a_job_runs_the_budget_of_a_worker_elsewhere_that_died_while_it_ran(postgres, tmp_path):
+    """A worker on another machine (another host name) holds trial 0 when this job starts, and dies
+    while the job runs: once its heartbeat has failed the trial, the job runs the budget it held
+    instead of ending one trial short."""
+    url = postgres.database("died_meanwhile")
+    tuning.load_study("s", url)
+    env, reached = _paused_at("trial-0", tmp_path, "pause-elsewhere")
+    elsewhere = _start_study_process(
+        url, 4, "quadratic", env=env, prelude="import socket; socket.gethostname = lambda: 'elsewhere'\n"
+    )
+    wait_until_reached(reached, elsewhere)
+    env, reached = _paused_at("trial-1", tmp_path, "pause-here")
+    here = _start_study_process(url, 4, "quadratic", env=env)
+    wait_until_reached(reached, here)  # started with trial 0 running elsewhere: 3 trials to run
+    os.killpg(elsewhere.pid, signal.SIGKILL)
+    elsewhere.wait()
+    assert interrupted(fail_stale(url, "s", 0))
+    pause_files(tmp_path / "pause-here", "trial-1")[1].touch()
+    out = here.communicate(timeout=300)[0].decode()
+    assert here.returncode == 0, out
+    assert "1 trial(s) left by workers that died meanwhile: running them" in out
+    done = trials(url)
+    assert [t.number for t in done if t.state == S.COMPLETE] == [1, 2, 3, 4] and done[0].state == S.FAIL

@@ -1,13 +1,17 @@
 """gru4rec.fileio: the one reader of Parquet/CSV/TSV files (the model's events and preprocessing's
 raw files alike), atomic writes and the markdown-table writer."""
 
+import subprocess
+import sys
+from pathlib import Path
+
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
 
 from gru4rec.errors import DataError
-from gru4rec.fileio import NULL_TOKENS, latex_table, markdown_table, read_table, write_text_atomic
+from gru4rec.fileio import NULL_TOKENS, atomic_output, latex_table, markdown_table, read_table, write_text_atomic
 
 
 class OtherError(Exception):
@@ -80,3 +84,23 @@ def test_latex_table_is_booktabs_with_escaped_cells():
     assert lines[4:7] == [r"\begin{tabular}{lrr}", r"\toprule", r"Model & Recall@20 & vs POP (\%) \\"]
     assert lines[7:9] == [r"\midrule", r"Item\_KNN \& co & 0.5000 $\pm$ 0.0100 & 12.5 \\"]
     assert lines[9:] == [r"\bottomrule", r"\end{tabular}", r"\end{table}"]
+
+
+def test_the_temporary_file_of_a_killed_writer_goes_with_the_next_write(tmp_path):
+    target, other = tmp_path / "table.csv", tmp_path / "other.csv"
+    writer = (
+        "import sys, time\nfrom gru4rec.fileio import atomic_output\n"
+        f"with atomic_output({str(target)!r}) as tmp:\n"
+        "    open(tmp, 'w').write('half a ta')\n    print(tmp, flush=True)\n    time.sleep(600)\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", writer], stdout=subprocess.PIPE, text=True)
+    left = Path(proc.stdout.readline().strip())  # the writer holds its temporary file open
+    proc.kill()
+    proc.wait()
+    with atomic_output(other) as tmp:  # another output's write leaves it
+        Path(tmp).write_text("b\n")
+    assert left.exists() and not target.exists()
+    with atomic_output(target) as tmp:
+        Path(tmp).write_text("a\n")
+    assert target.read_text() == "a\n" and not left.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["other.csv", "table.csv"]

@@ -27,6 +27,20 @@ pytestmark = pytest.mark.slow
 ALL = ["--cores", "3", "all", "--rerun-incomplete"]
 
 
+_STARTED: list[subprocess.Popen] = []
+
+
+@pytest.fixture(autouse=True)
+def _no_job_outlives_its_test():
+    """A failed test (e.g. a job that never reached its pause point) leaves no workflow running on."""
+    yield
+    while _STARTED:
+        proc = _STARTED.pop()
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
 def start(workdir: Path, config: Path, pause: str | None = None) -> subprocess.Popen:
     """`snakemake all` in the background, in a process group of its own; with `pause`, its jobs
     hold at that pause point until the test lets them go on (or kills them)."""
@@ -34,13 +48,15 @@ def start(workdir: Path, config: Path, pause: str | None = None) -> subprocess.P
     if pause:
         (workdir / "pause").mkdir(exist_ok=True)
         env.update({PAUSE_AT: pause, PAUSE_DIR: str(workdir / "pause")})
-    return subprocess.Popen(
+    proc = subprocess.Popen(
         SNAKEMAKE + ["--directory", str(workdir), *ALL, "--configfile", str(config)],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         start_new_session=True,
     )
+    _STARTED.append(proc)
+    return proc
 
 
 def reached(workdir: Path, proc, pause: str) -> Path:

@@ -517,6 +517,7 @@ class _StopAtBudget:
         self.n_trials, self.progress, self.parent_pid = n_trials, progress, parent_pid
 
     def __call__(self, study, trial):
+        pause_point(f"trial-{trial.number}:recorded")  # between trials: this worker runs none
         if self.progress:
             self.progress(study, trial)
         used, running = counts(study)

@@ -183,8 +183,10 @@ def atomic_output(path):
     same output does (an output has one writer at a time, as every Snakemake output has).
     """
     path = Path(path)
+    mine = re.compile(rf"\.{re.escape(path.name)}\.[^.]+\.tmp")  # mkstemp's names: no other output's
     for stale in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
-        stale.unlink(missing_ok=True)
+        if mine.fullmatch(stale.name):
+            stale.unlink(missing_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     try:

@@ -90,7 +90,8 @@ def test_killed_worker_of_a_shared_study_loses_nothing(postgres, tmp_path):
 def test_a_job_runs_the_budget_of_a_worker_elsewhere_that_died_while_it_ran(postgres, tmp_path):
     """A worker on another machine (another host name) holds trial 0 when this job starts, and dies
     while the job runs: once its heartbeat has failed the trial, the job runs the budget it held
-    instead of ending one trial short."""
+    instead of ending one trial short. The job holds between two of its trials meanwhile (a trial
+    of its own would look stale to the test's 1-second grace period too)."""
     url = postgres.database("died_meanwhile")
     tuning.load_study("s", url)
     env, reached = _paused_at("trial-0", tmp_path, "pause-elsewhere")
@@ -98,13 +99,13 @@ def test_a_job_runs_the_budget_of_a_worker_elsewhere_that_died_while_it_ran(post
         url, 4, "quadratic", env=env, prelude="import socket; socket.gethostname = lambda: 'elsewhere'\n"
     )
     wait_until_reached(reached, elsewhere)
-    env, reached = _paused_at("trial-1", tmp_path, "pause-here")
+    env, reached = _paused_at("trial-1:recorded", tmp_path, "pause-here")
     here = _start_study_process(url, 4, "quadratic", env=env)
-    wait_until_reached(reached, here)  # started with trial 0 running elsewhere: 3 trials to run
+    wait_until_reached(reached, here)  # started with trial 0 running elsewhere (3 to run), trial 1 done
     os.killpg(elsewhere.pid, signal.SIGKILL)
     elsewhere.wait()
     assert interrupted(fail_stale(url, "s", 0))
-    pause_files(tmp_path / "pause-here", "trial-1")[1].touch()
+    pause_files(tmp_path / "pause-here", "trial-1:recorded")[1].touch()
     out = here.communicate(timeout=300)[0].decode()
     assert here.returncode == 0, out
     assert "1 trial(s) left by workers that died meanwhile: running them" in out

@@ -100,7 +100,10 @@ def test_the_temporary_file_of_a_killed_writer_goes_with_the_next_write(tmp_path
     with atomic_output(other) as tmp:  # another output's write leaves it
         Path(tmp).write_text("b\n")
     assert left.exists() and not target.exists()
-    with atomic_output(target) as tmp:
-        Path(tmp).write_text("a\n")
+    with atomic_output(tmp_path / "table.csv.gz") as busy:  # a writer of another output, in progress
+        with atomic_output(target) as tmp:
+            Path(tmp).write_text("a\n")
+        assert Path(busy).exists()
+        Path(busy).write_bytes(b"")
     assert target.read_text() == "a\n" and not left.exists()
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["other.csv", "table.csv"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["other.csv", "table.csv", "table.csv.gz"]

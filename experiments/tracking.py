@@ -68,10 +68,18 @@ def _retry(fn, *args, attempts: int = 40, **kwargs):
 @functools.lru_cache(maxsize=1)
 def code_version() -> str:
     """Package version + git commit (+ '-dirty' when tracked files differ from it)."""
-    here = Path(__file__).resolve().parent
+    return version_at(Path(__file__).resolve().parent)
+
+
+def version_at(here: Path) -> str:
+    """code_version() of the git work tree at `here`. Git only reads (--no-optional-locks: a plain
+    `git status` rewrites the index under .git/index.lock, which a job killed meanwhile would leave
+    behind, and every later git command in the clone would then refuse to run)."""
 
     def git(*args):
-        return subprocess.run(["git", *args], capture_output=True, text=True, timeout=10, cwd=here).stdout.strip()
+        return subprocess.run(
+            ["git", "--no-optional-locks", *args], capture_output=True, text=True, timeout=10, cwd=here
+        ).stdout.strip()
 
     try:
         sha = git("rev-parse", "--short", "HEAD")

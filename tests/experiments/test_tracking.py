@@ -32,3 +32,26 @@ def test_a_job_that_starts_again_supersedes_its_earlier_runs_of_the_same_name(tm
         ]
     )
     assert client.get_run(left_running).info.status == "KILLED"
+
+
+def test_the_code_version_reads_git_without_writing_its_index(tmp_path):
+    """A plain `git status` rewrites .git/index (under index.lock) when a file's time changed: a job
+    killed meanwhile would leave the lock, and the user's git would refuse to run."""
+    import os
+    import subprocess
+
+    import gru4rec
+    from experiments.tracking import version_at
+
+    git = ["git", "-c", "user.email=t@t", "-c", "user.name=t"]
+    (tmp_path / "f.txt").write_text("a\n")
+    for args in (["init", "-q"], ["add", "f.txt"], ["commit", "-qm", "x"]):
+        subprocess.run(git + args, cwd=tmp_path, check=True)
+    sha = subprocess.run(git + ["rev-parse", "--short", "HEAD"], cwd=tmp_path, capture_output=True, text=True)
+    index = tmp_path / ".git" / "index"
+    before = index.stat().st_mtime_ns
+    os.utime(tmp_path / "f.txt", ns=(before + 5 * 10**9, before + 5 * 10**9))  # same content, newer time
+    assert version_at(tmp_path) == f"{gru4rec.__version__}+{sha.stdout.strip()}"
+    (tmp_path / "f.txt").write_text("b\n")
+    assert version_at(tmp_path).endswith("-dirty")
+    assert index.stat().st_mtime_ns == before and not (tmp_path / ".git" / "index.lock").exists()

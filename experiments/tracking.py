@@ -20,11 +20,13 @@ import random
 import subprocess
 import tempfile
 import time
+import uuid
 from contextlib import contextmanager
 from pathlib import Path
 
 import pandas as pd
 from mlflow.entities import Metric, Param, RunTag
+from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 import gru4rec
@@ -152,10 +154,22 @@ class Tracker:
         """Create a run (nested under `parent`); returns its id."""
         if not self.enabled:
             return None
-        tags = {str(k): str(v) for k, v in dict(tags or {}, code_version=code_version()).items()}
+        token = uuid.uuid4().hex
+        tags = {str(k): str(v) for k, v in dict(tags or {}, code_version=code_version(), create_token=token).items()}
         if parent:
             tags["mlflow.parentRunId"] = parent
-        run = _retry(self.client.create_run, self.experiment_id(), tags=tags, run_name=name)
+        tries = 0
+
+        def create():
+            nonlocal tries
+            tries += 1
+            if tries > 1:  # the lost answer may have followed the run's creation: not a second run
+                found = self.client.search_runs([self.experiment_id()], f"tags.create_token = '{token}'", max_results=1)
+                if found:
+                    return found[0]
+            return self.client.create_run(self.experiment_id(), tags=tags, run_name=name)
+
+        run = _retry(create)
         pause_point(f"run-started:{name}")  # tests kill a job here, with its run RUNNING
         return run.info.run_id
 
@@ -199,39 +213,44 @@ class Tracker:
         quote = "'" if "'" not in name else '"'
         return self._search(f"attributes.run_name = {quote}{name}{quote} and {status}", parent)
 
-    def tagged(self, key: str, value: str) -> list[str]:
-        """The ids of the experiment's runs tagged `key` = `value` (a word: letters, digits, '-'),
-        oldest first."""
+    def tagged(self, key: str, value: str) -> list:
+        """The experiment's runs tagged `key` = `value` (a word: letters, digits, '-'), oldest first
+        (ties by id: every reader orders the same runs alike)."""
         if not self.enabled:
             return []
         runs = self._search(f"tags.{key} = '{value}'")
-        return [r.info.run_id for r in sorted(runs, key=lambda r: (r.info.start_time, r.info.run_id))]
+        return sorted(runs, key=lambda r: (r.info.start_time, r.info.run_id))
 
-    def delete(self, run_id: str | None) -> None:
-        if self.enabled and run_id:
-            _retry(self.client.delete_run, run_id)
+    def fold_into(self, run, into: str) -> None:
+        """Retire the run `run` (an MLflow Run) in favour of the run `into`: its nested runs move
+        under `into`, and it ends KILLED (tagged `superseded`) and is deleted."""
+        try:
+            for child in self.children(run.info.run_id):
+                _retry(self.client.set_tag, child.info.run_id, "mlflow.parentRunId", into)
+            self.supersede_run(run)
+            _retry(self.client.delete_run, run.info.run_id)
+        except MlflowException:
+            if self.exists(run.info.run_id):
+                raise
+            # another job that started with this one folded (and deleted) it meanwhile
 
     def supersede(self, run_id: str | None) -> None:
         """A run whose result was discarded (e.g. its trial runs again): tagged `superseded`, and
         KILLED if it was RUNNING or FINISHED (a FAILED or KILLED run keeps its status)."""
         if self.exists(run_id):
-            self._supersede(_retry(self.client.get_run, run_id))
+            self.supersede_run(_retry(self.client.get_run, run_id))
 
-    def _supersede(self, run, tag_statuses=("RUNNING", "FINISHED", "FAILED", "KILLED")) -> None:
+    def children(self, parent: str) -> list:
+        """The runs nested under the run `parent`, whatever their status."""
+        return self._search("attributes.status != 'SCHEDULED'", parent) if self.enabled else []
+
+    def supersede_run(self, run, tag_statuses=("RUNNING", "FINISHED", "FAILED", "KILLED")) -> None:
+        """`supersede` a run already read (an MLflow Run, e.g. from `children`); only runs of
+        `tag_statuses` are tagged."""
         if run.info.status in tag_statuses and run.data.tags.get("superseded") != "true":
             _retry(self.client.set_tag, run.info.run_id, "superseded", "true")
         if run.info.status in ("RUNNING", "FINISHED"):
             self.end(run.info.run_id, "KILLED")
-
-    def supersede_running(self, name: str, parent: str) -> int:
-        """`supersede` the runs named `name` under the run `parent` that are still RUNNING (a job
-        killed after it started them left them so); returns how many."""
-        if not self.enabled:
-            return 0
-        running = self._runs_named(name, "= 'RUNNING'", parent)
-        for run in running:
-            self._supersede(run)
-        return len(running)
 
     def end_stale(self, name: str) -> int:
         """Mark KILLED the earlier runs named `name` of a job that starts again: those a killed job
@@ -242,7 +261,7 @@ class Tracker:
             return 0
         stale = self._runs_named(name, "!= 'FAILED'")
         for run in stale:
-            self._supersede(run, tag_statuses=("FINISHED",))
+            self.supersede_run(run, tag_statuses=("FINISHED",))
         return len(stale)
 
     def reopen(self, run_id: str):

@@ -18,8 +18,9 @@ Which trials use up the budget. COMPLETE and PRUNED ones, and FAILED ones that f
 diverged training: NaN loss or score; tagged with the user attribute `error`). A trial whose
 worker was killed is left RUNNING by the storage; it must neither block the study nor count, so
 before a worker starts, such trials are failed (tag `interrupted`) and run again: a trial of a
-dead process on this host is recognised by the host:pid it records; on a database, by Optuna's
-heartbeat (a worker that has not reported for `grace_period` seconds is dead, on any machine).
+dead process on this machine is recognised by the host, machine id, pid and process start it
+records; on a database, by Optuna's heartbeat (a worker that has not reported for `grace_period`
+seconds is dead, on any machine).
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ from pathlib import Path
 import optuna
 import sqlalchemy
 import torch
-from optuna.storages.journal import JournalFileBackend, JournalFileSymlinkLock
+from optuna.storages.journal import JournalFileBackend, JournalFileOpenLock
 
 from gru4rec import evaluate, read_events
 from gru4rec.baselines import baseline_class
@@ -50,6 +51,7 @@ from gru4rec.errors import ParameterError, TrainingDivergedError, first_line
 from gru4rec.losses import LOSSES, RANKING_LOSSES
 from gru4rec.model import EMBEDDING_MODES
 from gru4rec.params import validate_params
+from gru4rec.processes import machine_id, process_alive, process_start
 
 from .jobs import pause_point
 from .runs import baseline_key, builder, train_and_evaluate
@@ -106,6 +108,9 @@ S = optuna.trial.TrialState
 # A RUNNING trial that never said which process runs it (killed between Optuna's ask and our
 # first line) is taken as dead after this long.
 _ANONYMOUS_STALE_SECONDS = 600
+# Jobs that start one new study at the same moment write their key and create their study run
+# within this long of each other (see _find_or_start_study_run).
+_SETTLE_SECONDS = 1.0
 # a journal's lock unchanged this long belongs to a writer that was killed holding it (Optuna's default)
 JOURNAL_LOCK_GRACE_SECONDS = 30
 
@@ -187,12 +192,16 @@ def make_storage(storage, heartbeat_interval: int = 60, grace_period: int = 180)
         return storage
     if "://" in str(storage):
         return _database(str(storage), heartbeat_interval, grace_period)
-    # absolute: Optuna's lock is a symbolic link to the journal, and a relative target would be read
-    # from the link's own directory; dangling, the lock of a writer killed holding it would never be
-    # found stale (Optuna waits for it forever) instead of being broken after the grace period
     path = str(Path(storage).resolve())
     Path(path).parent.mkdir(parents=True, exist_ok=True)
-    lock = JournalFileSymlinkLock(path, grace_period=JOURNAL_LOCK_GRACE_SECONDS)
+    # A lock file of its own (O_EXCL), not Optuna's default symbolic link to the journal: the link's
+    # age is the journal's, which a new holder does not change, so every writer waiting on a lock
+    # left by a killed one would break it, the next holder's too, and write at once. A link that an
+    # earlier version of this code left dangling (a relative target) would block every writer.
+    lock_path = Path(path + ".lock")
+    if lock_path.is_symlink() and not lock_path.exists():
+        lock_path.unlink(missing_ok=True)
+    lock = JournalFileOpenLock(path, grace_period=JOURNAL_LOCK_GRACE_SECONDS)
     return optuna.storages.JournalStorage(JournalFileBackend(path, lock_obj=lock))
 
 
@@ -238,28 +247,36 @@ def load_study(name: str, storage, seed: int = 42, pruner: str = "none"):
     )
 
 
-def _this_worker() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}"
-
-
-def _process_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # somebody else's process: alive
-        return True
-    return True
+def _this_worker() -> dict:
+    """The user attributes that identify this worker process: `worker` (host:pid, for people),
+    `worker_machine` and `worker_start` (for _is_orphan)."""
+    pid = os.getpid()
+    return {
+        "worker": f"{socket.gethostname()}:{pid}",
+        "worker_machine": machine_id(),
+        "worker_start": process_start(pid),
+    }
 
 
 def _is_orphan(trial, now: datetime) -> bool:
-    """A RUNNING trial whose worker is gone (only decidable for workers on this host)."""
-    worker = trial.user_attrs.get("worker")
+    """A RUNNING trial whose worker is gone; only decidable for workers on this machine (other
+    machines' are found by the database's heartbeat). Gone: its pid is not alive, or is alive
+    but started at another time (the pid was reused, or the machine rebooted)."""
+    attrs = trial.user_attrs
+    worker = attrs.get("worker")
     if worker is None:
         started = trial.datetime_start or now
         return (now - started).total_seconds() > _ANONYMOUS_STALE_SECONDS
     host, _, pid = worker.rpartition(":")
-    return host == socket.gethostname() and pid.isdigit() and not _process_alive(int(pid))
+    if host != socket.gethostname() or not pid.isdigit():
+        return False
+    machine = attrs.get("worker_machine")  # absent, as the start, in a study written before they were recorded
+    if machine is not None and machine != machine_id():  # another machine of the same name
+        return False
+    if not process_alive(int(pid)):
+        return True
+    start = attrs.get("worker_start")
+    return bool(start) and start != process_start(int(pid))
 
 
 def release_orphans(study, storage) -> int:
@@ -293,17 +310,33 @@ def _close_interrupted_runs(study, tracker, label) -> None:
     id in the study leaves no id: that run is found by its name under the study's run. A diverged
     trial's run left RUNNING (by a study written before `_record_failure` ended the run first)
     ends FAILED."""
-    if not tracker.enabled:
+    failed = study.get_trials(deepcopy=False, states=(S.FAIL,))
+    if not tracker.enabled or not failed:
         return
     parent = study.user_attrs.get("mlflow_parent_run")
-    for t in study.get_trials(deepcopy=False, states=(S.FAIL,)):
-        run = t.user_attrs.get("mlflow_run")
-        if not interrupted(t):
-            tracker.end_if_running(run, "FAILED")
-        elif run:
-            tracker.supersede(run)
-        elif parent:
-            tracker.supersede_running(trial_run_name(label, t.number), parent)
+    # one search for the study's runs, not two calls per failed trial: most are closed already
+    runs = tracker.children(parent) if parent else []
+    by_id = {r.info.run_id: r for r in runs}
+    for t in failed:
+        run_id = t.user_attrs.get("mlflow_run")
+        if run_id and run_id not in by_id:  # not nested under the study's run: looked up on its own
+            if interrupted(t):
+                tracker.supersede(run_id)
+            else:
+                tracker.end_if_running(run_id, "FAILED")
+            continue
+        name = trial_run_name(label, t.number)
+        for run in [by_id[run_id]] if run_id else [r for r in runs if r.info.run_name == name]:
+            if not interrupted(t):
+                if run.info.status == "RUNNING":
+                    tracker.end(run.info.run_id, "FAILED")
+            elif run_id or run.info.status == "RUNNING":
+                tracker.supersede_run(run)
+
+
+def _anonymous(study) -> list:
+    """RUNNING trials that do not say which worker runs them (yet: see _is_orphan)."""
+    return [t for t in study.get_trials(deepcopy=False, states=(S.RUNNING,)) if "worker" not in t.user_attrs]
 
 
 def _diverged(trial) -> bool:
@@ -412,7 +445,8 @@ class _Objective:
     pruning: bool = False  # report every epoch's validation score to the study's pruner
 
     def __call__(self, trial) -> float:
-        trial.set_user_attr("worker", _this_worker())
+        for key, value in _this_worker().items():
+            trial.set_user_attr(key, value)
         trial.set_user_attr("slot", claim_slot(trial.study, trial))  # before the first draw
         params = dict(self.fixed, **suggest(trial, self.space))
         tracker = self.tracker
@@ -591,23 +625,37 @@ def run_study(
     )
     objective = _Objective(score, space, fixed, tracker, parent, label, pruning=pruner != "none")
     progress = _Progress(study, label, n_trials, metric_name)
+    waiting = False
     while True:
         if workers == 1:
             _work(study_name, storage, objective, n_trials, seed, progress, pruner=pruner)
-        elif sum(counts(study)) < n_trials:
-            args = (study, study_name, storage, objective, n_trials, seed, workers, progress, poll_seconds, pruner)
+        elif (left := n_trials - sum(counts(study))) > 0:
+            # no more processes than trials left: each loads the data, and each that starts would
+            # run a trial, beyond the budget for those too many
+            n_procs = min(workers, left)
+            args = (study, study_name, storage, objective, n_trials, seed, n_procs, progress, poll_seconds, pruner)
             _run_processes(*args)
         # trials of workers (of other jobs) that died meanwhile were counted as running: released
         # here (this host) or by the database's heartbeat, they leave budget to run
         release_orphans(study, store)
         _close_interrupted_runs(study, tracker, label)
         used, running = counts(study)
-        if used + running >= n_trials:
+        if used + running < n_trials:
+            print(
+                f"[{label}] {n_trials - used - running} trial(s) left by workers that died meanwhile: running them",
+                flush=True,
+            )
+        elif used >= n_trials or not _anonymous(study):
             return _summarise(study, fixed, metric_name, tracker, parent, label)
-        print(
-            f"[{label}] {n_trials - used - running} trial(s) left by workers that died meanwhile: running them",
-            flush=True,
-        )
+        else:  # a live worker names itself at once; a trial that still has no name is released once stale
+            if not waiting:
+                print(
+                    f"[{label}] {len(_anonymous(study))} trial(s) started by a worker killed before it recorded "
+                    f"its process: taken as dead {_ANONYMOUS_STALE_SECONDS} s after their start, then run again",
+                    flush=True,
+                )
+            waiting = True
+            time.sleep(poll_seconds)
 
 
 def _check_fixed_and_space(fixed: dict, space: dict, check=validate_params):
@@ -627,9 +675,8 @@ def _study_run(study, tracker, label, n_trials, metric_name, fixed, space, stats
     runs and workers on other machines nest their trials under the same run."""
     if not tracker.enabled:
         return None
-    parent = study.user_attrs.get("mlflow_parent_run")
-    if not (parent and tracker.exists(parent)):
-        parent = _find_or_start_study_run(study, tracker, label)
+    parent = _find_or_start_study_run(study, tracker, label)
+    if study.user_attrs.get("mlflow_parent_run") != parent:
         study.set_user_attr("mlflow_parent_run", parent)
     tracker.reopen(parent)
     if "n_trials" not in tracker.logged_params(parent):  # logged last: a job killed before left it out
@@ -640,22 +687,29 @@ def _study_run(study, tracker, label, n_trials, metric_name, fixed, space, stats
 
 
 def _find_or_start_study_run(study, tracker, label) -> str:
-    """The run is tagged with a key kept in the study before the run is created: a job killed
-    after creating it but before recording its id leaves a run that the next job finds by the key
-    and takes up (a study of the same name started afresh has another key). Jobs that start the
-    same new study at the same moment (several machines) read back one key and keep the oldest
-    run with it; a later one deletes its own."""
+    """The study's run is tagged with a key that the study keeps (a study of the same name started
+    afresh has another key), so a job killed after it created the run but before it recorded the
+    run's id leaves a run that the next job finds and takes up. Jobs that start one new study at
+    the same moment (several machines) each write a key and create a run, wait until the others
+    have (_SETTLE_SECONDS), and read back the same key and the same runs: all keep the oldest, and
+    the others are folded into it (here, or by the next job where one was killed meanwhile)."""
     if "mlflow_study_key" not in study.user_attrs:
         study.set_user_attr("mlflow_study_key", uuid.uuid4().hex)
-    key = study.user_attrs["mlflow_study_key"]  # read back: another job may have written its own
-    found = tracker.tagged("study_key", key)
-    if found:
-        return found[0]
-    mine = tracker.start(f"{label}/study", tags={"kind": "study", "study": study.study_name, "study_key": key})
-    oldest = tracker.tagged("study_key", key)[0]
-    if oldest != mine:
-        tracker.delete(mine)
-    return oldest
+        time.sleep(_SETTLE_SECONDS)
+    key = study.user_attrs["mlflow_study_key"]  # read back: the last job's to write its own
+    runs = tracker.tagged("study_key", key)
+    recorded = study.user_attrs.get("mlflow_parent_run")
+    if not runs and recorded and tracker.exists(recorded):  # a study recorded before its run had a key
+        tracker.tags(recorded, {"study_key": key})
+        return recorded
+    if not runs:
+        tracker.start(f"{label}/study", tags={"kind": "study", "study": study.study_name, "study_key": key})
+        time.sleep(_SETTLE_SECONDS)
+        runs = tracker.tagged("study_key", key)
+    keep, *others = runs
+    for run in others:
+        tracker.fold_into(run, keep.info.run_id)
+    return keep.info.run_id
 
 
 def _run_processes(study, study_name, storage, objective, n_trials, seed, workers, progress, poll_seconds, pruner):

@@ -22,6 +22,7 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from .errors import DataError, first_line
+from .processes import process_alive
 
 # Text cells read as missing values, in every text file the project reads.
 NULL_TOKENS = ("", "NA", "N/A", "NaN", "nan", "NULL", "null", "None")
@@ -180,14 +181,17 @@ def atomic_output(path):
 
     Readers never see a half-written file, and an existing file survives a failed write. A writer
     killed outright (SIGKILL, a lost node) cannot remove its temporary file: the next write of the
-    same output does (an output has one writer at a time, as every Snakemake output has).
+    same output does, unless the process that wrote it is alive (the pid is in the name).
     """
     path = Path(path)
-    mine = re.compile(rf"\.{re.escape(path.name)}\.[^.]+\.tmp")  # mkstemp's names: no other output's
+    # mkstemp's names for this output only (not another's, e.g. table.csv.gz beside table.csv); the
+    # pid is absent from those of earlier versions
+    mine = re.compile(rf"\.{re.escape(path.name)}\.(?:(\d+)-)?\w+\.tmp")
     for stale in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
-        if mine.fullmatch(stale.name):
+        m = mine.fullmatch(stale.name)
+        if m and not (m.group(1) and process_alive(int(m.group(1)))):
             stale.unlink(missing_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}-", suffix=".tmp", dir=path.parent)
     os.close(fd)
     try:
         yield tmp

@@ -55,3 +55,22 @@ def test_the_code_version_reads_git_without_writing_its_index(tmp_path):
     (tmp_path / "f.txt").write_text("b\n")
     assert version_at(tmp_path).endswith("-dirty")
     assert index.stat().st_mtime_ns == before and not (tmp_path / ".git" / "index.lock").exists()
+
+
+def test_a_run_created_before_the_servers_answer_was_lost_is_not_created_twice(tmp_path):
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    init_store(uri, "e")
+    tracker = Tracker(uri, "e")
+    create, calls = tracker.client.create_run, []
+
+    def answer_lost_once(*args, **kwargs):
+        run = create(*args, **kwargs)
+        calls.append(run.info.run_id)
+        if len(calls) == 1:
+            raise ConnectionError("Connection reset by peer")
+        return run
+
+    tracker.client.create_run = answer_lost_once
+    run_id = tracker.start("d/m/final")
+    runs = MlflowClient(uri).search_runs([tracker.experiment_id()])
+    assert [r.info.run_id for r in runs] == [run_id] == calls

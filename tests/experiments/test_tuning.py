@@ -3,6 +3,7 @@ resuming a killed run, parallel workers, MLflow nesting; and the real GRU4Rec ob
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -16,6 +17,7 @@ from experiments.jobs import PAUSE_AT, PAUSE_DIR, pause_files
 from gru4rec.errors import ParameterError
 from gru4rec.losses import LOSSES, RANKING_LOSSES
 from gru4rec.model import EMBEDDING_MODES, embedding_mode
+from gru4rec.processes import proc_stat, process_start
 
 from .fake_objective import EpochWise, Rendezvous, out_of_memory_above, quadratic
 
@@ -272,6 +274,29 @@ def test_a_study_run_left_by_a_job_killed_before_recording_it_is_taken_up(tmp_pa
     assert len(trial_runs) == 4 and all(r.data.tags["mlflow.parentRunId"] == orphan.info.run_id for r in trial_runs)
 
 
+def test_a_second_study_run_of_a_job_started_beside_it_is_folded_into_the_first(tmp_path):
+    """Two jobs that start one new study together may each create a study run (on several
+    machines); one that was killed before it retired its own leaves it behind. The next job keeps
+    the oldest, moves the other's trial runs under it, and ends and deletes the other."""
+    from mlflow.tracking import MlflowClient
+
+    storage, uri = tmp_path / "study.journal", f"sqlite:///{tmp_path}/mlflow.db"
+    run(storage, 2, tracking_uri=uri, experiment="t")
+    [first] = _runs(uri, "study")
+    key = first.data.tags["study_key"]
+    tracker = tuning.Tracker(uri, "t")
+    second = tracker.start("s/study", tags={"kind": "study", "study": "s", "study_key": key})
+    stray = tracker.start("s/trial-9", parent=second, tags={"kind": "trial"})
+    tracker.end(stray)
+    run(storage, 3, tracking_uri=uri, experiment="t")
+    assert [r.info.run_id for r in _runs(uri, "study")] == [first.info.run_id]
+    client = MlflowClient(uri)
+    gone = client.get_run(second)
+    assert gone.info.lifecycle_stage == "deleted" and gone.info.status == "KILLED"
+    assert client.get_run(stray).data.tags["mlflow.parentRunId"] == first.info.run_id
+    assert {r.data.tags["mlflow.parentRunId"] for r in _runs(uri, "trial")} == {first.info.run_id}
+
+
 def test_a_worker_of_another_job_dying_meanwhile_is_released_and_its_budget_run(tmp_path, monkeypatch):
     """Job A holds trial 1 when job B starts on the same study; A dies while B runs. B releases A's
     trial, closes its run and runs the trial the budget still has, instead of ending one short."""
@@ -297,8 +322,61 @@ def test_a_worker_of_another_job_dying_meanwhile_is_released_and_its_budget_run(
     assert after.pop("s/trial-1") == "KILLED" and set(after.values()) == {"FINISHED"} and len(after) == 5
 
 
+def test_a_trial_is_released_only_when_its_own_worker_process_is_gone(tmp_path):
+    """A worker is its host, machine id, pid and process start: a live pid that another process
+    now holds (reused) or a trial of a machine that shares this one's name is told apart."""
+    storage = tuning.make_storage(str(tmp_path / "study.journal"))
+    study = tuning.load_study("s", storage)
+    me, host = tuning._this_worker(), socket.gethostname()
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    zombie = subprocess.Popen([sys.executable, "-c", "pass"])  # exited, never reaped
+    deadline = time.monotonic() + 30
+    while proc_stat(zombie.pid)[:1] != ["Z"] and time.monotonic() < deadline:
+        time.sleep(0.05)
+    workers = {
+        "this process": me,
+        "a reused pid": dict(me, worker_start=me["worker_start"] + "0"),
+        "a dead pid": dict(me, worker=f"{host}:{dead.pid}"),
+        "a dead pid, written before the start was recorded": {"worker": f"{host}:{dead.pid}"},
+        "a zombie": dict(me, worker=f"{host}:{zombie.pid}", worker_start=process_start(zombie.pid)),
+        "a machine of the same name": dict(me, worker=f"{host}:{dead.pid}", worker_machine="another-machine"),
+        "another host": dict(me, worker=f"elsewhere:{dead.pid}"),
+    }
+    for attrs in workers.values():
+        trial = study.ask()
+        for key, value in attrs.items():
+            study._storage.set_trial_user_attr(trial._trial_id, key, value)
+    assert tuning.release_orphans(study, storage) == 4
+    zombie.wait()
+    states = dict(zip(workers, [t.state for t in study.get_trials()]))
+    assert states == {
+        "this process": S.RUNNING,
+        "a reused pid": S.FAIL,
+        "a dead pid": S.FAIL,
+        "a dead pid, written before the start was recorded": S.FAIL,
+        "a zombie": S.FAIL,
+        "a machine of the same name": S.RUNNING,
+        "another host": S.RUNNING,
+    }
+    assert me["worker_start"] and me["worker_machine"]  # readable on Linux: the checks above used them
+
+
+def test_a_trial_of_a_worker_killed_before_it_named_itself_is_run_again(tmp_path, monkeypatch, capsys):
+    """Killed between Optuna's ask and the objective's first line, a worker leaves a RUNNING trial
+    that names no process: the job waits until it is stale and runs the budget it held, instead of
+    ending one trial short."""
+    monkeypatch.setattr(tuning, "_ANONYMOUS_STALE_SECONDS", 5)
+    storage = tmp_path / "s.journal"
+    tuning.load_study("s", tuning.make_storage(str(storage))).ask()
+    run(storage, 3, poll_seconds=0.2)
+    done = trials(storage)
+    assert [t.state for t in done] == [S.FAIL, S.COMPLETE, S.COMPLETE, S.COMPLETE] and tuning.interrupted(done[0])
+    assert "taken as dead 5 s after their start" in capsys.readouterr().out
+
+
 def test_a_journal_lock_left_by_a_killed_writer_is_broken(tmp_path, monkeypatch):
-    """A worker killed while it writes to the study's journal leaves Optuna's lock (a symbolic link)
+    """A worker killed while it writes to the study's journal leaves the journal's lock file
     behind; the next job breaks it after the grace period instead of waiting forever. The journal
     is named relative to the working directory, as the workflow names it."""
     monkeypatch.chdir(tmp_path)
@@ -311,7 +389,7 @@ def test_a_journal_lock_left_by_a_killed_writer_is_broken(tmp_path, monkeypatch)
     assert proc.stdout.readline().strip() == "held"
     proc.kill()
     proc.wait()
-    assert os.path.islink(tmp_path / "study.journal.lock")
+    assert os.path.exists(tmp_path / "study.journal.lock")
     resume = (
         f"import sys; sys.path.insert(0, {str(REPO)!r})\nfrom experiments import tuning\n"
         "from tests.experiments.fake_objective import quadratic\ntuning.JOURNAL_LOCK_GRACE_SECONDS = 3\n"
@@ -321,6 +399,23 @@ def test_a_journal_lock_left_by_a_killed_writer_is_broken(tmp_path, monkeypatch)
     done = subprocess.run([sys.executable, "-c", resume], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
     assert [t.state for t in trials(tmp_path / "study.journal")] == [S.COMPLETE, S.COMPLETE]
+
+
+def test_writers_waiting_on_a_killed_writers_lock_take_it_one_at_a_time(tmp_path):
+    """Breaking a stale lock hands it to one waiter: the others wait for that holder instead of
+    taking the lock as stale too (Optuna's symbolic-link lock ages with the journal, not the lock)."""
+    journal = tmp_path / "study.journal"
+    tuning.make_storage(str(journal))._backend._lock.acquire()  # this holder never lets go: as if killed
+    waiter = (
+        f"import sys, time; sys.path.insert(0, {str(REPO)!r})\nfrom experiments import tuning\n"
+        f"tuning.JOURNAL_LOCK_GRACE_SECONDS = 3\nlock = tuning.make_storage({str(journal)!r})._backend._lock\n"
+        "lock.acquire(); start = time.time(); time.sleep(1.0)\n"
+        "print(start, time.time(), flush=True); lock.release()\n"
+    )
+    procs = [subprocess.Popen([sys.executable, "-c", waiter], stdout=subprocess.PIPE, text=True) for _ in range(3)]
+    held = sorted(tuple(map(float, p.communicate(timeout=120)[0].split())) for p in procs)
+    assert len(held) == 3
+    assert all(end <= next_start for (_, end), (next_start, _) in zip(held, held[1:])), held
 
 
 def test_two_workers_of_one_job_share_the_study(tmp_path):
@@ -333,6 +428,13 @@ def test_two_workers_of_one_job_share_the_study(tmp_path):
     assert 6 <= len(complete) <= 7
     assert len({t.user_attrs["worker"] for t in complete}) == 2
     assert summary["value"] == max(t.value for t in complete)
+
+
+def test_a_job_starts_no_more_workers_than_trials_left(tmp_path):
+    run(tmp_path / "s.journal", 2, workers=3)
+    assert len(trials(tmp_path / "s.journal")) == 2  # a third worker would run a third trial
+    run(tmp_path / "s.journal", 3, workers=3)
+    assert len(trials(tmp_path / "s.journal")) == 3
 
 
 def test_two_separate_jobs_share_one_study(tmp_path):

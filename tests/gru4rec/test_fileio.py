@@ -107,3 +107,12 @@ def test_the_temporary_file_of_a_killed_writer_goes_with_the_next_write(tmp_path
         Path(busy).write_bytes(b"")
     assert target.read_text() == "a\n" and not left.exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["other.csv", "table.csv", "table.csv.gz"]
+    live = subprocess.Popen([sys.executable, "-c", writer], stdout=subprocess.PIPE, text=True)
+    try:  # a writer of the same output that still runs keeps its file (and fails no rename)
+        held = Path(live.stdout.readline().strip())
+        with atomic_output(target) as tmp:
+            Path(tmp).write_text("c\n")
+        assert held.exists() and target.read_text() == "c\n"
+    finally:
+        live.kill()
+        live.wait()

@@ -1,0 +1,44 @@
+"""Whether a process that left something behind (a temporary file, a running trial) still runs:
+on Linux, a pid names a process only together with the time it started, since pids are reused."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+
+def _read(path: str) -> str:
+    try:
+        return Path(path).read_text().strip()
+    except OSError:
+        return ""
+
+
+def proc_stat(pid: int) -> list[str]:
+    """The fields of /proc/<pid>/stat after the command name (empty where unreadable): [0] is the
+    state, [19] the start in clock ticks since boot."""
+    return _read(f"/proc/{pid}/stat").rpartition(")")[2].split()  # the name in (...) may hold spaces
+
+
+def process_alive(pid: int) -> bool:
+    """Whether process `pid` runs on this machine (a zombie, exited but not yet reaped, does not)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return proc_stat(pid)[:1] != ["Z"]
+
+
+def process_start(pid: int) -> str:
+    """When process `pid` started, as "boot id/clock ticks since boot" (empty where unreadable):
+    a reused pid has another start."""
+    fields = proc_stat(pid)
+    return f"{_read('/proc/sys/kernel/random/boot_id')}/{fields[19]}" if len(fields) > 19 else ""
+
+
+def machine_id() -> str:
+    """This machine's id (stable across reboots; empty where unreadable): with the host name it
+    tells two machines that happen to share a name apart."""
+    return _read("/etc/machine-id") or _read("/var/lib/dbus/machine-id")

@@ -170,6 +170,16 @@ class Tracker:
             return self.client.create_run(self.experiment_id(), tags=tags, run_name=name)
 
         run = _retry(create)
+        if tries > 1 or str(self.uri).startswith(("http://", "https://")):
+            # MLflow's HTTP client repeats a request whose answer was lost (a timeout, a 5xx): the
+            # server may have created the run twice; the first is kept, the other ends and goes
+            twins = self._search(f"tags.create_token = '{token}'")
+            if len(twins) > 1:
+                keep, *extra = sorted(twins, key=lambda r: (r.info.start_time, r.info.run_id))
+                for twin in extra:
+                    self.end(twin.info.run_id, "KILLED")
+                    _retry(self.client.delete_run, twin.info.run_id)
+                run = keep
         pause_point(f"run-started:{name}")  # tests kill a job here, with its run RUNNING
         return run.info.run_id
 
@@ -221,18 +231,17 @@ class Tracker:
         runs = self._search(f"tags.{key} = '{value}'")
         return sorted(runs, key=lambda r: (r.info.start_time, r.info.run_id))
 
-    def fold_into(self, run, into: str) -> None:
-        """Retire the run `run` (an MLflow Run) in favour of the run `into`: its nested runs move
-        under `into`, and it ends KILLED (tagged `superseded`) and is deleted."""
+    def fold_into(self, run_id: str, into: str) -> None:
+        """Retire the run `run_id` in favour of the run `into`: its nested runs move under `into`,
+        and it ends KILLED (tagged `superseded`) and is deleted (if another job has not already)."""
+        for child in self.children(run_id):
+            _retry(self.client.set_tag, child.info.run_id, "mlflow.parentRunId", into)
         try:
-            for child in self.children(run.info.run_id):
-                _retry(self.client.set_tag, child.info.run_id, "mlflow.parentRunId", into)
-            self.supersede_run(run)
-            _retry(self.client.delete_run, run.info.run_id)
+            self.supersede(run_id)
+            _retry(self.client.delete_run, run_id)
         except MlflowException:
-            if self.exists(run.info.run_id):
+            if self.exists(run_id):
                 raise
-            # another job that started with this one folded (and deleted) it meanwhile
 
     def supersede(self, run_id: str | None) -> None:
         """A run whose result was discarded (e.g. its trial runs again): tagged `superseded`, and

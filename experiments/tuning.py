@@ -37,7 +37,6 @@ import time
 import uuid
 import warnings
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 
 import optuna
@@ -105,9 +104,12 @@ BASELINE_SPACES = {
     },
 }
 S = optuna.trial.TrialState
-# A RUNNING trial that never said which process runs it (killed between Optuna's ask and our
-# first line) is taken as dead after this long.
-_ANONYMOUS_STALE_SECONDS = 600
+# A RUNNING trial that does not say which process runs it (a worker killed between Optuna's ask
+# and the objective's first line; a live one names itself within milliseconds) is taken as dead
+# once this job has seen it so for this long, on its own clock (other machines' clocks, and the
+# time zone a database stores the start in, may differ).
+_UNNAMED_GRACE_SECONDS = 60
+_unnamed_since: dict = {}  # (study, trial id, its start) -> when this process first saw it unnamed
 # Jobs that start one new study at the same moment write their key and create their study run
 # within this long of each other (see _find_or_start_study_run).
 _SETTLE_SECONDS = 1.0
@@ -249,24 +251,25 @@ def load_study(name: str, storage, seed: int = 42, pruner: str = "none"):
 
 def _this_worker() -> dict:
     """The user attributes that identify this worker process: `worker` (host:pid, for people),
-    `worker_machine` and `worker_start` (for _is_orphan)."""
+    `worker_machine` and `worker_start` (for _is_orphan), written in this order: `worker` last, so
+    that a reader never sees it without the other two."""
     pid = os.getpid()
     return {
-        "worker": f"{socket.gethostname()}:{pid}",
         "worker_machine": machine_id(),
         "worker_start": process_start(pid),
+        "worker": f"{socket.gethostname()}:{pid}",
     }
 
 
-def _is_orphan(trial, now: datetime) -> bool:
+def _is_orphan(study_name: str, trial) -> bool:
     """A RUNNING trial whose worker is gone; only decidable for workers on this machine (other
     machines' are found by the database's heartbeat). Gone: its pid is not alive, or is alive
     but started at another time (the pid was reused, or the machine rebooted)."""
     attrs = trial.user_attrs
     worker = attrs.get("worker")
     if worker is None:
-        started = trial.datetime_start or now
-        return (now - started).total_seconds() > _ANONYMOUS_STALE_SECONDS
+        first_seen = _unnamed_since.setdefault((study_name, trial._trial_id, trial.datetime_start), time.monotonic())
+        return time.monotonic() - first_seen > _UNNAMED_GRACE_SECONDS
     host, _, pid = worker.rpartition(":")
     if host != socket.gethostname() or not pid.isdigit():
         return False
@@ -275,8 +278,9 @@ def _is_orphan(trial, now: datetime) -> bool:
         return False
     if not process_alive(int(pid)):
         return True
-    start = attrs.get("worker_start")
-    return bool(start) and start != process_start(int(pid))
+    # a start that cannot be read (another user's process under /proc's hidepid) is no evidence
+    recorded, now = attrs.get("worker_start"), process_start(int(pid))
+    return bool(recorded and now) and recorded != now
 
 
 def release_orphans(study, storage) -> int:
@@ -286,9 +290,9 @@ def release_orphans(study, storage) -> int:
     with warnings.catch_warnings():  # the heartbeat API is marked experimental
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         optuna.storages.fail_stale_trials(study)  # databases: no heartbeat for grace_period -> FAIL
-    now, n = datetime.now(), 0
+    n = 0
     for t in study.get_trials(deepcopy=False, states=(S.RUNNING,)):
-        if _is_orphan(t, now):
+        if _is_orphan(study.study_name, t):
             try:
                 storage.set_trial_user_attr(t._trial_id, "interrupted", True)
                 storage.set_trial_state_values(t._trial_id, S.FAIL)
@@ -646,12 +650,13 @@ def run_study(
                 flush=True,
             )
         elif used >= n_trials or not _anonymous(study):
+            parent = _join_study_run(study, tracker, parent)
             return _summarise(study, fixed, metric_name, tracker, parent, label)
         else:  # a live worker names itself at once; a trial that still has no name is released once stale
             if not waiting:
                 print(
                     f"[{label}] {len(_anonymous(study))} trial(s) started by a worker killed before it recorded "
-                    f"its process: taken as dead {_ANONYMOUS_STALE_SECONDS} s after their start, then run again",
+                    f"its process: taken as dead once unnamed for {_UNNAMED_GRACE_SECONDS} s, then run again",
                     flush=True,
                 )
             waiting = True
@@ -671,12 +676,14 @@ def _check_fixed_and_space(fixed: dict, space: dict, check=validate_params):
 
 
 def _study_run(study, tracker, label, n_trials, metric_name, fixed, space, stats_path):
-    """The study's MLflow parent run: created once and remembered in the study, so that resumed
+    """The study's MLflow parent run: created once and recorded in the study, so that resumed
     runs and workers on other machines nest their trials under the same run."""
     if not tracker.enabled:
         return None
-    parent = _find_or_start_study_run(study, tracker, label)
-    if study.user_attrs.get("mlflow_parent_run") != parent:
+    recorded = study.user_attrs.get("mlflow_parent_run")
+    parent = _find_or_start_study_run(study, tracker, label, recorded)
+    # recorded only where no job beside this one recorded its own meanwhile: that one is kept
+    if parent != recorded and study.user_attrs.get("mlflow_parent_run") == recorded:
         study.set_user_attr("mlflow_parent_run", parent)
     tracker.reopen(parent)
     if "n_trials" not in tracker.logged_params(parent):  # logged last: a job killed before left it out
@@ -686,30 +693,40 @@ def _study_run(study, tracker, label, n_trials, metric_name, fixed, space, stats
     return parent
 
 
-def _find_or_start_study_run(study, tracker, label) -> str:
-    """The study's run is tagged with a key that the study keeps (a study of the same name started
-    afresh has another key), so a job killed after it created the run but before it recorded the
-    run's id leaves a run that the next job finds and takes up. Jobs that start one new study at
-    the same moment (several machines) each write a key and create a run, wait until the others
-    have (_SETTLE_SECONDS), and read back the same key and the same runs: all keep the oldest, and
-    the others are folded into it (here, or by the next job where one was killed meanwhile)."""
+def _find_or_start_study_run(study, tracker, label, recorded) -> str:
+    """The run the study records (`recorded`), or one tagged with the key the study keeps (a job
+    killed after it created the run, before it recorded it, left it; a study of the same name
+    started afresh has another key), or a new one. Other runs with the key (of a job killed beside
+    it) are folded into the recorded one. Jobs that start one new study together each write a key,
+    wait (_SETTLE_SECONDS) and read back the last one, and keep the oldest run with it; where they
+    still chose apart, each job's run is folded into the recorded one at its end (_join_study_run)."""
     if "mlflow_study_key" not in study.user_attrs:
         study.set_user_attr("mlflow_study_key", uuid.uuid4().hex)
         time.sleep(_SETTLE_SECONDS)
     key = study.user_attrs["mlflow_study_key"]  # read back: the last job's to write its own
     runs = tracker.tagged("study_key", key)
+    if recorded and recorded not in {r.info.run_id for r in runs} and tracker.exists(recorded):
+        tracker.tags(recorded, {"study_key": key})  # a study recorded before its run had a key
+    elif not any(r.info.run_id == recorded for r in runs):
+        if not runs:
+            tracker.start(f"{label}/study", tags={"kind": "study", "study": study.study_name, "study_key": key})
+            time.sleep(_SETTLE_SECONDS)
+            runs = tracker.tagged("study_key", key)
+        return runs[0].info.run_id
+    for run in runs:
+        if run.info.run_id != recorded:
+            tracker.fold_into(run.info.run_id, recorded)
+    return recorded
+
+
+def _join_study_run(study, tracker, parent):
+    """At a job's end: where a job started beside this one recorded another study run, this job's
+    run (with its trial runs) is folded into that one, which the job then reports to."""
     recorded = study.user_attrs.get("mlflow_parent_run")
-    if not runs and recorded and tracker.exists(recorded):  # a study recorded before its run had a key
-        tracker.tags(recorded, {"study_key": key})
-        return recorded
-    if not runs:
-        tracker.start(f"{label}/study", tags={"kind": "study", "study": study.study_name, "study_key": key})
-        time.sleep(_SETTLE_SECONDS)
-        runs = tracker.tagged("study_key", key)
-    keep, *others = runs
-    for run in others:
-        tracker.fold_into(run, keep.info.run_id)
-    return keep.info.run_id
+    if not tracker.enabled or recorded in (None, parent) or not tracker.exists(recorded):
+        return parent
+    tracker.fold_into(parent, recorded)
+    return recorded
 
 
 def _run_processes(study, study_name, storage, objective, n_trials, seed, workers, progress, poll_seconds, pruner):

@@ -186,10 +186,14 @@ def atomic_output(path):
     path = Path(path)
     # mkstemp's names for this output only (not another's, e.g. table.csv.gz beside table.csv); the
     # pid is absent from those of earlier versions
-    mine = re.compile(rf"\.{re.escape(path.name)}\.(?:(\d+)-)?\w+\.tmp")
+    mine = re.compile(rf"\.{re.escape(path.name)}\.(?:(\d{{1,10}})-)?\w+\.tmp")
     for stale in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
         m = mine.fullmatch(stale.name)
-        if m and not (m.group(1) and process_alive(int(m.group(1)))):
+        if not m:
+            continue
+        # a file named with this process's pid is a killed writer's (a container reuses pids)
+        writer = int(m.group(1)) if m.group(1) else None
+        if writer is None or writer == os.getpid() or not process_alive(writer):
             stale.unlink(missing_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}-", suffix=".tmp", dir=path.parent)
     os.close(fd)

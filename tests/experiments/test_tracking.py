@@ -1,6 +1,7 @@
 """experiments.tracking against a real MLflow store (SQLite file)."""
 
 from mlflow import MlflowClient
+from mlflow.entities import ViewType
 
 from experiments.tracking import Tracker, init_store
 
@@ -74,3 +75,27 @@ def test_a_run_created_before_the_servers_answer_was_lost_is_not_created_twice(t
     run_id = tracker.start("d/m/final")
     runs = MlflowClient(uri).search_runs([tracker.experiment_id()])
     assert [r.info.run_id for r in runs] == [run_id] == calls
+
+
+def test_a_run_that_the_http_client_posted_twice_is_kept_once(tmp_path):
+    """MLflow's HTTP client repeats a request whose answer was lost: the server made two runs."""
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    init_store(uri, "e")
+    tracker = Tracker(uri, "e")
+    create = tracker.client.create_run
+
+    def posted_twice(*args, **kwargs):
+        first = create(*args, **kwargs)
+        create(*args, **kwargs)
+        return first
+
+    tracker.client.create_run = posted_twice
+    tracker.uri = "http://127.0.0.1:5000"  # as seen by the check; the client stays on the file
+    run_id = tracker.start("d/m/final")
+    client = MlflowClient(uri)
+    assert [r.info.run_id for r in client.search_runs([tracker.experiment_id()])] == [run_id]
+    [gone] = client.search_runs([tracker.experiment_id()], run_view_type=ViewType.DELETED_ONLY)
+    assert (
+        gone.info.status == "KILLED"
+        and gone.data.tags["create_token"] == client.get_run(run_id).data.tags["create_token"]
+    )

@@ -274,27 +274,45 @@ def test_a_study_run_left_by_a_job_killed_before_recording_it_is_taken_up(tmp_pa
     assert len(trial_runs) == 4 and all(r.data.tags["mlflow.parentRunId"] == orphan.info.run_id for r in trial_runs)
 
 
-def test_a_second_study_run_of_a_job_started_beside_it_is_folded_into_the_first(tmp_path):
+def test_a_second_study_run_of_a_job_started_beside_it_is_folded_into_the_recorded_one(tmp_path):
     """Two jobs that start one new study together may each create a study run (on several
-    machines); one that was killed before it retired its own leaves it behind. The next job keeps
-    the oldest, moves the other's trial runs under it, and ends and deletes the other."""
+    machines). The run the study records is kept, even where the other is older (a client's clock
+    sets a run's start): a job killed before it retired its own run leaves it to the next job, which
+    moves its trial runs under the recorded run, and ends and deletes it."""
     from mlflow.tracking import MlflowClient
 
     storage, uri = tmp_path / "study.journal", f"sqlite:///{tmp_path}/mlflow.db"
     run(storage, 2, tracking_uri=uri, experiment="t")
     [first] = _runs(uri, "study")
-    key = first.data.tags["study_key"]
-    tracker = tuning.Tracker(uri, "t")
-    second = tracker.start("s/study", tags={"kind": "study", "study": "s", "study_key": key})
+    client, tracker = MlflowClient(uri), tuning.Tracker(uri, "t")
+    tags = {"kind": "study", "study": "s", "study_key": first.data.tags["study_key"]}
+    second = client.create_run(tracker.experiment_id(), first.info.start_time - 60_000, tags, "s/study").info.run_id
     stray = tracker.start("s/trial-9", parent=second, tags={"kind": "trial"})
     tracker.end(stray)
     run(storage, 3, tracking_uri=uri, experiment="t")
     assert [r.info.run_id for r in _runs(uri, "study")] == [first.info.run_id]
-    client = MlflowClient(uri)
     gone = client.get_run(second)
     assert gone.info.lifecycle_stage == "deleted" and gone.info.status == "KILLED"
-    assert client.get_run(stray).data.tags["mlflow.parentRunId"] == first.info.run_id
     assert {r.data.tags["mlflow.parentRunId"] for r in _runs(uri, "trial")} == {first.info.run_id}
+    assert client.get_run(stray).data.tags["mlflow.parentRunId"] == first.info.run_id
+
+
+def test_a_job_that_chose_another_study_run_joins_the_recorded_one_at_its_end(tmp_path):
+    """A job whose run lost to the one another job recorded meanwhile folds its run into it."""
+    from mlflow.tracking import MlflowClient
+
+    storage, uri = tmp_path / "study.journal", f"sqlite:///{tmp_path}/mlflow.db"
+    run(storage, 2, tracking_uri=uri, experiment="t")
+    [recorded] = _runs(uri, "study")
+    tracker = tuning.Tracker(uri, "t")
+    mine = tracker.start("s/study", tags={"kind": "study", "study": "s"})
+    trial = tracker.start("s/trial-5", parent=mine, tags={"kind": "trial"})
+    study = tuning.load_study("s", str(storage))
+    assert tuning._join_study_run(study, tracker, mine) == recorded.info.run_id
+    client = MlflowClient(uri)
+    assert client.get_run(mine).info.lifecycle_stage == "deleted"
+    assert client.get_run(trial).data.tags["mlflow.parentRunId"] == recorded.info.run_id
+    assert tuning._join_study_run(study, tracker, recorded.info.run_id) == recorded.info.run_id
 
 
 def test_a_worker_of_another_job_dying_meanwhile_is_released_and_its_budget_run(tmp_path, monkeypatch):
@@ -359,20 +377,20 @@ def test_a_trial_is_released_only_when_its_own_worker_process_is_gone(tmp_path):
         "a machine of the same name": S.RUNNING,
         "another host": S.RUNNING,
     }
-    assert me["worker_start"] and me["worker_machine"]  # readable on Linux: the checks above used them
+    assert me["worker_start"]  # readable on Linux: the checks above used it
 
 
 def test_a_trial_of_a_worker_killed_before_it_named_itself_is_run_again(tmp_path, monkeypatch, capsys):
     """Killed between Optuna's ask and the objective's first line, a worker leaves a RUNNING trial
-    that names no process: the job waits until it is stale and runs the budget it held, instead of
-    ending one trial short."""
-    monkeypatch.setattr(tuning, "_ANONYMOUS_STALE_SECONDS", 5)
+    that names no process: the job waits until it has seen it unnamed for the grace period and runs
+    the budget it held, instead of ending one trial short."""
+    monkeypatch.setattr(tuning, "_UNNAMED_GRACE_SECONDS", 2)
     storage = tmp_path / "s.journal"
     tuning.load_study("s", tuning.make_storage(str(storage))).ask()
     run(storage, 3, poll_seconds=0.2)
     done = trials(storage)
     assert [t.state for t in done] == [S.FAIL, S.COMPLETE, S.COMPLETE, S.COMPLETE] and tuning.interrupted(done[0])
-    assert "taken as dead 5 s after their start" in capsys.readouterr().out
+    assert "taken as dead once unnamed for 2 s" in capsys.readouterr().out
 
 
 def test_a_journal_lock_left_by_a_killed_writer_is_broken(tmp_path, monkeypatch):
@@ -409,10 +427,14 @@ def test_writers_waiting_on_a_killed_writers_lock_take_it_one_at_a_time(tmp_path
     waiter = (
         f"import sys, time; sys.path.insert(0, {str(REPO)!r})\nfrom experiments import tuning\n"
         f"tuning.JOURNAL_LOCK_GRACE_SECONDS = 3\nlock = tuning.make_storage({str(journal)!r})._backend._lock\n"
-        "lock.acquire(); start = time.time(); time.sleep(1.0)\n"
+        "print('waiting', flush=True); lock.acquire(); start = time.time(); time.sleep(1.0)\n"
         "print(start, time.time(), flush=True); lock.release()\n"
     )
-    procs = [subprocess.Popen([sys.executable, "-c", waiter], stdout=subprocess.PIPE, text=True) for _ in range(3)]
+    procs = []
+    for _ in range(3):  # apart: Optuna checks a lock's age and breaks it in two steps, racing a twin
+        procs.append(subprocess.Popen([sys.executable, "-c", waiter], stdout=subprocess.PIPE, text=True))
+        assert procs[-1].stdout.readline().strip() == "waiting"
+        time.sleep(0.5)
     held = sorted(tuple(map(float, p.communicate(timeout=120)[0].split())) for p in procs)
     assert len(held) == 3
     assert all(end <= next_start for (_, end), (next_start, _) in zip(held, held[1:])), held
@@ -430,10 +452,12 @@ def test_two_workers_of_one_job_share_the_study(tmp_path):
     assert summary["value"] == max(t.value for t in complete)
 
 
-def test_a_job_starts_no_more_workers_than_trials_left(tmp_path):
+def test_a_job_starts_no_more_workers_than_trials_left(tmp_path, monkeypatch):
+    started, run_processes = [], tuning._run_processes
+    monkeypatch.setattr(tuning, "_run_processes", lambda *a: started.append(a[6]) or run_processes(*a))
     run(tmp_path / "s.journal", 2, workers=3)
-    assert len(trials(tmp_path / "s.journal")) == 2  # a third worker would run a third trial
     run(tmp_path / "s.journal", 3, workers=3)
+    assert started == [2, 1]  # each worker that starts runs a trial: a third would overshoot the budget
     assert len(trials(tmp_path / "s.journal")) == 3
 
 

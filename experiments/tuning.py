@@ -680,11 +680,16 @@ def _study_run(study, tracker, label, n_trials, metric_name, fixed, space, stats
     runs and workers on other machines nest their trials under the same run."""
     if not tracker.enabled:
         return None
-    recorded = study.user_attrs.get("mlflow_parent_run")
-    parent = _find_or_start_study_run(study, tracker, label, recorded)
-    # recorded only where no job beside this one recorded its own meanwhile: that one is kept
-    if parent != recorded and study.user_attrs.get("mlflow_parent_run") == recorded:
-        study.set_user_attr("mlflow_parent_run", parent)
+    for _ in range(3):
+        recorded = study.user_attrs.get("mlflow_parent_run")
+        parent = _find_or_start_study_run(study, tracker, label, recorded)
+        # recorded only where no job beside this one recorded its own meanwhile: that one is kept,
+        # and this job's run (no trial runs yet) folds into it
+        if parent != recorded and study.user_attrs.get("mlflow_parent_run") == recorded:
+            study.set_user_attr("mlflow_parent_run", parent)
+        parent = _join_study_run(study, tracker, parent)
+        if tracker.exists(parent):
+            break  # else another job starting beside this one folded it away meanwhile: again
     tracker.reopen(parent)
     if "n_trials" not in tracker.logged_params(parent):  # logged last: a job killed before left it out
         tracker.dataset_stats(parent, stats_path)

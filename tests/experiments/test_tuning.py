@@ -315,6 +315,24 @@ def test_a_job_that_chose_another_study_run_joins_the_recorded_one_at_its_end(tm
     assert tuning._join_study_run(study, tracker, recorded.info.run_id) == recorded.info.run_id
 
 
+def test_a_job_whose_study_run_was_folded_away_as_it_started_takes_the_recorded_one(tmp_path, monkeypatch):
+    """Job B records its study run just after job C (starting beside it) folded that run into job
+    A's: B finds its run gone and takes the one the study should record, instead of failing."""
+    storage, uri = tmp_path / "study.journal", f"sqlite:///{tmp_path}/mlflow.db"
+    run(storage, 2, tracking_uri=uri, experiment="t")
+    [kept] = _runs(uri, "study")
+    tracker = tuning.Tracker(uri, "t")
+    folded = tracker.start("s/study", tags={"kind": "study", "study": "s"})
+    tracker.fold_into(folded, kept.info.run_id)
+    tuning.load_study("s", str(storage)).set_user_attr("mlflow_parent_run", folded)  # B's late record
+    find, answers = tuning._find_or_start_study_run, iter([folded])
+    monkeypatch.setattr(tuning, "_find_or_start_study_run", lambda *a: next(answers, None) or find(*a))
+    run(storage, 3, tracking_uri=uri, experiment="t")
+    assert tuning.load_study("s", str(storage)).user_attrs["mlflow_parent_run"] == kept.info.run_id
+    assert [r.info.run_id for r in _runs(uri, "study")] == [kept.info.run_id]
+    assert {r.data.tags["mlflow.parentRunId"] for r in _runs(uri, "trial")} == {kept.info.run_id}
+
+
 def test_a_worker_of_another_job_dying_meanwhile_is_released_and_its_budget_run(tmp_path, monkeypatch):
     """Job A holds trial 1 when job B starts on the same study; A dies while B runs. B releases A's
     trial, closes its run and runs the trial the budget still has, instead of ending one short."""

@@ -8,6 +8,7 @@ PostgreSQL binaries are missing, `postgres_server` skips with the command that i
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import pwd
 import shutil
@@ -269,6 +270,16 @@ def slurm_cluster():
     pytest.importorskip("snakemake_executor_plugin_slurm", reason=SLURM_INSTALL_HINT)
     if os.geteuid() != 0:
         pytest.skip("starting slurmctld and slurmd needs root (as in CI)")
+    # one test cluster at a time on a machine (two test runs side by side): its config is the
+    # machine's, which the other's would overwrite and, when it ends, remove
+    with open(Path(tempfile.gettempdir()) / "gru4rec-test-slurm.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        with _slurm_daemons(daemons) as env:
+            yield env
+
+
+@contextlib.contextmanager
+def _slurm_daemons(daemons):
     conf = SLURM_CONF_PATH
     if conf.exists() and SLURM_CONF_MARK not in conf.read_text():
         pytest.skip(f"{conf} exists: this machine has a SLURM cluster of its own, which the test leaves alone")

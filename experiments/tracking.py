@@ -69,6 +69,11 @@ def _retry(fn, *args, attempts: int = 40, **kwargs):
             time.sleep(min(2.0, 0.05 * 2**k) * (0.5 + random.random()))
 
 
+def _oldest_first(runs) -> list:
+    """Runs by start, ties by id: every reader orders the same runs alike."""
+    return sorted(runs, key=lambda r: (r.info.start_time, r.info.run_id))
+
+
 @functools.lru_cache(maxsize=1)
 def code_version() -> str:
     """Package version + git commit (+ '-dirty' when tracked files differ from it)."""
@@ -178,7 +183,7 @@ class Tracker:
             try:
                 twins = self._search(f"tags.create_token = '{token}'")
                 if len(twins) > 1:
-                    keep, *extra = sorted(twins, key=lambda r: (r.info.start_time, r.info.run_id))
+                    keep, *extra = _oldest_first(twins)
                     for twin in extra:
                         self.end(twin.info.run_id, "KILLED")
                         _retry(self.client.delete_run, twin.info.run_id)
@@ -231,12 +236,10 @@ class Tracker:
         return self._search(f"attributes.run_name = {quote}{name}{quote} and {status}", parent)
 
     def tagged(self, key: str, value: str) -> list:
-        """The experiment's runs tagged `key` = `value` (a word: letters, digits, '-'), oldest first
-        (ties by id: every reader orders the same runs alike)."""
+        """The experiment's runs tagged `key` = `value` (a word: letters, digits, '-'), oldest first."""
         if not self.enabled:
             return []
-        runs = self._search(f"tags.{key} = '{value}'")
-        return sorted(runs, key=lambda r: (r.info.start_time, r.info.run_id))
+        return _oldest_first(self._search(f"tags.{key} = '{value}'"))
 
     def fold_into(self, run_id: str, into: str) -> None:
         """Retire the run `run_id` in favour of the run `into`: its nested runs move under `into`,

@@ -649,13 +649,13 @@ def run_study(
                 f"[{label}] {n_trials - used - running} trial(s) left by workers that died meanwhile: running them",
                 flush=True,
             )
-        elif used >= n_trials or not _anonymous(study):
+        elif used >= n_trials or not (unnamed := _anonymous(study)):
             parent = _join_study_run(study, tracker, parent)
             return _summarise(study, fixed, metric_name, tracker, parent, label)
         else:  # a live worker names itself at once; a trial that still has no name is released once stale
             if not waiting:
                 print(
-                    f"[{label}] {len(_anonymous(study))} trial(s) started by a worker killed before it recorded "
+                    f"[{label}] {len(unnamed)} trial(s) started by a worker killed before it recorded "
                     f"its process: taken as dead once unnamed for {_UNNAMED_GRACE_SECONDS} s, then run again",
                     flush=True,
                 )
@@ -710,9 +710,10 @@ def _find_or_start_study_run(study, tracker, label, recorded) -> str:
         time.sleep(_SETTLE_SECONDS)
     key = study.user_attrs["mlflow_study_key"]  # read back: the last job's to write its own
     runs = tracker.tagged("study_key", key)
-    if recorded and recorded not in {r.info.run_id for r in runs} and tracker.exists(recorded):
+    ids = [r.info.run_id for r in runs]
+    if recorded and recorded not in ids and tracker.exists(recorded):
         tracker.tags(recorded, {"study_key": key})  # a study recorded before its run had a key
-    elif not any(r.info.run_id == recorded for r in runs):
+    elif recorded not in ids:
         if not runs:
             tracker.start(f"{label}/study", tags={"kind": "study", "study": study.study_name, "study_key": key})
             time.sleep(_SETTLE_SECONDS)

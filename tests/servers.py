@@ -23,6 +23,8 @@ from pathlib import Path
 
 import pytest
 
+from gru4rec.processes import process_alive
+
 PG_INSTALL_HINT = "install PostgreSQL's server binaries: apt-get install -y postgresql (Debian/Ubuntu)"
 
 
@@ -240,21 +242,13 @@ def _start_munge() -> int | None:
     return int(Path("/run/munge/munged.pid").read_text())
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
-
-
 def _stop(pidfile: Path):
     """A daemon that `scontrol shutdown` did not end within 30 s is killed (by its recorded pid)."""
     with contextlib.suppress(OSError, ValueError):
         pid = int(pidfile.read_text())
         with contextlib.suppress(RuntimeError):
-            wait_until(lambda: not _alive(pid), 30, "daemon exit")
-        if _alive(pid):
+            wait_until(lambda: not process_alive(pid), 30, "daemon exit")
+        if process_alive(pid):
             os.kill(pid, signal.SIGKILL)
 
 

@@ -3,24 +3,53 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 CORES ?= 8
-# CPU build of PyTorch; for a GPU install the CUDA build first (README, "GPU").
+# The locked torch release (requirements/lock.txt), CPU build; for a GPU install its CUDA build first (README, "GPU").
 TORCH ?= torch==2.13.0
 # the venv's commands first, also for Snakemake's jobs
 RUN := PATH="$(abspath $(BIN)):$$PATH"
 
-.PHONY: help install demo report test test-fast lint format clean distclean
+LOCK := requirements/lock.txt
+# pip with the lock: every package, transitive ones included, at the version CI tested
+PIP_LOCKED = $(1)/python -m pip install --quiet -c $(LOCK)
+
+.PHONY: help install lock check-lock test-latest demo report test test-fast lint format clean distclean
 
 help:  ## this list
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
 
-install: $(VENV)/.installed  ## create .venv (CPU PyTorch, pinned) and install the project with its test tools
+install: $(VENV)/.installed  ## create .venv from the lock (CPU PyTorch) with the project and its test tools
 
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.installed: pyproject.toml $(LOCK)
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/python -m pip install --quiet "$(TORCH)"
-	$(BIN)/python -m pip install --quiet -e ".[test]"
+	$(call PIP_LOCKED,$(BIN)) pip setuptools
+	$(BIN)/python -c "import torch" 2>/dev/null || $(call PIP_LOCKED,$(BIN)) "$(TORCH)"
+	$(call PIP_LOCKED,$(BIN)) --no-build-isolation -e ".[test]"
+	$(BIN)/python requirements/lock.py check
 	touch $@
+
+check-lock: install  ## the installed versions equal requirements/lock.txt
+	$(BIN)/python requirements/lock.py check
+
+lock:  ## regenerate requirements/lock.txt (and the conda files' pins) from a clean resolve of pyproject.toml
+	rm -rf .venv-lock
+	$(PYTHON) -m venv .venv-lock
+	.venv-lock/bin/python -m pip install --quiet --upgrade pip setuptools
+	.venv-lock/bin/python -m pip install --quiet "$(TORCH)"
+	.venv-lock/bin/python -m pip install --quiet --no-build-isolation -e ".[test]"
+	.venv-lock/bin/python requirements/lock.py freeze > $(LOCK).new
+	mv $(LOCK).new $(LOCK)
+	.venv-lock/bin/python requirements/lock.py envs
+	rm -rf .venv-lock
+	@echo "wrote $(LOCK): run make distclean test, then commit it"
+
+test-latest:  ## the test suite against today's newest releases, without the lock (in .venv-latest)
+	rm -rf .venv-latest
+	$(PYTHON) -m venv .venv-latest
+	.venv-latest/bin/python -m pip install --quiet --upgrade pip setuptools
+	.venv-latest/bin/python -m pip install --quiet "$(TORCH)"
+	.venv-latest/bin/python -m pip install --quiet --upgrade --upgrade-strategy eager -e ".[test]"
+	.venv-latest/bin/python requirements/lock.py check || true
+	PATH="$(abspath .venv-latest/bin):$$PATH" .venv-latest/bin/python -m pytest -q
 
 demo: install  ## the whole pipeline on the embedded synthetic dataset (config/config.yaml) -> results/
 	$(RUN) $(BIN)/snakemake --cores $(CORES) all
@@ -29,6 +58,7 @@ report: install  ## results/report.html: the tables and plots of the last run as
 	$(RUN) $(BIN)/snakemake --cores 1 --report results/report.html
 
 test: install  ## the whole test suite (the workflow end to end included)
+	$(BIN)/python requirements/lock.py check
 	$(RUN) $(BIN)/python -m pytest -q
 
 test-fast: install  ## the test suite without the end-to-end workflow runs (marker `slow`)
@@ -49,4 +79,4 @@ clean:  ## delete what the pipeline made: results/ (MLflow database and its arti
 	rm -rf results/*/ results/mlflow.db results/.mlflow_ready results/report.html .snakemake/ .test/results/ .test/.snakemake/
 
 distclean: clean  ## also the downloaded raw data (resources/) and the environment (.venv)
-	rm -rf resources/ .test/resources/ $(VENV)
+	rm -rf resources/ .test/resources/ $(VENV) .venv-latest .venv-lock

@@ -36,6 +36,7 @@ def preprocess(dataset: str, raw_dir, out_dir, options: dict | None = None, quie
     options = dict(options or {})
     if dataset not in DATASETS:
         raise PreprocessingError(f"unknown dataset '{dataset}'; expected one of: {', '.join(DATASETS)}")
+    _check_out_dir(out_dir)  # before reading gigabytes, not after
     if dataset == "synthetic":
         valid = list(inspect.signature(synthetic.generate_events).parameters) + ["test_days"]
         unknown = sorted(set(options) - set(valid))
@@ -51,6 +52,8 @@ def preprocess(dataset: str, raw_dir, out_dir, options: dict | None = None, quie
     if raw_dir is None:
         raise PreprocessingError(f"dataset '{dataset}' needs a raw data directory (--raw DIR)")
     raw = Path(raw_dir)
+    if raw.exists() and not raw.is_dir():
+        raise PreprocessingError(f"{raw}: is a file; --raw is the directory that holds the raw files")
     if not raw.is_dir():
         raise PreprocessingError(f"{raw}: raw data directory not found")
     if dataset == "custom":
@@ -62,6 +65,19 @@ def preprocess(dataset: str, raw_dir, out_dir, options: dict | None = None, quie
         return recipes.rsc15(raw, out_dir, quiet)
     recipe = recipes.RECIPES[dataset]
     return recipes.run(recipe, recipe.read(raw, quiet=quiet), out_dir, quiet)
+
+
+def _check_out_dir(out_dir):
+    """The output directory is a directory, or can be made: no file in its place or above it."""
+    if out_dir is None:
+        raise PreprocessingError("an output directory is needed (--out DIR)")
+    out = Path(out_dir)
+    for p in (out, *out.parents):
+        if p.exists():
+            if not p.is_dir():
+                where = "" if p == out else f" (in the output directory {out})"
+                raise PreprocessingError(f"{p}: is a file, expected a directory for the outputs{where}")
+            break
 
 
 __all__ = ["DATASETS", "PUBLIC_DATASETS", "preprocess", "download", "PreprocessingError", "DownloadError"]

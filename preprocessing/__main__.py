@@ -6,6 +6,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from gru4rec.errors import GRU4RecError
+
 from . import DATASETS, PreprocessingError, download, preprocess
 
 SYNTHETIC = (
@@ -36,7 +38,7 @@ def _download_main(argv) -> int:
     try:
         for path in download(a.dataset, a.raw, {"config": a.config} if a.config else None, quiet=a.quiet):
             print(f"ok: {path}")
-    except PreprocessingError as e:
+    except GRU4RecError as e:  # PreprocessingError and the reader's DataError alike
         return _error(e)
     return 0
 
@@ -70,7 +72,7 @@ def main(argv=None) -> int:
         if a.download:
             download(a.dataset, a.raw, options if a.dataset == "custom" else None, quiet=a.quiet)
         preprocess(a.dataset, a.raw, a.out, options, quiet=a.quiet)
-    except PreprocessingError as e:
+    except GRU4RecError as e:  # PreprocessingError and the reader's DataError alike
         return _error(e)
     return 0
 

@@ -273,10 +273,20 @@ def write_outputs(out_dir, df: pd.DataFrame, splits: dict, labels: dict, unit: T
     Everything goes into a temporary directory beside out_dir first and is moved into place only
     when every file is complete, so a failure never leaves a mix of old and half-new files.
     """
+    out_dir = Path(out_dir)
+    try:
+        return _write_outputs(out_dir, df, splits, labels, unit, quiet)
+    except OSError as e:  # disk full, no permission, a file where a directory should be
+        where = e.filename or out_dir
+        raise PreprocessingError(
+            f"{where}: cannot write the outputs ({e.strerror or e}); nothing was written"
+        ) from None
+
+
+def _write_outputs(out_dir: Path, df, splits, labels, unit, quiet) -> dict:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    out_dir = Path(out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
     stats = {}

@@ -21,7 +21,7 @@ import pandas as pd
 import pyarrow as pa
 
 from gru4rec.errors import first_line
-from gru4rec.fileio import read_table
+from gru4rec.fileio import CODECS, read_table
 
 from . import readers
 from .common import EVENT, USER, I, S, T, TimeUnit
@@ -62,12 +62,30 @@ def load_config(config) -> dict:
         import yaml
 
         path = Path(config)
+        if path.is_dir():
+            raise PreprocessingError(f"{path}: is a directory, expected the config file (YAML)")
         if not path.is_file():
             raise PreprocessingError(f"{path}: config file not found")
         try:
-            config = yaml.safe_load(path.read_text())
+            text = path.read_bytes().decode("utf-8-sig")
+        except UnicodeDecodeError as e:
+            raise PreprocessingError(
+                f"{path}: the config is not UTF-8 text (byte 0x{e.object[e.start]:02x} at position {e.start + 1}); "
+                "save it as UTF-8"
+            ) from None
+        except OSError as e:
+            raise PreprocessingError(f"{path}: cannot read the config ({e.strerror or e})") from None
+        try:
+            config = yaml.safe_load(text)
         except yaml.YAMLError as e:
             raise PreprocessingError(f"{path}: invalid YAML: {' '.join(str(e).split())}") from None
+        if config is None:
+            raise PreprocessingError(f"{path}: the config is empty (it needs at least 'files' and 'columns')")
+        if not isinstance(config, dict):
+            raise PreprocessingError(
+                f"{path}: the config must be a mapping of keys to values (files: ..., columns: ...), "
+                f"got a YAML {type(config).__name__}"
+            )
     if not isinstance(config, dict):
         _fail(f"must be a mapping of keys to values, got {type(config).__name__}")
     _validate(config)
@@ -90,6 +108,15 @@ def _validate(c: dict):
     for key in ("item", "time"):
         if key not in cols:
             _fail(f"columns: '{key}' is required")
+    for key, name in cols.items():
+        if not (isinstance(name, str) and name):
+            _fail(f"columns.{key} must be a column name (text), got {name!r}")
+    sep = c.get("separator")
+    if sep is not None and not (isinstance(sep, str) and len(sep) == 1 and sep not in '\r\n"'):
+        _fail(f"'separator' must be one character, e.g. ',' or '\\t' (quoted in YAML), got {sep!r}")
+    unit = c.get("time_unit", "s")
+    if not (isinstance(unit, str) and (unit in ("s", "ms") or unit.lower() == "iso8601" or "%" in unit)):
+        _fail(f"time_unit must be s, ms, iso8601 or a strptime format such as '%Y-%m-%d %H:%M:%S', got {unit!r}")
     if ("session" in cols) == ("user" in cols):
         _fail("columns: give exactly one of 'session' (sessions given) or 'user' (sessions built with session_gap)")
     if "user" in cols and not _positive(c.get("session_gap")):
@@ -135,15 +162,20 @@ def read(raw_dir, config: dict, quiet=False) -> pd.DataFrame:
     string_ids = pa.dictionary(pa.int32(), pa.string()) if config.get("id_type", "auto") == "str" else None
     parts = []
     for path in files(raw_dir, config):
-        if path.suffix.lower() in (".parquet", ".pq"):
+        suffix = _format_suffix(path)
+        if suffix in (".parquet", ".pq"):
             table = read_table(path, wanted, fmt="parquet", error=PreprocessingError)
         else:
-            sep = config.get("separator") or ("\t" if path.suffix.lower() in (".tsv", ".tab") else ",")
+            sep = config.get("separator") or ("\t" if suffix in (".tsv", ".tab") else ",")
             types = {T: pa.string()} if time_unit not in ("s", "ms") else {}
             if string_ids is not None:
                 types.update({c: string_ids for c in (S, USER, I) if c in wanted})
             table = readers.read_csv(path, wanted, types, sep=sep)
         table = _time(table, time_unit, path, cols["time"])
+        if time_unit in ("s", "ms"):
+            readers.out_of_range(
+                table[T].to_numpy(), 1000 if time_unit == "ms" else 1, path, cols["time"], hint=_UNIT_HINT
+            )
         parts.append(readers.drop_null_ids(table, (S, USER), path, quiet))
     try:
         table = pa.concat_tables(parts, promote_options="permissive")
@@ -154,6 +186,17 @@ def read(raw_dir, config: dict, quiet=False) -> pd.DataFrame:
     return readers.to_frame(table)
 
 
+_UNIT_HINT = "; is time_unit right? s: seconds, ms: milliseconds since 1970-01-01"
+
+
+def _format_suffix(path: Path) -> str:
+    """The extension that says the format, under a compression suffix (events.tsv.gz: .tsv)."""
+    suffixes = [s.lower() for s in path.suffixes]
+    if len(suffixes) > 1 and suffixes[-1] in CODECS:
+        return suffixes[-2]
+    return suffixes[-1] if suffixes else ""
+
+
 def _time(table: pa.Table, unit: str, path: Path, name: str) -> pa.Table:
     col = table[T]
     if unit in ("s", "ms"):
@@ -162,7 +205,7 @@ def _time(table: pa.Table, unit: str, path: Path, name: str) -> pa.Table:
                 f"{path}: column {name} is not a number ({col.type}); set time_unit to "
                 f"iso8601 or a strptime format such as '%Y-%m-%d %H:%M:%S'"
             )
-        return readers.require_numeric(table, T, path)
+        return readers.require_numeric(table, T, path, label=name)
     if pa.types.is_timestamp(col.type):  # a Parquet timestamp column: already parsed
         secs = pa.array(col.cast(pa.timestamp("ms")).cast(pa.int64()).to_numpy() // 1000)
         return table.set_column(table.column_names.index(T), T, secs)

@@ -23,6 +23,10 @@ from gru4rec.fileio import read_table
 from .errors import PreprocessingError
 
 STRING_IDS = pa.dictionary(pa.int32(), pa.string())  # hashed ids: stored once, categorical in pandas
+# times must lie in the range of nanosecond timestamps (1677-09-21 .. 2262-04-11 UTC), in seconds:
+# anything outside is a corrupt value or a wrong unit (milliseconds read as seconds), never data
+TIME_RANGE = (-9_223_372_036, 9_223_372_036)
+TIME_RANGE_TEXT = "between 1677-09-21 and 2262-04-11 UTC"
 
 
 def read_csv(
@@ -41,7 +45,15 @@ def read_csv(
     reduce(block, first_row) shrinks each block (filter, parse times) before the next is read.
     """
     return read_table(
-        path, wanted, fmt="csv", sep=sep, names=names, types=types, reduce=reduce, error=PreprocessingError
+        path,
+        wanted,
+        fmt="csv",
+        sep=sep,
+        names=names,
+        types=types,
+        reduce=reduce,
+        error=PreprocessingError,
+        compressed=False,
     )
 
 
@@ -66,7 +78,8 @@ def parse_time(
                 f"{path}: column {label}: cannot parse time {text.iloc[idx]!r} at data row "
                 f"{first_row + idx + 1:,} (expected ISO 8601, e.g. 2014-04-01T03:00:00.124Z)"
             )
-        ns = parsed.dt.tz_localize(None).to_numpy().astype("datetime64[ns]").astype(np.int64)
+        # microseconds: int64 holds them for 292,000 years (nanoseconds overflow after 2262)
+        us = parsed.dt.tz_localize(None).to_numpy().astype("datetime64[us]").astype(np.int64)
     else:
         ts = pc.strptime(col, format=fmt, unit="ms", error_is_null=True)
         if ts.null_count:
@@ -75,15 +88,43 @@ def parse_time(
                 f"{path}: column {label}: cannot parse time {col[idx].as_py()!r} at data row "
                 f"{first_row + idx + 1:,} (expected format {fmt})"
             )
-        ns = pc.cast(ts, pa.int64()).to_numpy() * 1_000_000
-    values = {"int": ns // 1_000_000_000, "float": ns / 1e9, "ms": ns // 1_000_000}[seconds]
+        us = pc.cast(ts, pa.int64()).to_numpy() * 1000
+    out_of_range(us / 1e6, 1, path, label, first_row, shown=lambda idx: col[idx].as_py())
+    values = {"int": us // 1_000_000, "float": us / 1e6, "ms": us // 1000}[seconds]
     return table.set_column(table.column_names.index(column), column, pa.array(values))
 
 
-def require_numeric(table: pa.Table, column: str, path: Path) -> pa.Table:
+def out_of_range(values, per_second: float, path: Path, label: str, first_row: int = 0, shown=None, hint: str = ""):
+    """A time outside TIME_RANGE (values in units of 1/per_second s) is an error naming the file,
+    the column, the value and its data row (first_row: the row of values[0])."""
+    v = np.asarray(values)
+    if len(v) == 0:
+        return
+    low, high = TIME_RANGE[0] * per_second, TIME_RANGE[1] * per_second
+    bad = ~((v >= low) & (v <= high))
+    if bad.any():
+        idx = int(np.flatnonzero(bad)[0])
+        value = shown(idx) if shown is not None else v[idx].item()
+        raise PreprocessingError(
+            f"{path}: column {label}: time {value!r} at data row {first_row + idx + 1:,} is out of range "
+            f"(expected {TIME_RANGE_TEXT}{hint})"
+        )
+
+
+def require_numeric(
+    table: pa.Table, column: str, path: Path, per_second: float | None = None, label: str | None = None, hint=""
+) -> pa.Table:
+    """No missing values in a numeric column; with per_second (a time column: units in a second)
+    every value within TIME_RANGE. label: the column's name in the file."""
     col = table[column]
+    label = label or column
     if col.null_count:
-        raise PreprocessingError(f"{path}: column {column} has {col.null_count:,} missing value(s)")
+        idx = pc.indices_nonzero(pc.is_null(col))[0].as_py()
+        raise PreprocessingError(
+            f"{path}: column {label} has {col.null_count:,} missing value(s) (first at data row {idx + 1:,})"
+        )
+    if per_second is not None:
+        out_of_range(col.to_numpy(), per_second, path, label, hint=hint)
     return table
 
 
@@ -166,7 +207,7 @@ def read_coveo(raw: Path, files=("release_10_23_2020.csv",), quiet=False) -> pd.
         },
         {"User": STRING_IDS, "Event": STRING_IDS, "ItemId": STRING_IDS, "Time": pa.int64()},
     )
-    t = require_numeric(t, "Time", path)
+    t = require_numeric(t, "Time", path, 1000, "server_timestamp_epoch_ms")
     return to_frame(drop_null_ids(t, ("User",), path, quiet))
 
 
@@ -179,7 +220,7 @@ def read_retailrocket(raw: Path, files=("events.csv",), quiet=False) -> pd.DataF
         {"Time": ["timestamp"], "User": ["visitorid"], "Event": ["event"], "ItemId": ["itemid"]},
         {"Time": pa.int64(), "User": pa.int64(), "Event": STRING_IDS, "ItemId": pa.int64()},
     )
-    t = require_numeric(t, "Time", path)
+    t = require_numeric(t, "Time", path, 1000, "timestamp")
     return to_frame(drop_null_ids(t, ("User",), path, quiet))
 
 
@@ -198,11 +239,14 @@ def read_diginetica(raw: Path, files=("train-item-views.csv",), quiet=False) -> 
         {"SessionId": pa.int64(), "ItemId": pa.int64(), "timeframe": pa.int64(), "eventdate": pa.date32()},
         sep=";",
     )
-    for c in ("timeframe", "eventdate"):
-        t = require_numeric(t, c, path)
+    t = require_numeric(t, "timeframe", path, 1000)  # ms since the session's first day
+    t = require_numeric(t, "eventdate", path)
     t = t.set_column(t.column_names.index("eventdate"), "eventdate", pc.cast(t["eventdate"], pa.int32()))
+    days = t["eventdate"].to_numpy()
+    out_of_range(days, 1 / 86400, path, "eventdate", shown=lambda i: str(np.datetime64(int(days[i]), "D")))
     df = to_frame(drop_null_ids(t, ("SessionId", "ItemId"), path, quiet))
     day_ms = df["eventdate"].to_numpy(dtype=np.int64) * 86_400_000  # days since 1970-01-01 -> ms
     start = pd.Series(day_ms).groupby(df["SessionId"].to_numpy()).transform("min").to_numpy()
     df["Time"] = start + df["timeframe"].to_numpy(dtype=np.int64)
+    out_of_range(df["Time"].to_numpy(), 1000, path, "eventdate + timeframe")
     return df.drop(columns=["eventdate", "timeframe"])

@@ -116,3 +116,43 @@ def test_the_temporary_file_of_a_killed_writer_goes_with_the_next_write(tmp_path
     finally:
         live.kill()
         live.wait()
+
+
+@pytest.mark.parametrize(
+    "name,data,kw,match",
+    [
+        (
+            "e.csv",
+            b"\x1f\x8b\x08\x00" + bytes(20),
+            {},
+            r"e.csv: gzip-compressed data behind a plain .csv name \(rename",
+        ),
+        (
+            "e.csv",
+            b"\x1f\x8b\x08\x00" + bytes(20),
+            {"compressed": False},  # a reader of fixed names: renaming would not help
+            r"e.csv: gzip-compressed data behind a plain .csv name, expected text \(decompress it: mv e.csv e.csv.gz",
+        ),
+        ("e.csv", b"a,b\n1,2\n", {"sep": ";;"}, r"e.csv: the separator must be one character .*got ';;'"),
+        ("e.csv", b"a,b\n1,2\n3,2016-02-30\n", {"types": {"b": pa.date32()}}, r"e.csv: column b: expected a date"),
+        ("e.csv", b"\xef\xbb\xbfa,b\r\n1,caf\xc3\xa9\r\n", {}, None),  # BOM, CRLF and UTF-8 values: fine
+    ],
+)
+def test_leading_bytes_are_checked_before_arrow_parses(tmp_path, name, data, kw, match):
+    (tmp_path / name).write_bytes(data)
+    if match is None:
+        assert read_table(tmp_path / name, ["a", "b"], **kw).to_pydict() == {"a": [1], "b": ["café"]}
+        return
+    with pytest.raises(OtherError, match=match) as e:  # the caller's error class, whatever the problem
+        read_table(tmp_path / name, ["a", "b"], error=OtherError, **kw)
+    assert "\n" not in str(e.value)
+
+
+def test_a_nul_byte_past_the_checked_head_is_found_in_the_values(tmp_path):
+    rows = "".join(f"{i},x{i}\n" for i in range(20_000))
+    (tmp_path / "e.csv").write_bytes(b"a,b\n" + rows.encode() + b"1,x\x00y\n")
+    with pytest.raises(DataError, match=r"e.csv: column b: NUL bytes in a value"):
+        read_table(tmp_path / "e.csv", ["a", "b"], reduce=lambda block, first_row: block)
+    ids = pa.dictionary(pa.int32(), pa.string())  # dictionary-encoded text is checked too
+    with pytest.raises(DataError, match=r"column b: NUL bytes"):
+        read_table(tmp_path / "e.csv", ["a", "b"], types={"b": ids})

@@ -1,15 +1,18 @@
 """Item-KNN, the strongest baseline of the ICLR 2016 paper (the original code's baselines.ItemKNN).
 
-Two items are similar when they occur in the same sessions. With n_si the number of events of
-item i in session s (the reference counts every pair of events of a session, whatever their
-order or time) and supp_i the number of training events of item i:
+Two items are similar when they occur in the same sessions. The reference counts, for every
+training event of item i, each DISTINCT item of that event's session once (NumPy's fancy-index
+`iarray[items_of_session] += 1` adds once per distinct index, however often an item repeats). With
+n_si the number of events of item i in session s and supp_i the number of training events of i:
 
-    sim(i, j) = sum_s n_si * n_sj / ((supp_i + lmbd)^alpha * (supp_j + lmbd)^(1 - alpha)),  sim(i, i) = 0
+    sim(i, j) = sum_s n_si * [n_sj > 0] / ((supp_i + lmbd)^alpha * (supp_j + lmbd)^(1 - alpha)),  sim(i, i) = 0
 
+so the similarity is NOT symmetric where items repeat within a session: a session "a a b" gives
+count(a, b) = 2 but count(b, a) = 1. Order and time within the session do not matter.
 lmbd discounts rare items (chance co-occurrences), alpha = 0.5 is cosine-like, alpha = 1 a
 confidence. Each item keeps its `n_sims` most similar items (ties at the cut: lower item column
-first; the reference's sort leaves them to chance). The next item is scored by its similarity to
-the current item only (not the whole session); items outside the current item's list, or with
+first; the reference's sort leaves them to chance). The next item is scored by row i of sim, i the
+current item only (not the whole session); items outside the current item's list, or with
 similarity 0, are UNSCORED (the reference gives them 0, the same rank).
 """
 
@@ -49,12 +52,15 @@ class ItemKNN(Baseline):
 
     def _fit(self, events):
         p = self.params
-        # session x item event counts; the co-occurrence counts of all event pairs are then X'X
+        # X: session x item event counts (n_si); B: whether the session holds the item at all.
+        # count(i, j) = sum_s n_si * B_sj = (X' B)_ij, the reference's once-per-distinct-item count
         x = sp.csr_matrix(
             (np.ones(len(events.items)), (events.sessions, events.items)), shape=(events.n_sessions, self.n_items)
         )
         x.sum_duplicates()
-        co = (x.T @ x).tocsr()
+        b = x.copy()
+        b.data[:] = 1.0
+        co = (x.T @ b).tocsr()
         co.setdiag(0)
         co.eliminate_zeros()
         supp = self.item_support.astype(np.float64) + p["lmbd"]

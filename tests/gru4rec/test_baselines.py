@@ -118,8 +118,8 @@ def itemknn_brute(train, n_sims, lmbd, alpha):
     supp = support(train)
     co = defaultdict(float)
     for items in sessions_of(train).values():
-        for a in items:  # every pair of events of a session, as the reference loops
-            for b in items:
+        for a in items:  # per event of a, each distinct item of its session once, as the reference counts
+            for b in set(items):
                 co[a, b] += 1
     sims = {}
     for i in supp:

@@ -7,12 +7,13 @@ line `gru4rec: error: ...` on stderr and exit code 2; a diverged training exits 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 import warnings
 from pathlib import Path
 
-from .errors import GRU4RecError, ParameterError, TrainingDivergedError
+from .errors import GRU4RecError, ParameterError, TrainingDivergedError, first_line
 from .evaluation import TIE_MODES
 from .fileio import write_text_atomic
 
@@ -41,6 +42,19 @@ def _positive_int(text: str) -> int:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got '{text}'") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got '{text}'")
+    return value
+
+
+SEED_MAX = 2**32 - 1  # every random generator the seed reaches (torch, NumPy) takes it
+
+
+def _seed(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer in [0, {SEED_MAX}], got '{text}'") from None
+    if not 0 <= value <= SEED_MAX:
+        raise argparse.ArgumentTypeError(f"expected an integer in [0, {SEED_MAX}], got '{text}'")
     return value
 
 
@@ -149,7 +163,9 @@ def build_parser() -> argparse.ArgumentParser:
         "data and never executed), or a .yaml/.json mapping",
     )
     tr.add_argument("-s", "--save-model", metavar="MODEL", help="save the trained model here (.safetensors)")
-    tr.add_argument("--seed", type=int, default=42, help="random seed of initialisation and sampling (default: 42)")
+    tr.add_argument(
+        "--seed", type=_seed, default=42, help="random seed of initialisation and sampling, 0 to 2**32-1 (default: 42)"
+    )
     tr.add_argument("-q", "--quiet", action="store_true", help="no per-epoch output")
     _add_eval_options(tr)
     _add_io_options(tr)
@@ -168,7 +184,9 @@ def build_parser() -> argparse.ArgumentParser:
         "recommend",
         help="top-k recommendations after sessions, as TSV",
         description="Top-k items after each session, as TSV: SessionId, Rank, ItemId, Score. "
-        "Input items unknown to the model are skipped (their number goes to stderr).",
+        "Input items unknown to the model are skipped (their number goes to stderr); a session with no "
+        "known item gets no recommendations, and when no session has one it is an error. A k above the "
+        "model's number of items gives every item (with a note on stderr).",
     )
     rc.add_argument("model", metavar="MODEL", help="a model saved with train -s")
     src = rc.add_mutually_exclusive_group(required=True)
@@ -176,7 +194,12 @@ def build_parser() -> argparse.ArgumentParser:
     src.add_argument(
         "--sessions", metavar="FILE", help="events file: one recommendation list per session, after its last event"
     )
-    rc.add_argument("-k", type=_positive_int, default=20, help="number of recommendations (default: 20)")
+    rc.add_argument(
+        "-k",
+        type=_positive_int,
+        default=20,
+        help="number of recommendations per session; at most the model's number of items (default: 20)",
+    )
     rc.add_argument("-o", "--output", metavar="FILE", help="write the TSV here (atomically) instead of to stdout")
     _add_io_options(rc)
     _add_baseline_parser(sub)
@@ -197,6 +220,15 @@ def _evaluate(model, tests, args):
     """tests: (path, events) pairs; prints the reference's metric lines for each."""
     from .evaluation import evaluate
 
+    n_items = getattr(model, "n_items", None)
+    trivial = [n for n in args.measure if n_items and n >= n_items]
+    if trivial:
+        print(
+            f"gru4rec: note: cut-off(s) {', '.join(map(str, trivial))} not below the model's {n_items} items: "
+            "every known target is in the top N, so Recall@N is 1 there",
+            file=sys.stderr,
+            flush=True,
+        )
     for path, test in tests:
         _log(
             f"Evaluating on {path}: {len(test)} events, {test[args.session_key].nunique()} sessions "
@@ -235,11 +267,67 @@ def cmd_train(args):
     _log(f"Parameters: {format_param_string(model.params)} (seed {args.seed}, device {model.device})")
     _log(f"Loading training data from {args.train}")
     train = _read(args.train, args)
-    model.fit(train, args.session_key, args.item_key, args.time_key, verbose=not args.quiet)
+    _check_model_fits(model.params, int(train[args.item_key].nunique()), model.device)
+    try:
+        model.fit(train, args.session_key, args.item_key, args.time_key, verbose=not args.quiet)
+    except (MemoryError, RuntimeError) as e:
+        if not _is_allocation_failure(e):
+            raise
+        raise ParameterError(
+            f"not enough memory to train with layers={model.params['layers']}, embedding="
+            f"{model.params['embedding']}, batch_size={model.params['batch_size']}, n_sample="
+            f"{model.params['n_sample']} on {model.device} ({first_line(e)}); use smaller values"
+        ) from None
     if args.save_model:
         model.save(args.save_model)
         _log(f"Saved the model to {args.save_model}")
     _evaluate(model, tests, args)
+
+
+def _n_weights(params: dict, n_items: int) -> int:
+    """The number of weights of a GRU4Rec network (as gru4rec.model builds it)."""
+    from .model import embedding_mode
+
+    layers, emb = params["layers"], params["embedding"]
+    mode = embedding_mode(emb, params["constrained_embedding"])
+    n_in = {"none": n_items, "separate": emb, "shared": layers[-1]}[mode]
+    total = n_items * (layers[-1] + 1) + (n_items * emb if mode == "separate" else 0)
+    for h in layers:
+        total += 3 * n_in * h + 3 * h * h + 3 * h
+        n_in = h
+    return total
+
+
+def _memory_of(device) -> int | None:
+    """Bytes of memory of a device (None when unknown)."""
+    try:
+        if device.type == "cuda":
+            import torch
+
+            return int(torch.cuda.get_device_properties(device).total_memory)
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError, RuntimeError):
+        return None
+
+
+def _check_model_fits(params: dict, n_items: int, device) -> None:
+    """Refuse sizes whose weights and Adagrad state alone exceed the device's memory (a typo such as
+    layers=1000000 would otherwise end in a crash, or in the machine swapping)."""
+    need = 2 * 4 * _n_weights(params, n_items)  # float32 weights + their Adagrad accumulators
+    have = _memory_of(device)
+    if have and need > have:
+        raise ParameterError(
+            f"layers={params['layers']}, embedding={params['embedding']} with {n_items} items need at least "
+            f"{need / 2**30:.3g} GiB for the weights and their optimiser state, more than the "
+            f"{have / 2**30:.3g} GiB of memory of {device}; use smaller layers"
+        )
+
+
+def _is_allocation_failure(e: BaseException) -> bool:
+    if isinstance(e, MemoryError) or type(e).__name__ == "OutOfMemoryError":  # torch's, a RuntimeError
+        return True
+    text = str(e).lower()
+    return any(t in text for t in ("out of memory", "can't allocate memory", "overflowed", "not enough memory"))
 
 
 def _load(args, stream=None):
@@ -291,20 +379,38 @@ def _sessions_of(df, args, model):
 def cmd_recommend(args):
     from .recommend import recommend
 
-    if args.output:
+    if args.output is not None:
         _check_output_path(args.output, "-o")
+    if args.items is not None:
+        blank = [i for i, x in enumerate(args.items, 1) if not x.strip()]
+        if blank:
+            raise ParameterError(f"--items: item {blank[0]} of {len(args.items)} is empty; expected item ids")
+        events = None
+    else:
+        events = _read(args.sessions, args)  # a bad file fails before the model is loaded
     model = _load(args, stream=sys.stderr)  # stdout carries the TSV
-    if args.items:
+    if events is None:
         ids, usable = _as_model_ids(model, list(args.items))
         names, sessions, n_unusable = ["1"], [list(ids[usable])], int((~usable).sum())
     else:
-        names, sessions, n_unusable = _sessions_of(_read(args.sessions, args), args, model)
+        names, sessions, n_unusable = _sessions_of(events, args, model)
     recs, n_unknown = recommend(model, sessions, k=args.k)
     n_unknown += n_unusable
     n_items = sum(len(s) for s in sessions) + n_unusable
+    empty = sum(1 for r in recs if not r)
+    if empty == len(recs):
+        where = "given with --items" if events is None else f"in the {len(recs)} session(s) of {args.sessions}"
+        raise ParameterError(
+            f"none of the {n_items} item(s) {where} is known to the model ({model.n_items} items): "
+            "nothing to recommend (are these the ids of the training data?)"
+        )
     if n_unknown:
         print(f"gru4rec: note: skipped {n_unknown} of {n_items} input item(s): unknown to the model", file=sys.stderr)
-    empty = sum(1 for r in recs if not r)
+    if args.k > model.n_items:
+        print(
+            f"gru4rec: note: -k {args.k} is more than the model's {model.n_items} items: each list has all of them",
+            file=sys.stderr,
+        )
     if empty:
         print(
             f"gru4rec: note: {empty} of {len(recs)} session(s) had no known item and got no recommendations",
@@ -314,7 +420,7 @@ def cmd_recommend(args):
     for name, rec in zip(names, recs):
         lines += [f"{name}\t{rank}\t{item}\t{score:.6g}" for rank, (item, score) in enumerate(rec, 1)]
     text = "\n".join(lines) + "\n"
-    if args.output:
+    if args.output is not None:
         write_text_atomic(args.output, text)
         print(f"Wrote {len(lines) - 1} recommendations for {len(recs)} session(s) to {args.output}", file=sys.stderr)
     else:
@@ -322,6 +428,8 @@ def cmd_recommend(args):
 
 
 def _check_output_path(path, option):
+    if not str(path).strip():
+        raise ParameterError(f"{option}: the output path is empty; expected a file path")
     p = Path(path)
     if p.is_dir():
         raise ParameterError(f"{p}: is a directory, expected a file path for {option}")
@@ -351,7 +459,7 @@ def _add_baseline_parser(sub):
     bl.add_argument("name", metavar="NAME", help="random, pop, spop, itemknn, bprmf, sknn or vsknn")
     bl.add_argument("train", metavar="TRAIN", help="training events (.tsv/.txt, .csv or .parquet)")
     bl.add_argument("-ps", "--parameter-string", metavar="PARAMS", help="parameters: name=value,name=value")
-    bl.add_argument("--seed", type=int, default=42, help="random seed (RANDOM, BPR-MF) (default: 42)")
+    bl.add_argument("--seed", type=_seed, default=42, help="random seed (RANDOM, BPR-MF), 0 to 2**32-1 (default: 42)")
     _add_eval_options(bl, test_required=True)
     _add_io_options(bl)
 
@@ -366,6 +474,23 @@ def cmd_baseline(args):
     _log(f"Loading training data from {args.train}")
     model.fit(_read(args.train, args), args.session_key, args.item_key, args.time_key)
     _evaluate(model, tests, args)
+
+
+def _check_args(args) -> None:
+    """Mistakes argparse cannot see: the same column for two keys, a cut-off given twice."""
+    keys = {"-sk": args.session_key, "-ik": args.item_key, "-tk": args.time_key}
+    for opt, name in keys.items():
+        if not str(name).strip():
+            raise ParameterError(f"{opt}: the column name is empty")
+    if len(set(keys.values())) < 3:
+        raise ParameterError(
+            "-sk, -ik and -tk must name three different columns, got "
+            + ", ".join(f"{opt} {name}" for opt, name in keys.items())
+        )
+    measure = getattr(args, "measure", [])
+    twice = sorted({n for n in measure if measure.count(n) > 1})
+    if twice:
+        raise ParameterError(f"-m: cut-off(s) {', '.join(map(str, twice))} given more than once, got {measure}")
 
 
 COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "recommend": cmd_recommend, "baseline": cmd_baseline}
@@ -386,6 +511,7 @@ def main(argv=None) -> int:
     try:
         with warnings.catch_warnings():  # restores the default printing when main() returns
             warnings.showwarning = _show_warning
+            _check_args(args)
             COMMANDS[args.command](args)
     except TrainingDivergedError as e:
         print(f"gru4rec: error: {e}", file=sys.stderr)

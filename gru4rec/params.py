@@ -268,7 +268,11 @@ def format_param_string(params: dict) -> str:
 
 
 def load_param_file(path) -> dict:
-    """Parameters from a reference .py parameter file (read as data, not executed), YAML or JSON."""
+    """Parameters from a reference .py parameter file (read as data, not executed), YAML or JSON.
+
+    Returns the file's mapping as written (validate_params completes it); a name or value that
+    validate_params would refuse is a ParameterError naming the file.
+    """
     path = Path(path)
     if not path.exists():
         raise ParameterError(f"{path}: parameter file not found")
@@ -301,6 +305,10 @@ def load_param_file(path) -> dict:
     for name in params:
         if name not in PARAMETERS:
             raise ParameterError(f"{path}: {_unknown(str(name))}") from None
+    try:  # a bad value is reported with the file it came from
+        validate_params(params)
+    except ParameterError as e:
+        raise ParameterError(f"{path}: {e}") from None
     return params
 
 

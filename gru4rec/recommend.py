@@ -27,15 +27,13 @@ def recommend(model, sessions, k: int = 20, batch_size: int = 512):
     sessions: a list of item-id sequences in original ids (or a single sequence). Items unknown
     to the model are skipped. Returns (recommendations, n_unknown): one list of (item_id, score)
     per session, best first (empty for a session with no known item), and the number of skipped
-    input items. Among items of equal score, which come back (and in which order) is unspecified
-    and may depend on how many sessions are scored together (gru4rec.topk).
+    input items. A k above the model's number of items gives lists of every item (k is clamped).
+    Among items of equal score, which come back (and in which order) is unspecified and may
+    depend on how many sessions are scored together (gru4rec.topk).
     """
     model.require_trained()
-    if int(k) < 1:
-        raise ParameterError(f"k must be a positive integer, got {k}")
-    if int(batch_size) < 1:
-        raise ParameterError(f"batch_size must be a positive integer, got {batch_size}")
-    k = min(int(k), model.n_items)
+    k, batch_size = _positive("k", k), _positive("batch_size", batch_size)
+    k = min(k, model.n_items)  # at most every item: a longer list does not exist
     seqs, _ = _as_sessions(sessions)
     mapped, n_unknown = [], 0
     for s in seqs:
@@ -54,6 +52,17 @@ def recommend(model, sessions, k: int = 20, batch_size: int = 512):
             ids = model.item_ids[top[row]]
             out[i] = [(_plain(item), float(sc)) for item, sc in zip(ids, scores[row])]
     return out, n_unknown
+
+
+def _positive(name, v) -> int:
+    """A positive integer (2.0 is 2; 2.5, True and '3' are mistakes)."""
+    if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, np.integer, float, np.floating)):
+        raise ParameterError(f"{name} must be a positive integer, got {v!r}")
+    if isinstance(v, (float, np.floating)) and not float(v).is_integer():
+        raise ParameterError(f"{name} must be a positive integer, got {v!r}")
+    if int(v) < 1:
+        raise ParameterError(f"{name} must be a positive integer, got {v!r}")
+    return int(v)
 
 
 def _last_outputs(net, sessions, batch_size):

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .errors import DataError, first_line
+from .errors import DataError, GRU4RecError, first_line
 from .fileio import atomic_output
 
 FORMAT = "gru4rec-safetensors"
@@ -84,6 +84,28 @@ def save_model_file(path, header: dict, tensors: dict[str, torch.Tensor], item_i
         raise DataError(f"{path}: cannot write the model file ({e.strerror or e})") from None
 
 
+def _check_header(path, header: dict, n_items: int) -> None:
+    """The header's fields that loading relies on: a one-line DataError naming the field."""
+    from .params import validate_params
+
+    params = header.get("params")
+    if not isinstance(params, dict):
+        found = "no 'params'" if params is None else f"'params' of type {type(params).__name__}"
+        raise DataError(f"{path}: model file header has {found}, expected a mapping of the training parameters")
+    try:
+        validate_params(params)
+    except GRU4RecError as e:
+        raise DataError(f"{path}: model file header has invalid parameters ({e})") from None
+    stored = header.get("n_items", n_items)
+    if isinstance(stored, bool) or stored != n_items:
+        raise DataError(f"{path}: model file header says n_items={stored!r}, but its item map holds {n_items} items")
+    seed = header.get("seed", 0)
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise DataError(f"{path}: model file header has seed={seed!r}, expected a non-negative integer")
+    if not isinstance(header.get("history", []), list):
+        raise DataError(f"{path}: model file header has a 'history' that is not a list")
+
+
 def load_model_file(path, device="cpu"):
     """Returns (header, tensors on `device`, item ids as an int64 or object (str) array)."""
     from safetensors import safe_open
@@ -120,5 +142,6 @@ def load_model_file(path, device="cpu"):
         item_ids = _decode_items(tensors)
     except (KeyError, ValueError, UnicodeDecodeError) as e:
         raise DataError(f"{path}: model file has no valid item map ({e})") from None
+    _check_header(path, header, len(item_ids))
     dev = torch.device(device)
     return header, {k: v.to(dev) for k, v in tensors.items()}, item_ids

@@ -70,7 +70,7 @@ def test_views_shared_and_non_contiguous_tensors(tmp_path):
     wyby = torch.randn(6, 5)
     shared = torch.randn(3, 3)
     ts = {"Wy": wyby[:, :-1], "By": wyby[:, -1], "T": shared.t(), "E": shared, "E2": shared}
-    save_model_file(tmp_path / "m.safetensors", {}, ts, np.arange(6))
+    save_model_file(tmp_path / "m.safetensors", HEADER, ts, np.arange(6))
     _, loaded, _ = load_model_file(tmp_path / "m.safetensors")
     assert all(torch.equal(loaded[k], ts[k]) for k in ts)
 

@@ -42,12 +42,15 @@ lock:  ## regenerate requirements/lock.txt (and the conda files' pins) from a cl
 	rm -rf .venv-lock
 	@echo "wrote $(LOCK): run make distclean test, then commit it"
 
+# torch is held at the locked CPU build there: an eager upgrade would pull the CUDA wheels (GBs)
 test-latest:  ## the test suite against today's newest releases, without the lock (in .venv-latest)
 	rm -rf .venv-latest
 	$(PYTHON) -m venv .venv-latest
 	.venv-latest/bin/python -m pip install --quiet --upgrade pip setuptools
 	.venv-latest/bin/python -m pip install --quiet "$(TORCH)"
-	.venv-latest/bin/python -m pip install --quiet --upgrade --upgrade-strategy eager -e ".[test]"
+	echo "$(TORCH)" > .venv-latest/torch-pin.txt
+	.venv-latest/bin/python -m pip install --quiet --upgrade --upgrade-strategy eager \
+		-c .venv-latest/torch-pin.txt -e ".[test]"
 	.venv-latest/bin/python requirements/lock.py check || true
 	PATH="$(abspath .venv-latest/bin):$$PATH" .venv-latest/bin/python -m pytest -q
 

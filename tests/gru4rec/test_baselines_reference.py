@@ -87,7 +87,8 @@ def test_itemknn_equals_the_reference_loop(n_sims, lmbd, alpha):
 # --- SKNN and V-SkNN ------------------------------------------------------------------------------
 # The reference: rn5l/session-rec, algorithms/knn/sknn.py (ContextKNN) and algorithms/knn/vsknn.py
 # (VMContextKNN), with sampling='recent', remind at its defaults (SKNN: no reminders; V-SkNN:
-# remind=True, current items stay candidates), no dwell time, time decay or last_n_clicks.
+# remind=True, current items stay candidates), no dwell time, time decay or last_n_clicks. SKNN is
+# compared with session-rec's similarity='cosine' (ContextKNN's default is 'jaccard').
 
 
 def normalised(scores: dict) -> dict:
@@ -326,12 +327,15 @@ POP_DATA = {1: "aabca", 2: "abd", 3: "abd", 4: "bcda", 5: "ebfca"}
 @pytest.mark.parametrize("top_n", [0, 100, 3, 4])
 def test_pop_orders_as_the_reference(top_n):
     model = make_baseline("pop", top_n=top_n).fit(events(POP_DATA), verbose=False)
+    # top_n=0 means every item in ours; the reference's head(0) would score nothing, so it is
+    # compared against the reference's top_n=100 (more than the catalogue)
     want = reference_popularity(POP_DATA, top_n if top_n else 100)
     got = scores_after(model, "e", keep_unscored=True)
     scored = {i for i, v in got.items() if v != UNSCORED}
     if top_n == 3:  # c and d tie for the third place: the reference's sort keeps either one
         assert scored in ({"a", "b", "c"}, {"a", "b", "d"})
-        want = {i: want.get(i, 0.0) if i in "ab" else (4 / 5 if i in scored else 0.0) for i in got}
+        # the one of c and d that we kept scores as the reference's third item: 3 / (3 + 1)
+        want = {i: want.get(i, 0.0) if i in "ab" else (3 / 4 if i in scored else 0.0) for i in got}
     else:
         want = {i: want.get(i, 0.0) for i in got}
     assert_same_order(got, want)
@@ -369,7 +373,10 @@ def reference_bpr(n_sessions, n_items, sess, items, params, seed):
     """The reference's per-event SGD restated in float64, fed with the same random draws as ours
     (initialisation, event order, negative items): per event, from copies of u, i+ and i-,
     c = 1 - sigmoid(u.i+ - u.i-), then u += lr (c (i+ - i-) - l_s u), i+ += lr (c u - l_i i+),
-    i- += lr (-c u - l_i i-). The reference's item bias is never updated (0)."""
+    i- += lr (-c u - l_i i-). The reference's item bias is never updated (0). One known difference
+    is not restated: the reference's negative is the item of a random one of the first n_items
+    training events (data.ItemIdx.values[randint(n_items)]), ours is uniform over the items
+    (documented in gru4rec/baselines/bprmf.py); both are fed the same uniform draws here."""
     g = torch.Generator()
     g.manual_seed(seed)
     sigma, f = params["sigma"], params["n_factors"]

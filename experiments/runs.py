@@ -11,15 +11,11 @@ from pathlib import Path
 import numpy as np
 
 from gru4rec import GRU4Rec, evaluate, read_events
-from gru4rec.baselines import BASELINES, Baseline, baseline_class, make_baseline
+from gru4rec.baselines import Baseline, make_baseline
 from gru4rec.fileio import write_json
 
 from .mlflow_model import log_and_register
 from .tracking import Tracker
-
-# Baselines whose result depends on the seed (random scores; BPR-MF's initialisation and sampling):
-# they run once per seed like GRU4Rec. The others are deterministic: one run says all.
-SEEDED_BASELINES = ("random", "bprmf")
 
 
 def train_and_evaluate(
@@ -63,19 +59,6 @@ def aggregate(per_seed: list[dict]) -> dict:
         std={k: float(v.std(ddof=1)) if n > 1 else None for k, v in values.items()},
         n_seeds=n,
     )
-
-
-def seeds_for(model: str, first_seed: int, n_seeds: int) -> list[int]:
-    """The seeds a final model runs with: n_seeds consecutive ones from first_seed for GRU4Rec and
-    the seeded baselines, the first one only for a deterministic baseline."""
-    seeded = model == "gru4rec" or baseline_key(model) in SEEDED_BASELINES
-    return [first_seed + k for k in range(n_seeds if seeded else 1)]
-
-
-def baseline_key(name: str) -> str:
-    """The registry key of a baseline name ('V-SkNN' -> 'vsknn')."""
-    cls = baseline_class(name)
-    return next(k for k, c in BASELINES.items() if c is cls)
 
 
 def builder(model: str, device="auto"):

@@ -45,64 +45,28 @@ import torch
 from optuna.storages.journal import JournalFileBackend, JournalFileOpenLock
 
 from gru4rec import evaluate, read_events
-from gru4rec.baselines import baseline_class
 from gru4rec.errors import ParameterError, TrainingDivergedError, first_line
-from gru4rec.losses import LOSSES, RANKING_LOSSES
-from gru4rec.model import EMBEDDING_MODES
 from gru4rec.params import validate_params
 from gru4rec.processes import machine_id, process_alive, process_start
 
 from .jobs import pause_point
-from .runs import baseline_key, builder, train_and_evaluate
+from .runs import builder, train_and_evaluate
 from .sampling import SlotSeededTPE, claim_slot, interrupted
+
+# the spaces are re-exported: the tune jobs and the tests read them from here
+from .spaces import (  # noqa: F401
+    BASELINE_SPACES,
+    EMBEDDING_PARAMS,
+    PAPER_SPACE,
+    as_model_params,
+    baseline_space,
+    check_fixed_and_space,
+    fixed_params,
+    paper_space,
+    study_setup,
+)
 from .tracking import Tracker
 
-# The papers' search space (shared by the losses; see paper_space).
-PAPER_SPACE = {
-    "layers": {"type": "int", "low": 64, "high": 512, "step": 32},
-    "batch_size": {"type": "int", "low": 32, "high": 256, "step": 16},
-    "learning_rate": {"type": "float", "low": 0.01, "high": 0.25, "step": 0.005},
-    "dropout_p_embed": {"type": "float", "low": 0.0, "high": 0.5, "step": 0.05},
-    "dropout_p_hidden": {"type": "float", "low": 0.0, "high": 0.7, "step": 0.05},
-    "momentum": {"type": "float", "low": 0.0, "high": 0.9, "step": 0.05},
-    "sample_alpha": {"type": "float", "low": 0.0, "high": 1.0, "step": 0.1},
-}
-BPREG = {"type": "float", "low": 0.0, "high": 2.0, "step": 0.05}  # BPR-max's score regularisation
-# The final activations a ranking loss is tuned over (the papers tuned BPR-max's).
-RANKING_FINAL_ACTS = {"type": "categorical", "choices": ["elu-0.5", "elu-1", "linear"]}
-# The model parameters of each embedding mode (gru4rec.model.EMBEDDING_MODES).
-EMBEDDING_PARAMS = {
-    "none": {"embedding": 0, "constrained_embedding": False},
-    "separate": {"embedding": "layersize", "constrained_embedding": False},
-    "shared": {"embedding": 0, "constrained_embedding": True},
-}
-# The kNN baselines' (and BPR-MF's) small default spaces: the parameters the papers tuned (Item-KNN:
-# the original code's n_sims, lmbd, alpha; SKNN / V-SkNN: session-rec's k, sample_size and V-SkNN's
-# weightings and IDF). POP, S-POP and RANDOM have nothing to tune.
-BASELINE_SPACES = {
-    "itemknn": {
-        "n_sims": {"type": "int", "low": 20, "high": 200, "step": 20},
-        "lmbd": {"type": "float", "low": 0.0, "high": 100.0, "step": 5.0},
-        "alpha": {"type": "float", "low": 0.0, "high": 1.0, "step": 0.1},
-    },
-    "bprmf": {
-        "n_factors": {"type": "int", "low": 32, "high": 128, "step": 32},
-        "learning_rate": {"type": "float", "low": 0.005, "high": 0.1, "log": True},
-        "lambda_item": {"type": "float", "low": 0.0, "high": 0.1, "step": 0.01},
-        "lambda_session": {"type": "float", "low": 0.0, "high": 0.1, "step": 0.01},
-    },
-    "sknn": {
-        "k": {"type": "int", "low": 50, "high": 500, "step": 50},
-        "sample_size": {"type": "categorical", "choices": [500, 1000, 2500, 5000, 10000]},
-    },
-    "vsknn": {
-        "k": {"type": "int", "low": 50, "high": 500, "step": 50},
-        "sample_size": {"type": "categorical", "choices": [500, 1000, 2500, 5000, 10000]},
-        "weighting": {"type": "categorical", "choices": ["div", "quadratic", "log", "same"]},
-        "weighting_score": {"type": "categorical", "choices": ["div", "quadratic", "log", "same"]},
-        "idf_weighting": {"type": "categorical", "choices": [0, 1, 2, 5, 10]},
-    },
-}
 S = optuna.trial.TrialState
 # A RUNNING trial that does not say which process runs it (a worker killed between Optuna's ask
 # and the objective's first line; a live one names itself within milliseconds) is taken as dead
@@ -115,51 +79,6 @@ _unnamed_since: dict = {}  # (study, trial id, its start) -> when this process f
 _SETTLE_SECONDS = 1.0
 # a journal's lock unchanged this long belongs to a writer that was killed holding it (Optuna's default)
 JOURNAL_LOCK_GRACE_SECONDS = 30
-
-
-def paper_space(loss: str) -> dict:
-    """The papers' search space; BPR-max adds bpreg, the ranking losses the final activation."""
-    extra = {"bpreg": BPREG} if loss == "bpr-max" else {}
-    if loss in RANKING_LOSSES:
-        extra["final_act"] = RANKING_FINAL_ACTS
-    return dict(PAPER_SPACE, **extra)
-
-
-def fixed_params(loss: str, embedding: str, *overrides: dict | None) -> dict:
-    """The papers' settings fixed during tuning (n_sample 2048, n_epochs 10; log-Q 1 for
-    cross-entropy, 0 otherwise) for a loss and embedding mode, then the overrides in order."""
-    if loss not in LOSSES:
-        raise ParameterError(f"loss must be one of {', '.join(LOSSES)}, got '{loss}'")
-    if embedding not in EMBEDDING_PARAMS:
-        raise ParameterError(f"embedding mode must be one of {', '.join(EMBEDDING_MODES)}, got '{embedding}'")
-    out = {"loss": loss, "final_act": "softmax"} if loss == "cross-entropy" else {"loss": loss}
-    out.update(logq=1.0 if loss == "cross-entropy" else 0.0, n_sample=2048, n_epochs=10)
-    out.update(EMBEDDING_PARAMS[embedding])
-    for extra in overrides:
-        out.update(extra or {})
-    return out
-
-
-def baseline_space(name: str) -> dict:
-    """The default search space of a tuned baseline; a one-line ParameterError for one without."""
-    key = baseline_key(name)
-    if key not in BASELINE_SPACES:
-        raise ParameterError(
-            f"baseline '{name}' has no parameters to tune; tuned baselines: {', '.join(BASELINE_SPACES)}"
-        )
-    return BASELINE_SPACES[key]
-
-
-def study_setup(model: str, tuning: dict, loss=None, embedding=None, dataset_overrides=None):
-    """(space, fixed parameters, parameter check) of a study: GRU4Rec's (`model` 'gru4rec', one loss
-    and embedding mode; tuning['space'] or the papers' space, the papers' fixed settings and the
-    overrides) or a baseline's (tuning['baseline_space'] or its default space, nothing fixed)."""
-    if model == "gru4rec":
-        space = (tuning.get("space") or {}).get(loss) or paper_space(loss)
-        fixed = fixed_params(loss, embedding, tuning.get("overrides"), dataset_overrides)
-        return space, fixed, validate_params
-    space = (tuning.get("baseline_space") or {}).get(baseline_key(model)) or baseline_space(model)
-    return space, {}, baseline_class(model).validate_params
 
 
 def suggest(trial, space: dict) -> dict:
@@ -177,15 +96,7 @@ def suggest(trial, space: dict) -> dict:
             out[name] = trial.suggest_categorical(name, list(spec["choices"]))
         else:
             raise ParameterError(f"search space entry '{name}': type must be int, float or categorical, got {kind!r}")
-    return _as_model_params(out)
-
-
-def _as_model_params(params: dict) -> dict:
-    # the space draws one layer size, the model takes a list; stepped floats print as stepped
-    params = {k: round(v, 10) if isinstance(v, float) else v for k, v in params.items()}
-    if "layers" in params and not isinstance(params["layers"], list):
-        params["layers"] = [params["layers"]]
-    return params
+    return as_model_params(out)
 
 
 def make_storage(storage, heartbeat_interval: int = 60, grace_period: int = 180):
@@ -612,7 +523,7 @@ def run_study(
         raise ParameterError(f"n_trials and workers must be >= 1, got {n_trials} and {workers}")
     if not space:
         raise ParameterError(f"study '{study_name}': the search space is empty")
-    _check_fixed_and_space(fixed, space, check)
+    check_fixed_and_space(fixed, space, check)
     store = make_storage(storage)
     study = load_study(study_name, store, seed=seed, pruner=pruner)
     interrupted = release_orphans(study, store)
@@ -661,18 +572,6 @@ def run_study(
                 )
             waiting = True
             time.sleep(poll_seconds)
-
-
-def _check_fixed_and_space(fixed: dict, space: dict, check=validate_params):
-    """Catch a misspelt parameter or an impossible bound before any training time is spent."""
-    for spec in space.values():
-        if spec.get("type") in ("int", "float") and not spec["low"] <= spec["high"]:
-            raise ParameterError(f"search space: low must be <= high, got {spec}")
-    for pick in ("low", "high"):
-        probe = {
-            k: (v[pick] if v.get("type") in ("int", "float") else v.get("choices", [None])[0]) for k, v in space.items()
-        }
-        check(dict(fixed, **_as_model_params(probe)))
 
 
 def _study_run(study, tracker, label, n_trials, metric_name, fixed, space, stats_path):
@@ -803,7 +702,7 @@ def _summarise(study, fixed, metric_name, tracker, parent, label) -> dict:
         "n_failed": n_failed,
         "n_interrupted": n_interrupted,
         "n_pruned": n_pruned,
-        "params": dict(fixed, **_as_model_params(best.params)),
+        "params": dict(fixed, **as_model_params(best.params)),
     }
     if parent:
         tracker.metrics(

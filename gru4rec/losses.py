@@ -15,35 +15,10 @@ import torch
 
 from .errors import ParameterError
 
+# the losses' names and their pairing with final activations are checked with the parameters
+from .params import _FLOAT, LOSSES, RANKING_ACTIVATIONS, RANKING_LOSSES, check_pairing  # noqa: F401
+
 EPS = 1e-24  # added inside the logarithms, as the references do
-
-RANKING_LOSSES = ("bpr-max", "top1-max", "top1", "bpr")
-LOSSES = ("cross-entropy", "xe_logit") + RANKING_LOSSES
-_FLOAT = r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?"
-_RANKING_ACT = re.compile(rf"^(linear|relu|tanh|leaky-{_FLOAT}|elu-{_FLOAT}|selu-{_FLOAT}-{_FLOAT})$")
-RANKING_ACTIVATIONS = "linear, relu, tanh, leaky-X, elu-X, selu-X-Y"
-
-
-def valid_final_acts(loss: str) -> str:
-    return {"cross-entropy": "softmax", "xe_logit": "softmax_logit"}.get(loss, RANKING_ACTIVATIONS)
-
-
-def check_pairing(loss: str, final_act: str) -> None:
-    """Raise ParameterError when `final_act` cannot be used with `loss`."""
-    if loss not in LOSSES:
-        raise ParameterError(f"loss='{loss}' is not valid; expected one of: {', '.join(LOSSES)}")
-    ok = (
-        (final_act == "softmax")
-        if loss == "cross-entropy"
-        else (final_act == "softmax_logit")
-        if loss == "xe_logit"
-        else bool(_RANKING_ACT.match(final_act))
-    )
-    if not ok:
-        raise ParameterError(
-            f"final_act='{final_act}' cannot be used with loss='{loss}'; "
-            f"valid final_act for {loss}: {valid_final_acts(loss)}"
-        )
 
 
 # ------------------------------------------------------------------------------------------------

@@ -28,9 +28,8 @@ import math
 import torch
 
 from .errors import ParameterError
+from .params import TIE_MODES
 from .topk import top_k
-
-TIE_MODES = ("standard", "conservative", "median", "tiebreaking")
 
 
 def check_mode(mode: str):

@@ -41,6 +41,8 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 
+from .params import EMBEDDING_MODES as MODE_NAMES
+
 
 def _uniform(shape, fan_in, fan_out, generator, device):
     sigma = math.sqrt(6.0 / (fan_in + fan_out))
@@ -219,6 +221,7 @@ class _Modes(tuple):
 
 
 EMBEDDING_MODES = _Modes(OneHotInput(), SeparateEmbedding(), SharedEmbedding())
+assert EMBEDDING_MODES == MODE_NAMES  # the names the workflow checks a config against
 
 
 def embedding_mode(embedding: int, constrained_embedding: bool) -> str:

@@ -11,13 +11,45 @@ import ast
 import difflib
 import json
 import math
+import re
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from .errors import ParameterError, first_line
-from .losses import LOSSES, RANKING_LOSSES, check_pairing
+
+# The names the parameters choose from. They live here, beside the parameters and without torch,
+# so that the workflow can check a config against them when it parses its DAG.
+TIE_MODES = ("standard", "conservative", "median", "tiebreaking")  # how evaluation ranks tied scores
+EMBEDDING_MODES = ("none", "separate", "shared")  # the input modes of gru4rec.model
+RANKING_LOSSES = ("bpr-max", "top1-max", "top1", "bpr")
+LOSSES = ("cross-entropy", "xe_logit") + RANKING_LOSSES
+_FLOAT = r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?"
+_RANKING_ACT = re.compile(rf"^(linear|relu|tanh|leaky-{_FLOAT}|elu-{_FLOAT}|selu-{_FLOAT}-{_FLOAT})$")
+RANKING_ACTIVATIONS = "linear, relu, tanh, leaky-X, elu-X, selu-X-Y"
+
+
+def valid_final_acts(loss: str) -> str:
+    return {"cross-entropy": "softmax", "xe_logit": "softmax_logit"}.get(loss, RANKING_ACTIVATIONS)
+
+
+def check_pairing(loss: str, final_act: str) -> None:
+    """Raise ParameterError when `final_act` cannot be used with `loss`."""
+    if loss not in LOSSES:
+        raise ParameterError(f"loss='{loss}' is not valid; expected one of: {', '.join(LOSSES)}")
+    ok = (
+        (final_act == "softmax")
+        if loss == "cross-entropy"
+        else (final_act == "softmax_logit")
+        if loss == "xe_logit"
+        else bool(_RANKING_ACT.match(final_act))
+    )
+    if not ok:
+        raise ParameterError(
+            f"final_act='{final_act}' cannot be used with loss='{loss}'; "
+            f"valid final_act for {loss}: {valid_final_acts(loss)}"
+        )
 
 
 @dataclass(frozen=True)

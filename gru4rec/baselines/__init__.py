@@ -9,37 +9,44 @@ so `evaluate(make_baseline("vsknn").fit(train), test)` ranks its scores exactly 
 
 from __future__ import annotations
 
-import difflib
+import importlib
 
 from ..errors import ParameterError
-from .base import UNSCORED, Baseline
-from .bprmf import BPRMF
-from .itemknn import ItemKNN
-from .popularity import Pop, Random, SessionPop
-from .sknn import SKNN, VSKNN
+from .specs import SPECS, baseline_key, validate_baseline_params
 
-BASELINES: dict[str, type[Baseline]] = {
-    "random": Random,
-    "pop": Pop,
-    "spop": SessionPop,
-    "itemknn": ItemKNN,
-    "bprmf": BPRMF,
-    "sknn": SKNN,
-    "vsknn": VSKNN,
+# Each baseline's class, imported on first use: the specs above need no torch, the classes do.
+_CLASSES = {
+    "random": ("popularity", "Random"),
+    "pop": ("popularity", "Pop"),
+    "spop": ("popularity", "SessionPop"),
+    "itemknn": ("itemknn", "ItemKNN"),
+    "bprmf": ("bprmf", "BPRMF"),
+    "sknn": ("sknn", "SKNN"),
+    "vsknn": ("sknn", "VSKNN"),
 }
+assert tuple(_CLASSES) == tuple(SPECS)
+_BY_CLASS_NAME = {cls: (module, cls) for module, cls in _CLASSES.values()}
+_FROM_BASE = ("Baseline", "UNSCORED")
 
 
-def baseline_class(name: str) -> type[Baseline]:
+def baseline_class(name: str):
     """The class of a baseline name; case, '-' and '_' are ignored ('V-SkNN', 'item_knn')."""
-    key = str(name).lower().replace("-", "").replace("_", "")
-    if key not in BASELINES:
-        close = difflib.get_close_matches(key, BASELINES, n=1)
-        hint = f" (did you mean '{close[0]}'?)" if close else ""
-        raise ParameterError(f"unknown baseline '{name}'{hint}; expected one of: {', '.join(BASELINES)}")
-    return BASELINES[key]
+    module, cls = _CLASSES[baseline_key(name)]
+    return getattr(importlib.import_module(f".{module}", __name__), cls)
 
 
-def make_baseline(name: str, seed: int = 42, device="cpu", **params) -> Baseline:
+def __getattr__(name):
+    if name == "BASELINES":  # registry key -> class, in the tables' order
+        return {key: baseline_class(key) for key in SPECS}
+    if name in _BY_CLASS_NAME:
+        module, cls = _BY_CLASS_NAME[name]
+        return getattr(importlib.import_module(f".{module}", __name__), cls)
+    if name in _FROM_BASE:
+        return getattr(importlib.import_module(".base", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def make_baseline(name: str, seed: int = 42, device="cpu", **params):
     """An unfitted baseline; unknown names, unknown parameters and bad values are one-line ParameterErrors.
     `device` is where its scorers put the scores by default (the evaluator's device)."""
     return baseline_class(name)(params, seed=seed, device=device)
@@ -62,6 +69,9 @@ def parse_baseline_params(text: str) -> dict:
 
 __all__ = [
     "BASELINES",
+    "SPECS",
+    "baseline_key",
+    "validate_baseline_params",
     "UNSCORED",
     "Baseline",
     "baseline_class",

@@ -23,7 +23,8 @@ import torch
 from ..batching import index_training_events, item_positions
 from ..device import resolve_device
 from ..errors import GRU4RecError, ParameterError
-from ..params import _COERCE, Spec
+from ..params import Spec
+from .specs import SPECS, validate_baseline_params
 
 UNSCORED = float("-inf")
 
@@ -43,12 +44,19 @@ class TrainingEvents:
 
 
 class Baseline:
-    """Base class: subclasses set NAME, PARAMS (name -> gru4rec.params.Spec), CHOICES (name -> allowed
-    strings), and implement _fit(events) and _scorer(width, device)."""
+    """Base class: subclasses set KEY (their entry of gru4rec.baselines.specs.SPECS, which gives
+    NAME, PARAMS and CHOICES) and implement _fit(events) and _scorer(width, device)."""
 
+    KEY = ""
     NAME = "baseline"
     PARAMS: dict[str, Spec] = {}
     CHOICES: dict[str, tuple] = {}
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if cls.KEY:
+            spec = SPECS[cls.KEY]
+            cls.NAME, cls.PARAMS, cls.CHOICES = spec.name, spec.params, spec.choices
 
     def __init__(self, params: dict | None = None, seed: int = 42, device="cpu", **params_kw):
         merged = dict(params or {})
@@ -65,25 +73,7 @@ class Baseline:
     @classmethod
     def validate_params(cls, params: dict) -> dict:
         """All parameters, defaults filled in, values coerced and checked (one-line ParameterError)."""
-        for name in params:
-            if name not in cls.PARAMS:
-                valid = ", ".join(cls.PARAMS) or "none"
-                raise ParameterError(f"unknown parameter '{name}' for baseline {cls.NAME}; valid parameters: {valid}")
-        out = {}
-        for name, spec in cls.PARAMS.items():
-            value = _COERCE[spec.type](name, params[name]) if name in params else spec.default
-            if spec.type in ("int", "float") and not spec.in_bounds(value):
-                raise ParameterError(
-                    f"parameter {name}={value!r} of baseline {cls.NAME} is not valid: expected a "
-                    f"value in {spec.interval()}"
-                )
-            if name in cls.CHOICES and value not in cls.CHOICES[name]:
-                raise ParameterError(
-                    f"parameter {name}={value!r} of baseline {cls.NAME} is not valid: expected one "
-                    f"of {', '.join(cls.CHOICES[name])}"
-                )
-            out[name] = value
-        return out
+        return validate_baseline_params(cls.KEY, params)
 
     # -- the model protocol ----------------------------------------------------------------------
     @property

@@ -22,7 +22,6 @@ from contextlib import contextmanager
 
 import torch
 
-from ..params import Spec
 from .base import Baseline
 
 
@@ -40,17 +39,7 @@ def single_thread():
 
 
 class BPRMF(Baseline):
-    NAME = "BPR-MF"
-    PARAMS = {
-        "n_factors": Spec("int", 100, "number of latent factors", low=1),
-        "n_iterations": Spec("int", 10, "passes over the training events", low=1),
-        "learning_rate": Spec("float", 0.01, "SGD learning rate", low=0, low_open=True),
-        "lambda_session": Spec("float", 0.0, "L2 regularisation of the session factors", low=0),
-        "lambda_item": Spec("float", 0.0, "L2 regularisation of the item factors", low=0),
-        "sigma": Spec("float", 0.05, "width of the initialisation", low=0, low_open=True),
-        "init_normal": Spec("bool", False, "normal instead of uniform initialisation"),
-        "batch_size": Spec("int", 1024, "events per SGD update (1: the reference's per-event SGD)", low=1),
-    }
+    KEY = "bprmf"
 
     def _init(self, n, g):
         p = self.params

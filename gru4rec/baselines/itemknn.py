@@ -21,7 +21,6 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
-from ..params import Spec
 from .base import Baseline, dense_scores, rank_within_rows
 
 
@@ -37,18 +36,7 @@ def top_per_row(m: sp.csr_matrix, n: int) -> sp.csr_matrix:
 
 
 class ItemKNN(Baseline):
-    NAME = "Item-KNN"
-    PARAMS = {
-        "n_sims": Spec("int", 100, "similar items kept per item", low=1),
-        "lmbd": Spec("float", 20.0, "regularisation of the supports: discounts rare items", low=0),
-        "alpha": Spec(
-            "float",
-            0.5,
-            "weight of the current item's support in the normaliser (0.5: cosine-like, 1: confidence)",
-            low=0,
-            high=1,
-        ),
-    }
+    KEY = "itemknn"
 
     def _fit(self, events):
         p = self.params

@@ -20,10 +20,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ..params import Spec
 from .base import UNSCORED, Baseline, SlotHistory
-
-TOP_N = Spec("int", 100, "only the top_n most popular items get a popularity score (0: every item)", low=0)
 
 
 def popularity_levels(support: np.ndarray, top_n: int) -> np.ndarray:
@@ -45,7 +42,7 @@ def popularity_levels(support: np.ndarray, top_n: int) -> np.ndarray:
 class Random(Baseline):
     """Uniform random scores, fresh at every step: the floor any model must clear (seeded)."""
 
-    NAME = "RANDOM"
+    KEY = "random"
 
     def _fit(self, events):
         pass
@@ -73,8 +70,7 @@ class _RandomScorer:
 class Pop(Baseline):
     """POP: the same list for every session, by training popularity."""
 
-    NAME = "POP"
-    PARAMS = {"top_n": TOP_N}
+    KEY = "pop"
 
     def _fit(self, events):
         levels = popularity_levels(self.item_support, self.params["top_n"])
@@ -101,8 +97,7 @@ class _PopScorer:
 class SessionPop(Baseline):
     """S-POP: the current session's items by their count in it, then the rest by popularity."""
 
-    NAME = "S-POP"
-    PARAMS = {"top_n": TOP_N}
+    KEY = "spop"
 
     def _fit(self, events):
         self.levels = popularity_levels(self.item_support, self.params["top_n"])

@@ -43,11 +43,8 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
-from ..params import Spec
+from . import specs
 from .base import Baseline, SlotHistory, dense_scores, rank_within_rows
-
-K = Spec("int", 100, "number of neighbour sessions", low=1)
-SAMPLE_SIZE = Spec("int", 1000, "candidate sessions: the most recent ones sharing an item (0: all)", low=0)
 
 # position weights of the current session's items: p = 1..L (last occurrence), L = session length
 POSITION_WEIGHTS = {
@@ -63,6 +60,7 @@ SCORE_DECAYS = {
     "log": lambda d: 1.0 / np.log10(d + 1.7),
     "same": lambda d: np.ones_like(d, dtype=np.float64),
 }
+assert tuple(POSITION_WEIGHTS) == specs.POSITION_WEIGHTINGS and tuple(SCORE_DECAYS) == specs.SCORE_DECAYS
 
 
 def last_in_rows(m: sp.csr_matrix, n: int):
@@ -77,8 +75,6 @@ def last_in_rows(m: sp.csr_matrix, n: int):
 
 class _SessionKNN(Baseline):
     """What SKNN and V-SkNN share: the session/item incidence, the candidate sample, the top-k."""
-
-    PARAMS = {"k": K, "sample_size": SAMPLE_SIZE}
 
     def _fit(self, events):
         last_time = events.times[events.offsets[1:] - 1]  # events are in time order within a session
@@ -141,28 +137,11 @@ class _SessionKNN(Baseline):
 
 
 class SKNN(_SessionKNN):
-    NAME = "SKNN"
+    KEY = "sknn"
 
 
 class VSKNN(_SessionKNN):
-    NAME = "V-SkNN"
-    PARAMS = {
-        "k": K,
-        "sample_size": SAMPLE_SIZE,
-        "weighting": Spec("str", "div", "weight of the current session's items by position: div, quadratic, log, same"),
-        "weighting_score": Spec(
-            "str",
-            "div",
-            "decay of a neighbour's votes by the position of the most recent shared item: div, quadratic, log, same",
-        ),
-        "similarity": Spec("str", "vec", "vec (weighted overlap / |A|) or cosine"),
-        "idf_weighting": Spec("float", 0.0, "strength of the IDF boost of rare items (0: off)", low=0),
-    }
-    CHOICES = {
-        "weighting": tuple(POSITION_WEIGHTS),
-        "weighting_score": tuple(SCORE_DECAYS),
-        "similarity": ("vec", "cosine"),
-    }
+    KEY = "vsknn"
 
     def _fit(self, events):
         super()._fit(events)

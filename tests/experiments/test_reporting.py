@@ -6,7 +6,8 @@ import pandas as pd
 import pytest
 
 from experiments import reporting
-from experiments.runs import aggregate, seeds_for
+from experiments.config import seeds_for
+from experiments.runs import aggregate
 
 
 def _metrics(tmp_path, dataset, name, recall20, seconds):

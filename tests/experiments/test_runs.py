@@ -50,7 +50,7 @@ def test_gru4rec_final_run_saves_the_first_seed_model(tmp_path):
 def test_every_tuned_baseline_space_is_valid_and_the_others_have_none():
     assert set(tuning.BASELINE_SPACES) <= set(BASELINES)
     for name, space in tuning.BASELINE_SPACES.items():
-        tuning._check_fixed_and_space({}, space, BASELINES[name].validate_params)
+        tuning.check_fixed_and_space({}, space, BASELINES[name].validate_params)
     with pytest.raises(ParameterError, match="has no parameters to tune"):
         tuning.baseline_space("pop")
     space, fixed, check = tuning.study_setup("V-SkNN", {"baseline_space": None})

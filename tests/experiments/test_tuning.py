@@ -43,7 +43,7 @@ def test_every_loss_and_embedding_mode_of_the_library_can_be_studied(loss):
     for mode in EMBEDDING_MODES:
         fixed = tuning.fixed_params(loss, mode)
         assert fixed["loss"] == loss and embedding_mode(fixed["embedding"], fixed["constrained_embedding"]) == mode
-        tuning._check_fixed_and_space(fixed, tuning.paper_space(loss))  # both ends of every range are valid
+        tuning.check_fixed_and_space(fixed, tuning.paper_space(loss))  # both ends of every range are valid
     assert ("bpreg" in tuning.paper_space(loss)) == (loss == "bpr-max")
     assert ("final_act" in tuning.paper_space(loss)) == (loss in RANKING_LOSSES)
     with pytest.raises(ParameterError, match="embedding mode must be one of none, separate, shared"):

@@ -38,3 +38,24 @@ def test_the_version_has_one_home():
     pyproject = (LIBRARY.parent / "pyproject.toml").read_text()
     assert 'dynamic = ["version"]' in pyproject and 'version = { attr = "gru4rec.__version__" }' in pyproject
     assert "\nversion =" not in pyproject.split("[project]")[1].split("\n[")[0]
+
+
+def test_the_parameters_and_the_baselines_specs_load_without_torch():
+    """The workflow reads them when it parses its DAG; torch comes with the first model."""
+    code = (
+        "import sys, gru4rec.params, gru4rec.baselines.specs, gru4rec.baselines as b\n"
+        "before = 'torch' in sys.modules\n"
+        "b.make_baseline('pop')\n"
+        "print(before, 'torch' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["False", "True"]
+
+
+def test_the_lazy_api_is_the_eager_one():
+    import gru4rec.recommend  # noqa: F401 (the submodule must not hide the function of its name)
+    from gru4rec.core import GRU4Rec
+    from gru4rec.recommend import recommend
+
+    assert gru4rec.GRU4Rec is GRU4Rec and gru4rec.recommend is recommend
+    assert set(gru4rec.__all__) <= set(dir(gru4rec))

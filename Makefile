@@ -5,6 +5,11 @@ BIN := $(VENV)/bin
 CORES ?= 8
 # The locked torch release (requirements/lock.txt), CPU build; for a GPU install its CUDA build first (README, "GPU").
 TORCH ?= torch==2.13.0
+# PyPI's torch is the CUDA build (GBs of nvidia-* wheels); PyTorch's CPU index serves `2.13.0+cpu`,
+# which pip ranks above it. torch alone comes from there (--no-deps; the next install brings its
+# dependencies from the usual index), and `lock.py cpu-torch` checks the build after the install.
+TORCH_INDEX ?= https://download.pytorch.org/whl/cpu
+PIP_TORCH = $(1)/python -m pip install --quiet --no-deps --extra-index-url $(TORCH_INDEX) "$(TORCH)"
 # the venv's commands first, also for Snakemake's jobs
 RUN := PATH="$(abspath $(BIN)):$$PATH"
 
@@ -22,8 +27,10 @@ install: $(VENV)/.installed  ## create .venv from the lock (CPU PyTorch) with th
 $(VENV)/.installed: pyproject.toml $(LOCK)
 	$(PYTHON) -m venv $(VENV)
 	$(call PIP_LOCKED,$(BIN)) pip setuptools
-	$(BIN)/python -c "import torch" 2>/dev/null || $(call PIP_LOCKED,$(BIN)) "$(TORCH)"
+	rm -f $(VENV)/.own-torch
+	$(BIN)/python -c "import torch" 2>/dev/null && touch $(VENV)/.own-torch || $(call PIP_TORCH,$(BIN))
 	$(call PIP_LOCKED,$(BIN)) --no-build-isolation -e ".[test]"
+	[ -e $(VENV)/.own-torch ] || $(BIN)/python requirements/lock.py cpu-torch
 	$(BIN)/python requirements/lock.py check
 	touch $@
 
@@ -34,8 +41,9 @@ lock:  ## regenerate requirements/lock.txt (and the conda files' pins) from a cl
 	rm -rf .venv-lock
 	$(PYTHON) -m venv .venv-lock
 	.venv-lock/bin/python -m pip install --quiet --upgrade pip setuptools
-	.venv-lock/bin/python -m pip install --quiet "$(TORCH)"
+	$(call PIP_TORCH,.venv-lock/bin)
 	.venv-lock/bin/python -m pip install --quiet --no-build-isolation -e ".[test]"
+	.venv-lock/bin/python requirements/lock.py cpu-torch
 	.venv-lock/bin/python requirements/lock.py freeze > $(LOCK).new
 	mv $(LOCK).new $(LOCK)
 	.venv-lock/bin/python requirements/lock.py envs
@@ -47,10 +55,11 @@ test-latest:  ## the test suite against today's newest releases, without the loc
 	rm -rf .venv-latest
 	$(PYTHON) -m venv .venv-latest
 	.venv-latest/bin/python -m pip install --quiet --upgrade pip setuptools
-	.venv-latest/bin/python -m pip install --quiet "$(TORCH)"
+	$(call PIP_TORCH,.venv-latest/bin)
 	echo "$(TORCH)" > .venv-latest/torch-pin.txt
 	.venv-latest/bin/python -m pip install --quiet --upgrade --upgrade-strategy eager \
 		-c .venv-latest/torch-pin.txt -e ".[test]"
+	.venv-latest/bin/python requirements/lock.py cpu-torch
 	.venv-latest/bin/python requirements/lock.py check || true
 	PATH="$(abspath .venv-latest/bin):$$PATH" .venv-latest/bin/python -m pytest -q
 

@@ -3,13 +3,16 @@
     python requirements/lock.py freeze > requirements/lock.txt   # after a clean install (make lock)
     python requirements/lock.py check                            # the running environment equals the lock
     python requirements/lock.py envs                             # write the conda files' pip pins from the lock
+    python requirements/lock.py cpu-torch                        # the torch just installed is a CPU build
 
 `requirements/lock.txt` is a pip constraints file: every distribution of a clean install of
 `.[test]` on CPython 3.11 / Linux x86_64, transitive ones included, pinned with `==`. `make install`
 installs with `-c requirements/lock.txt`, so a fresh machine gets what CI tested, whatever the
 registry serves today. torch is pinned without its local label (`2.13.0`, not `2.13.0+cpu`) so that
 the CPU and the CUDA builds of one release both satisfy it; the CUDA build's own runtime packages
-(nvidia-*, triton) are not in a CPU resolve and the check lets them be.
+(nvidia-*, triton) are not in a CPU resolve and the check lets them be. Which build `make install`
+gets is checked where it installs torch itself (`cpu-torch`); a torch that was there before (a CUDA
+build a GPU user installed on purpose, README "GPU") is kept.
 
 Standard library only: it runs before anything is installed.
 """
@@ -106,9 +109,12 @@ def check() -> int:
     # another Python resolves a few packages differently (backports below 3.11, say): there the
     # packages outside the lock are reported, not failed
     same_python = made_with in (None, python_tag())
-    diffs = differences(pins, installed(), strict_extras=same_python)
+    have = installed()
+    diffs = differences(pins, have, strict_extras=same_python)
     if not same_python:
         print(f"note: the lock was made with {made_with}; this is {python_tag()}", file=sys.stderr)
+        for line in differences(pins, have)[len(diffs) :]:
+            print(f"note: {line}", file=sys.stderr)
     if diffs:
         print(f"the environment differs from {LOCK.relative_to(ROOT)} ({len(diffs)}):", file=sys.stderr)
         for line in diffs:
@@ -117,6 +123,29 @@ def check() -> int:
         return 1
     print(f"environment matches {LOCK.relative_to(ROOT)}: {len(pins)} packages")
     return 0
+
+
+def cuda_packages(have: dict[str, str]) -> list[str]:
+    """The CUDA runtime packages among the installed ones: what a CUDA build of torch pulls in."""
+    return sorted(name for name in have if CUDA_EXTRAS.match(name))
+
+
+def cpu_torch() -> int:
+    """A torch that `make install` installed must be the CPU build: one line and exit 1 otherwise."""
+    import torch  # the only command that needs it: run after torch is installed
+
+    extras = cuda_packages(installed())
+    if torch.version.cuda is None and not extras:
+        print(f"torch {torch.__version__}: CPU build")
+        return 0
+    what = f"CUDA {torch.version.cuda}" if torch.version.cuda else f"with {', '.join(extras[:3])}"
+    print(
+        f"error: the installed torch {torch.__version__} is a CUDA build ({what}), expected the CPU build: "
+        "check that pip reaches TORCH_INDEX (https://download.pytorch.org/whl/cpu), or install the CPU "
+        "wheel first (README, 'GPU', for a CUDA install on purpose)",
+        file=sys.stderr,
+    )
+    return 1
 
 
 def env_block(pins: dict[str, str], indent: str) -> list[str]:
@@ -147,7 +176,7 @@ def envs() -> int:
 
 
 def main(argv: list[str]) -> int:
-    commands = {"freeze": lambda: print(freeze(), end="") or 0, "check": check, "envs": envs}
+    commands = {"freeze": lambda: print(freeze(), end="") or 0, "check": check, "envs": envs, "cpu-torch": cpu_torch}
     if len(argv) != 1 or argv[0] not in commands:
         print(f"usage: python requirements/lock.py {{{'|'.join(commands)}}}", file=sys.stderr)
         return 2

@@ -27,6 +27,12 @@ def test_the_check_reports_every_kind_of_drift():
     assert lock.differences(pins, dict(pins)) == []
 
 
+def test_a_cuda_build_is_told_by_its_runtime_packages():
+    have = {"torch": "2.13.0", "nvidia-cublas-cu12": "12.8", "triton": "3.5", "numpy": "2.4.6"}
+    assert lock.cuda_packages(have) == ["nvidia-cublas-cu12", "triton"]
+    assert lock.cuda_packages({"torch": "2.13.0+cpu", "numpy": "2.4.6"}) == []
+
+
 def test_names_are_normalized_and_the_lock_is_parsed_strictly(tmp_path):
     assert lock.normalize("ConfigArgParse") == "configargparse" and lock.normalize("typing_Extensions") == (
         "typing-extensions"
@@ -57,8 +63,17 @@ def test_the_lock_pins_every_dependency_of_the_project():
         assert name in pins, name
     # the dependencies' dependencies too: a clean resolve of .[test] holds well over a hundred packages
     assert len(pins) > 100 and {"pip", "setuptools", "sqlalchemy", "alembic"} <= set(pins)
-    # the Makefile installs the locked torch release (its CPU build)
-    assert re.search(rf"^TORCH \?= torch=={re.escape(pins['torch'])}$", (ROOT / "Makefile").read_text(), re.M)
+    # the Makefile installs the locked torch release, its CPU build from PyTorch's CPU index, and
+    # checks the build wherever it installs torch itself
+    makefile = (ROOT / "Makefile").read_text()
+    assert re.search(rf"^TORCH \?= torch=={re.escape(pins['torch'])}$", makefile, re.M)
+    assert re.search(r"^TORCH_INDEX \?= https://download.pytorch.org/whl/cpu$", makefile, re.M)
+    # no install of torch without the index ("$(TORCH)" is in PIP_TORCH and test-latest's pin only)
+    assert makefile.count('"$(TORCH)"') == 2 and '"$(TORCH)" >' in makefile
+    assert (
+        len(re.findall(r"call PIP_TORCH,", makefile)) == 3 and "--no-deps --extra-index-url $(TORCH_INDEX)" in makefile
+    )
+    assert makefile.count("requirements/lock.py cpu-torch") == 3
     pyproject = (ROOT / "pyproject.toml").read_text()
     assert f'"ruff=={pins["ruff"]}"' in pyproject and f'"snakefmt=={pins["snakefmt"]}"' in pyproject
 

@@ -85,14 +85,16 @@ def final_run(
     stats_path=None,
     tags: dict | None = None,
     register_as: str | None = None,
+    workspace: str | None = None,
 ) -> dict:
     """Train `model` ('gru4rec' or a baseline name) with `params` on train_full once per seed, evaluate
     each on test; writes out_dir/metrics.json (mean, std and per-seed metrics) and params.json, and
     for GRU4Rec model.safetensors (the first seed's model). MLflow: one parent run per model with a
-    nested run per seed. With `register_as`, the saved model is also registered as a pyfunc model."""
+    nested run per seed. With `register_as`, the saved model is also registered as a pyfunc model.
+    A rerun replaces only the earlier runs of the same `label` and `workspace` (tracking.workspace_id)."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    build, tracker = builder(model, device), Tracker(tracking_uri, experiment)
+    build, tracker = builder(model, device), Tracker(tracking_uri, experiment, workspace=workspace)
     train, test = read_events(train_path), read_events(test_path)
     per_seed, saved = [], None
     with tracker.run(label, tags=dict(tags or {}, kind="final", model=model)) as parent:

@@ -13,6 +13,7 @@ directory the job happens to run in).
 from __future__ import annotations
 
 import functools
+import hashlib
 import json
 import logging
 import os
@@ -31,7 +32,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 import gru4rec
-from gru4rec.errors import first_line
+from gru4rec.errors import GRU4RecError, first_line
 
 from .jobs import pause_point
 
@@ -119,13 +120,48 @@ def _quiet():
 _quiet()  # after the import: importing mlflow sets its loggers to INFO
 
 
+WORKSPACE_FILE = ".mlflow_workspace"
+
+
+def workspace_id(results_dir) -> str:
+    """The results directory's identity in MLflow: a random id, written once into
+    `<results_dir>/.mlflow_workspace` by whichever job comes first (a hard link never replaces a
+    file: parallel first writers agree) and read by every later one. Two results directories that
+    share a tracking store and an experiment (two people on one server, two checkouts) so keep
+    their final runs apart, whereas a directory shared by several machines is one workspace."""
+    path = Path(results_dir) / WORKSPACE_FILE
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f"{path.name}.{uuid.uuid4().hex}.tmp")
+        tmp.write_text(uuid.uuid4().hex + "\n")
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            pass
+        finally:
+            tmp.unlink()
+    value = path.read_text().strip()
+    if len(value) != 32 or any(c not in "0123456789abcdef" for c in value):
+        raise GRU4RecError(
+            f"{path}: expected the 32 hex digits of a workspace id, got {value[:40]!r} (delete it to make a new one)"
+        )
+    return value
+
+
 class Tracker:
     """A thin, retrying wrapper over MLflow's client API; every method is a no-op when the
-    tracking URI is None / 'none' (and for run None), so callers need no `if tracking:`."""
+    tracking URI is None / 'none' (and for run None), so callers need no `if tracking:`.
+    `workspace` (see workspace_id) scopes the runs that `run` replaces to one results directory."""
 
-    def __init__(self, uri: str | None, experiment: str = "gru4rec", artifact_location: str | None = None):
+    def __init__(
+        self,
+        uri: str | None,
+        experiment: str = "gru4rec",
+        artifact_location: str | None = None,
+        workspace: str | None = None,
+    ):
         self.enabled = enabled(uri)
-        self.uri, self.experiment = uri, experiment
+        self.uri, self.experiment, self.workspace = uri, experiment, workspace
         self.artifact_location = artifact_location or default_artifact_location(uri)
         self._client = None
         self._experiment_id = None
@@ -225,16 +261,6 @@ class Tracker:
             if not token:
                 return runs
 
-    def _runs_named(self, name: str, status_condition: str, parent: str | None = None) -> list:
-        """The runs of the experiment named `name` (nested under `parent` if given) whose status
-        meets e.g. "= 'RUNNING'". MLflow's filters have no escapes: a name with both kinds of quote
-        is matched here instead."""
-        status = f"attributes.status {status_condition}"
-        if "'" in name and '"' in name:
-            return [r for r in self._search(status, parent) if r.info.run_name == name]
-        quote = "'" if "'" not in name else '"'
-        return self._search(f"attributes.run_name = {quote}{name}{quote} and {status}", parent)
-
     def tagged(self, key: str, value: str) -> list:
         """The experiment's runs tagged `key` = `value` (a word: letters, digits, '-'), oldest first."""
         if not self.enabled:
@@ -271,14 +297,20 @@ class Tracker:
         if run.info.status in ("RUNNING", "FINISHED"):
             self.end(run.info.run_id, "KILLED")
 
+    def run_key(self, name: str) -> str:
+        """The tag that identifies the runs of one job: its name within this tracker's workspace
+        (a digest: a filter needs no quoting, whatever the name holds)."""
+        return hashlib.sha256(f"{self.workspace or ''}\n{name}".encode()).hexdigest()[:32]
+
     def end_stale(self, name: str) -> int:
-        """Mark KILLED the earlier runs named `name` of a job that starts again: those a killed job
-        left RUNNING, and those that finished in a job killed before Snakemake recorded its outputs
-        (Snakemake discarded them and runs the job again; tagged `superseded`). So the store holds one
-        finished run per output, as the results directory does. Failed runs stay as they are."""
+        """Mark KILLED the earlier runs of the job `name` in this workspace (same run_key) that starts
+        again: those a killed job left RUNNING, and those that finished in a job killed before
+        Snakemake recorded its outputs (Snakemake discarded them and runs the job again; tagged
+        `superseded`). So the store holds one finished run per output, as the results directory does.
+        Failed runs stay as they are; runs of another workspace are never touched."""
         if not self.enabled:
             return 0
-        stale = self._runs_named(name, "!= 'FAILED'")
+        stale = self._search(f"tags.run_key = '{self.run_key(name)}' and attributes.status != 'FAILED'")
         for run in stale:
             self.supersede_run(run, tag_statuses=("FINISHED",))
         return len(stale)
@@ -346,10 +378,11 @@ class Tracker:
 
     @contextmanager
     def run(self, name, parent=None, tags=None):
-        """A run that ends FINISHED, or FAILED when the body raises; runs of the same name that a
-        killed job left RUNNING are marked KILLED first."""
+        """A run that ends FINISHED, or FAILED when the body raises; earlier runs of the same name
+        in this workspace that a killed job left behind are marked KILLED first (end_stale)."""
         self.end_stale(name)
-        run_id = self.start(name, parent, tags)
+        keys = {"run_key": self.run_key(name)} | ({"workspace": self.workspace} if self.workspace else {})
+        run_id = self.start(name, parent, dict(tags or {}, **keys))
         try:
             yield run_id
         except BaseException:

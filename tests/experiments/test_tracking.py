@@ -1,16 +1,23 @@
 """experiments.tracking against a real MLflow store (SQLite file)."""
 
+import multiprocessing
+import re
+
+import pytest
 from mlflow import MlflowClient
 from mlflow.entities import ViewType
 
-from experiments.tracking import Tracker, init_store
+from experiments.tracking import WORKSPACE_FILE, Tracker, init_store, workspace_id
+from gru4rec.errors import GRU4RecError
 
 
-def test_a_job_that_starts_again_supersedes_its_earlier_runs_of_the_same_name(tmp_path):
+@pytest.mark.parametrize("workspace", [None, "0" * 32])
+def test_a_job_that_starts_again_supersedes_its_earlier_runs_of_the_same_name(tmp_path, workspace):
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     init_store(uri, "e")
-    tracker = Tracker(uri, "e")
-    left_running = tracker.start("d/m/final")  # a job killed mid-run
+    tracker = Tracker(uri, "e", workspace=workspace)
+    killed = tracker.run("d/m/final")  # a job killed mid-run: its run never ends
+    left_running = killed.__enter__()
     with tracker.run("d/m/final"):  # its rerun, killed after the run finished (outputs discarded)
         pass
     try:
@@ -33,6 +40,49 @@ def test_a_job_that_starts_again_supersedes_its_earlier_runs_of_the_same_name(tm
         ]
     )
     assert client.get_run(left_running).info.status == "KILLED"
+
+
+def test_two_workspaces_on_one_store_keep_each_others_runs_of_the_same_name(tmp_path):
+    """Two results directories on one tracking store and experiment, each running the job
+    'd/m/final' (twice: the second is a rerun): each rerun replaces only its own directory's run."""
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    init_store(uri, "e")
+    a, b = (Tracker(uri, "e", workspace=workspace_id(tmp_path / d)) for d in "ab")
+    assert a.workspace != b.workspace
+    finished = {}
+    for tracker in (a, b, a, b):  # interleaved, as two people's jobs would be
+        with tracker.run("d/m/final") as parent, tracker.run("d/m/final/seed-1", parent=parent) as seed:
+            pass
+        finished[tracker.workspace] = {parent, seed}
+    runs = MlflowClient(uri).search_runs([a.experiment_id()])
+    alive = {r.info.run_id for r in runs if r.info.status == "FINISHED"}
+    assert alive == finished[a.workspace] | finished[b.workspace]  # both directories' last runs
+    assert sorted(r.info.status for r in runs) == ["FINISHED"] * 4 + ["KILLED"] * 4
+    assert {r.data.tags["workspace"] for r in runs if r.info.run_id in finished[a.workspace]} == {a.workspace}
+
+
+def _read_workspace(path, queue):
+    queue.put(workspace_id(path))
+
+
+def test_the_workspace_id_is_written_once_and_agreed_on_by_parallel_first_jobs(tmp_path):
+    ctx = multiprocessing.get_context("spawn")
+    queue = ctx.Queue()
+    jobs = [ctx.Process(target=_read_workspace, args=(tmp_path / "results", queue)) for _ in range(4)]
+    for j in jobs:
+        j.start()
+    ids = {queue.get(timeout=120) for _ in jobs}
+    for j in jobs:
+        j.join()
+    assert len(ids) == 1 and re.fullmatch("[0-9a-f]{32}", ids.pop())
+    assert workspace_id(tmp_path / "results") == (tmp_path / "results" / WORKSPACE_FILE).read_text().strip()
+    assert [p.name for p in (tmp_path / "results").iterdir()] == [WORKSPACE_FILE]  # no temporary file left
+
+
+def test_an_edited_workspace_file_is_a_one_line_error_naming_it(tmp_path):
+    (tmp_path / WORKSPACE_FILE).write_text("my workspace\n")
+    with pytest.raises(GRU4RecError, match=r"\.mlflow_workspace: expected the 32 hex digits"):
+        workspace_id(tmp_path)
 
 
 def test_the_code_version_reads_git_without_writing_its_index(tmp_path):

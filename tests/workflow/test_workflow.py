@@ -338,3 +338,56 @@ def test_interrupted_workflow_continues_its_study(tmp_path):
     assert best["n_complete"] + best["n_failed"] == 6 and best["n_interrupted"] == 1
     log = (tmp_path / "results" / "logs" / "tune" / "synthetic" / "cross-entropy-shared.log").read_text()
     assert "study 'synthetic/cross-entropy-shared': 2/6 trials done" in log  # the second run's first line
+
+
+@pytest.mark.slow
+def test_two_results_directories_on_one_mlflow_store_keep_each_others_final_runs(tmp_path):
+    """Two people (or two checkouts) with one MLflow store and experiment run the same config, and
+    one of them trains its final models again: every directory's last final runs stay FINISHED,
+    and only the rerun directory's earlier ones are replaced."""
+    from mlflow.tracking import MlflowClient
+
+    from experiments.tracking import workspace_id
+
+    store = tmp_path / "shared" / "mlflow.db"
+    config = tiny_config(
+        tmp_path,
+        tuning={"n_trials": 1},
+        final={"seeds": 1},
+        mlflow={"tracking_uri": f"sqlite:///{store}"},
+        datasets={
+            "synthetic": {
+                "source": "synthetic",
+                "losses": ["cross-entropy"],
+                "embeddings": ["none"],
+                "models": ["gru4rec", "pop"],
+                "options": {"n_sessions": 600, "n_items": 80, "days": 10},
+            }
+        },
+    )
+    dirs = {name: tmp_path / name for name in ("alice", "bob")}
+    for name in ("alice", "bob", "alice"):
+        again = ["--forcerun", "train_final", "train_baseline"] if (dirs[name] / "results").exists() else []
+        r = snake(["--cores", "2", "all", "--configfile", str(config), *again], dirs[name])
+        assert r.returncode == 0, r.stderr[-3000:]
+    client = MlflowClient(tracking_uri=f"sqlite:///{store}")
+    runs = client.search_runs([client.get_experiment_by_name("test").experiment_id], max_results=1000)
+    final = [r for r in runs if r.data.tags.get("kind") in ("final", "seed")]
+    ids = {name: workspace_id(d / "results") for name, d in dirs.items()}
+    assert {r.data.tags["workspace"] for r in final} == set(ids.values())
+    by = {name: [r for r in final if r.data.tags["workspace"] == ids[name]] for name in dirs}
+    # bob's two final runs (GRU4Rec and POP) and their seeds are untouched by alice's rerun
+    assert sorted(r.info.status for r in by["bob"]) == ["FINISHED"] * 4
+    # alice's first runs were replaced by her rerun: one FINISHED run per output, as in her results
+    assert sorted(r.info.status for r in by["alice"]) == ["FINISHED"] * 4 + ["KILLED"] * 4
+    for name, d in dirs.items():
+        for model in ("cross-entropy-none", "pop"):
+            metrics = json.loads((d / "results" / "synthetic" / "final" / model / "metrics.json").read_text())
+            logged = [
+                r
+                for r in by[name]
+                if r.info.status == "FINISHED"
+                and r.data.tags["kind"] == "final"
+                and r.info.run_name.split("/")[1] == model
+            ]
+            assert len(logged) == 1 and logged[0].data.metrics["recall_at_20"] == pytest.approx(metrics["recall_at_20"])

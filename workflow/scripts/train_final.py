@@ -9,6 +9,7 @@ import torch
 from experiments.jobs import job
 from experiments.mlflow_model import registered_name
 from experiments.runs import final_run
+from experiments.tracking import workspace_id
 
 w, p, final = snakemake.wildcards, snakemake.params, snakemake.params.final
 with job(snakemake.log[0]):
@@ -40,4 +41,6 @@ with job(snakemake.log[0]):
         stats_path=snakemake.input.stats,
         register_as=register,
         tags=dict(tags, dataset=w.dataset),
+        # this results directory's own: a rerun replaces its earlier runs, not another directory's
+        workspace=workspace_id(p.results) if p.tracking_uri else None,
     )

@@ -27,7 +27,6 @@ rule train_final:
         mode=lambda w: dataset_config(w)["mode"],
         tracking_uri=tracking_uri(),
         experiment=config["mlflow"]["experiment"],
-        results=RESULTS,
     script:
         "../scripts/train_final.py"
 
@@ -58,6 +57,5 @@ rule train_baseline:
         mode=lambda w: dataset_config(w)["mode"],
         tracking_uri=tracking_uri(),
         experiment=config["mlflow"]["experiment"],
-        results=RESULTS,
     script:
         "../scripts/train_final.py"

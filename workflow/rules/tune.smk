@@ -10,7 +10,6 @@ rule mlflow_init:
         uri=tracking_uri(),
         experiment=config["mlflow"]["experiment"],
         artifact_location=config["mlflow"]["artifact_location"],
-        results=RESULTS,
     script:
         "../scripts/mlflow_init.py"
 

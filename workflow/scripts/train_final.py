@@ -42,5 +42,5 @@ with job(snakemake.log[0]):
         register_as=register,
         tags=dict(tags, dataset=w.dataset),
         # this results directory's own: a rerun replaces its earlier runs, not another directory's
-        workspace=workspace_id(p.results) if p.tracking_uri else None,
+        workspace=workspace_id(Path(snakemake.input.mlflow[0]).parent) if p.tracking_uri else None,
     )

@@ -1,11 +1,10 @@
-"""MLflow calls that a tune job makes to bring the runs of failed trials in line with its study
-(experiments.tuning._close_interrupted_runs, run at a job's start and after every pass of its
-loop), on a study with N interrupted trials whose runs are already closed but for the first pass.
+"""MLflow calls of `experiments.projection.publish`, the projection of a study into MLflow that
+every tune job runs at its start and end (to repair what a killed job left) and after each trial.
 
-Each line: the calls of the first pass (which ends and tags the runs) and of every later pass,
-per client method. The code before one search per study looked every run up by itself: two
-get_run per failed trial and pass. A local SQLite store: counts, not times, so the machine does
-not matter.
+For a study of N finished trials: the calls of the first publish (which writes every run), of a
+publish that finds MLflow already in line (what every job start costs once nothing is missing),
+and of a trial's own publish (the callback after each trial). Counts, not times, on a local
+SQLite store, so the machine does not matter.
 
     python benchmarks/tracking_calls.py            # N = 10, 100
     python benchmarks/tracking_calls.py 20 500
@@ -20,32 +19,27 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from experiments import tuning  # noqa: E402
+from experiments import projection, tuning  # noqa: E402
 from experiments.tracking import Tracker, init_store  # noqa: E402
 
-COUNTED = ("get_run", "search_runs", "set_tag", "set_terminated")
+META = {"n_trials": 0, "metric": "MRR@20", "fixed": {}, "space": {"x": ["float", 0.0, 1.0]}}
 
 
-def study_with_interrupted_trials(d: Path, n: int):
-    uri = f"sqlite:///{d}/mlflow.db"
-    init_store(uri, "bench")
-    tracker = Tracker(uri, "bench")
-    storage = tuning.make_storage(str(d / "s.journal"))
-    study = tuning.load_study("s", storage)
-    parent = tracker.start("s/study")
-    study.set_user_attr("mlflow_parent_run", parent)
-    for _ in range(n):
+def finished_study(d: Path, n: int):
+    """A journal study of n finished trials, each with the per-epoch history a trial records."""
+    study = tuning.load_study("s", tuning.make_storage(str(d / "s.journal")))
+    for k in range(n):
         trial = study.ask()
-        run = tracker.start(tuning.trial_run_name("s", trial.number), parent=parent)
-        storage.set_trial_user_attr(trial._trial_id, "mlflow_run", run)
-        storage.set_trial_user_attr(trial._trial_id, "interrupted", True)
-        storage.set_trial_state_values(trial._trial_id, tuning.S.FAIL)
-    return study, tracker
+        trial.set_user_attr("params", {"x": k / n})
+        trial.set_user_attr("metrics", {"recall_at_20": 0.5, "mrr_at_20": k / n})
+        trial.set_user_attr("history", [{"epoch": e, "train_loss": 1.0 / (e + 1)} for e in range(3)])
+        study.tell(trial, k / n)
+    return study
 
 
 def counting(tracker) -> collections.Counter:
     calls, client = collections.Counter(), tracker.client
-    for name in COUNTED:
+    for name in [m for m in dir(client) if not m.startswith("_") and callable(getattr(client, m))]:
         method = getattr(client, name)
 
         def counted(*args, _method=method, _name=name, **kwargs):
@@ -59,17 +53,16 @@ def counting(tracker) -> collections.Counter:
 def main(sizes: list[int]) -> None:
     for n in sizes:
         with tempfile.TemporaryDirectory() as d:
-            study, tracker = study_with_interrupted_trials(Path(d), n)
-            calls = counting(tracker)
-            tuning._close_interrupted_runs(study, tracker, "s")
-            first = dict(calls)
-            calls.clear()
-            tuning._close_interrupted_runs(study, tracker, "s")
-            print(
-                f"N={n}: first pass {sum(first.values())} calls {first}; every later pass "
-                f"{sum(calls.values())} {dict(calls)}",
-                flush=True,
-            )
+            uri = f"sqlite:///{d}/mlflow.db"
+            init_store(uri, "bench")
+            study, tracker = finished_study(Path(d), n), Tracker(uri, "bench")
+            meta = dict(META, n_trials=n)
+            calls, figures = counting(tracker), []
+            for what, only in (("first publish", None), ("in line", None), ("one trial's", {n - 1})):
+                calls.clear()
+                projection.publish(study, tracker, "s", meta, only=only)
+                figures.append(f"{what} {sum(calls.values())} {dict(sorted(calls.items()))}")
+            print(f"N={n}: " + "; ".join(figures), flush=True)
 
 
 if __name__ == "__main__":

@@ -17,8 +17,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from gru4rec.fileio import atomic_output  # noqa: E402
-
+from .outputs import atomic_output  # noqa: E402
 from .reporting import model_label  # noqa: E402
 
 

@@ -17,7 +17,8 @@ from pathlib import Path
 import pandas as pd
 
 from gru4rec.baselines import BASELINES
-from gru4rec.fileio import latex_table, markdown_table, write_text_atomic
+
+from .outputs import latex_table, markdown_table, write_text_atomic
 
 CUTOFFS = (1, 5, 10, 20)
 METRIC_KEY = re.compile(r"^(?P<name>[a-z]+)_at_(?P<n>\d+)$")

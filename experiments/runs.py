@@ -12,9 +12,9 @@ import numpy as np
 
 from gru4rec import GRU4Rec, evaluate, read_events
 from gru4rec.baselines import Baseline, make_baseline
-from gru4rec.fileio import write_json
 
 from .mlflow_model import log_and_register
+from .outputs import clear_stale, write_json
 from .tracking import Tracker
 
 
@@ -112,6 +112,7 @@ def final_run(
             per_seed.append(dict(metrics, seed=seed))
             if saved is None and hasattr(m, "save"):
                 saved = out / "model.safetensors"
+                clear_stale(saved)  # what a killed run's save left
                 m.save(saved)
         summary = aggregate([{k: v for k, v in m.items() if k != "seed"} for m in per_seed])
         result = dict(

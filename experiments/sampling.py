@@ -31,6 +31,12 @@ def interrupted(trial) -> bool:
     return trial.state == S.FAIL and "error" not in trial.user_attrs
 
 
+def spent(trial) -> bool:
+    """Whether the trial used up one trial of the budget: COMPLETE, PRUNED, or failed on its own (a
+    diverged training). A trial of a dead worker did not: its slot runs again."""
+    return trial.state in (S.COMPLETE, S.PRUNED) or (trial.state == S.FAIL and not interrupted(trial))
+
+
 def claim_slot(study, trial) -> int:
     """The slot of a new trial: first the slots freed by interrupted trials, then new ones.
 

@@ -133,14 +133,26 @@ def workspace_id(results_dir) -> str:
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f"{path.name}.{uuid.uuid4().hex}.tmp")
-        tmp.write_text(uuid.uuid4().hex + "\n")
         try:
-            os.link(tmp, path)
-        except FileExistsError:
-            pass
+            tmp.write_text(uuid.uuid4().hex + "\n")
+            try:
+                os.link(tmp, path)
+            except FileExistsError:
+                pass
+            except OSError:  # a file system without hard links (vfat, SMB, some FUSE): created exclusively
+                try:
+                    fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+                except FileExistsError:
+                    pass
+                else:
+                    with os.fdopen(fd, "w") as f:
+                        f.write(tmp.read_text())
         finally:
-            tmp.unlink()
-    value = path.read_text().strip()
+            tmp.unlink(missing_ok=True)
+    for _ in range(50):  # an exclusively created file is empty until its writer has written it
+        if value := path.read_text().strip():
+            break
+        time.sleep(0.02)
     if len(value) != 32 or any(c not in "0123456789abcdef" for c in value):
         raise GRU4RecError(
             f"{path}: expected the 32 hex digits of a workspace id, got {value[:40]!r} (delete it to make a new one)"
@@ -193,8 +205,11 @@ class Tracker:
                 self._experiment_id = exp.experiment_id
         return self._experiment_id
 
-    def start(self, name: str, parent: str | None = None, tags: dict | None = None) -> str | None:
-        """Create a run (nested under `parent`); returns its id."""
+    def start(
+        self, name: str, parent: str | None = None, tags: dict | None = None, start_time: int | None = None
+    ) -> str | None:
+        """Create a run (nested under `parent`; started at `start_time`, ms since the epoch, or now);
+        returns its id."""
         if not self.enabled:
             return None
         token = uuid.uuid4().hex
@@ -210,7 +225,7 @@ class Tracker:
                 found = self.client.search_runs([self.experiment_id()], f"tags.create_token = '{token}'", max_results=1)
                 if found:
                     return found[0]
-            return self.client.create_run(self.experiment_id(), tags=tags, run_name=name)
+            return self.client.create_run(self.experiment_id(), start_time=start_time, tags=tags, run_name=name)
 
         run = _retry(create)
         if tries > 1 or str(self.uri).startswith(("http://", "https://")):
@@ -221,8 +236,7 @@ class Tracker:
                 if len(twins) > 1:
                     keep, *extra = _oldest_first(twins)
                     for twin in extra:
-                        self.end(twin.info.run_id, "KILLED")
-                        _retry(self.client.delete_run, twin.info.run_id)
+                        self.delete(twin.info.run_id, running=True)
                     run = keep
             except Exception as e:  # tidying only: the run exists, the job goes on
                 print(
@@ -239,13 +253,6 @@ class Tracker:
         except Exception:  # unknown run id (e.g. a study moved to another tracking store)
             return False
         return run.info.lifecycle_stage == "active"
-
-    def end_if_running(self, run_id: str | None, status: str = "KILLED") -> bool:
-        """End a run that a killed job left RUNNING; returns whether it was."""
-        if not self.exists(run_id) or _retry(self.client.get_run, run_id).info.status != "RUNNING":
-            return False
-        self.end(run_id, status)
-        return True
 
     def _search(self, condition: str, parent: str | None = None) -> list:
         """The experiment's runs that meet the filter `condition` (nested under `parent` if given),
@@ -267,35 +274,9 @@ class Tracker:
             return []
         return _oldest_first(self._search(f"tags.{key} = '{value}'"))
 
-    def fold_into(self, run_id: str, into: str) -> None:
-        """Retire the run `run_id` in favour of the run `into`: its nested runs move under `into`,
-        and it ends KILLED (tagged `superseded`) and is deleted (if another job has not already)."""
-        for child in self.children(run_id):
-            _retry(self.client.set_tag, child.info.run_id, "mlflow.parentRunId", into)
-        try:
-            self.supersede(run_id)
-            _retry(self.client.delete_run, run_id)
-        except MlflowException:
-            if self.exists(run_id):
-                raise
-
-    def supersede(self, run_id: str | None) -> None:
-        """A run whose result was discarded (e.g. its trial runs again): tagged `superseded`, and
-        KILLED if it was RUNNING or FINISHED (a FAILED or KILLED run keeps its status)."""
-        if self.exists(run_id):
-            self.supersede_run(_retry(self.client.get_run, run_id))
-
     def children(self, parent: str) -> list:
         """The runs nested under the run `parent`, whatever their status."""
         return self._search("attributes.status != 'SCHEDULED'", parent) if self.enabled else []
-
-    def supersede_run(self, run, tag_statuses=("RUNNING", "FINISHED", "FAILED", "KILLED")) -> None:
-        """`supersede` a run already read (an MLflow Run, e.g. from `children`); only runs of
-        `tag_statuses` are tagged."""
-        if run.info.status in tag_statuses and run.data.tags.get("superseded") != "true":
-            _retry(self.client.set_tag, run.info.run_id, "superseded", "true")
-        if run.info.status in ("RUNNING", "FINISHED"):
-            self.end(run.info.run_id, "KILLED")
 
     def run_key(self, name: str) -> str:
         """The tag that identifies the runs of one job: its name within this tracker's workspace
@@ -307,21 +288,31 @@ class Tracker:
         again: those a killed job left RUNNING, and those that finished in a job killed before
         Snakemake recorded its outputs (Snakemake discarded them and runs the job again; tagged
         `superseded`). So the store holds one finished run per output, as the results directory does.
-        Failed runs stay as they are; runs of another workspace are never touched."""
+        Failed runs stay as they are; runs of another workspace (another key) are never touched."""
         if not self.enabled:
             return 0
         stale = self._search(f"tags.run_key = '{self.run_key(name)}' and attributes.status != 'FAILED'")
         for run in stale:
-            self.supersede_run(run, tag_statuses=("FINISHED",))
+            if run.info.status == "FINISHED" and run.data.tags.get("superseded") != "true":
+                _retry(self.client.set_tag, run.info.run_id, "superseded", "true")
+            if run.info.status in ("RUNNING", "FINISHED"):
+                self.end(run.info.run_id, "KILLED")
         return len(stale)
 
-    def reopen(self, run_id: str):
-        """Mark a finished (or killed) run as running again: a resumed study adds trials to it."""
-        if self.enabled and run_id:
-            _retry(self.client.update_run, run_id, status="RUNNING")
-
-    def logged_params(self, run) -> dict:
-        return dict(_retry(self.client.get_run, run).data.params) if run else {}
+    def log(self, run, params: dict | None = None, metrics=(), tags: dict | None = None):
+        """One run's parameters, metrics ((name, value, step) triples) and tags, in as few batches as
+        MLflow takes (100 parameters, 100 tags, 1000 items per batch)."""
+        if not run:
+            return
+        now = int(time.time() * 1000)
+        items = [Param(str(k), str(v)[:6000]) for k, v in (params or {}).items()]
+        marks = [RunTag(str(k), str(v)) for k, v in (tags or {}).items()]
+        values = [Metric(str(k), float(v), now, int(step)) for k, v, step in metrics]
+        while items or marks or values:
+            p, items = items[:100], items[100:]
+            t, marks = marks[:100], marks[100:]
+            m, values = values[: 1000 - len(p) - len(t)], values[1000 - len(p) - len(t) :]
+            _retry(self.client.log_batch, run, metrics=m, params=p, tags=t)
 
     def params(self, run, params: dict):
         if run:
@@ -345,7 +336,7 @@ class Tracker:
             _retry(self.client.log_batch, run, tags=[RunTag(str(k), str(v)) for k, v in tags.items()])
 
     def artifact(self, run, path, subdir: str | None = None):
-        if run and Path(path).exists():
+        if run and path and Path(path).exists():
             _retry(self.client.log_artifact, run, str(path), subdir)
 
     def artifact_json(self, run, obj, name: str):
@@ -360,21 +351,23 @@ class Tracker:
         parameters, and the file itself as an artifact."""
         if not run or not stats_path or not Path(stats_path).exists():
             return
-        stats = pd.read_csv(stats_path, sep="\t", index_col=0)
-        self.params(
-            run,
-            {
-                f"data.{split}.{col}": stats.loc[split, col]
-                for split in stats.index
-                for col in ("events", "sessions", "items")
-                if col in stats.columns
-            },
-        )
+        self.params(run, stats_params(stats_path))
         self.artifact(run, stats_path, "data")
 
-    def end(self, run, status: str = "FINISHED"):
+    def end(self, run, status: str = "FINISHED", end_time: int | None = None):
         if run:
-            _retry(self.client.set_terminated, run, status)
+            _retry(self.client.set_terminated, run, status, end_time)
+
+    def delete(self, run_id: str, running: bool = False) -> None:
+        """Delete a run (if another job has not already); a `running` one ends KILLED first, so that
+        none stays RUNNING among the deleted runs."""
+        try:
+            if running:
+                self.end(run_id, "KILLED")
+            _retry(self.client.delete_run, run_id)
+        except MlflowException:
+            if self.exists(run_id):
+                raise
 
     @contextmanager
     def run(self, name, parent=None, tags=None):
@@ -406,6 +399,15 @@ class Tracker:
             )
 
         return log
+
+
+def stats_params(stats_path) -> dict:
+    """The preprocessing statistics (stats.tsv: one row per split) as `data.<split>.<stat>`."""
+    if not stats_path or not Path(stats_path).exists():
+        return {}
+    stats = pd.read_csv(stats_path, sep="\t", index_col=0)
+    cols = [c for c in ("events", "sessions", "items") if c in stats.columns]
+    return {f"data.{split}.{col}": stats.loc[split, col] for split in stats.index for col in cols}
 
 
 def init_store(uri: str | None, experiment: str = "gru4rec", artifact_location: str | None = None) -> str | None:

@@ -17,24 +17,27 @@ a complete one: the budget counts trials tried, not trials finished.
 Which trials use up the budget. COMPLETE and PRUNED ones, and FAILED ones that failed on their own (a
 diverged training: NaN loss or score; tagged with the user attribute `error`). A trial whose
 worker was killed is left RUNNING by the storage; it must neither block the study nor count, so
-before a worker starts, such trials are failed (tag `interrupted`) and run again: a trial of a
-dead process on this machine is recognised by the host, machine id, pid and process start it
-records; on a database, by Optuna's heartbeat (a worker that has not reported for `grace_period`
-seconds is dead, on any machine).
+such trials are failed (tag `interrupted`) and run again. A journal has one owner, the tune job
+of its study (Snakemake locks the working directory): the RUNNING trials it finds at its start,
+and those left when its own workers have ended, are its dead workers'. A database is shared by
+machines: a worker that has not reported for `grace_period` seconds is dead (Optuna's heartbeat).
+
+MLflow is a projection of the study (experiments.projection): a trial writes only to Optuna, and
+the study is published after every trial and at the start and end of every job.
 """
 
 from __future__ import annotations
 
-import json
+import ctypes
 import math
 import os
 import pickle
+import signal
 import socket
 import subprocess
 import sys
 import tempfile
 import time
-import uuid
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -47,11 +50,11 @@ from optuna.storages.journal import JournalFileBackend, JournalFileOpenLock
 from gru4rec import evaluate, read_events
 from gru4rec.errors import ParameterError, TrainingDivergedError, first_line
 from gru4rec.params import validate_params
-from gru4rec.processes import machine_id, process_alive, process_start
 
+from . import projection
 from .jobs import pause_point
 from .runs import builder, train_and_evaluate
-from .sampling import SlotSeededTPE, claim_slot, interrupted
+from .sampling import SlotSeededTPE, claim_slot, interrupted, spent
 
 # the spaces are re-exported: the tune jobs and the tests read them from here
 from .spaces import (  # noqa: F401
@@ -68,15 +71,6 @@ from .spaces import (  # noqa: F401
 from .tracking import Tracker
 
 S = optuna.trial.TrialState
-# A RUNNING trial that does not say which process runs it (a worker killed between Optuna's ask
-# and the objective's first line; a live one names itself within milliseconds) is taken as dead
-# once this job has seen it so for this long, on its own clock (other machines' clocks, and the
-# time zone a database stores the start in, may differ).
-_UNNAMED_GRACE_SECONDS = 60
-_unnamed_since: dict = {}  # (study, trial id, its start) -> when this process first saw it unnamed
-# Jobs that start one new study at the same moment write their key and create their study run
-# within this long of each other (see _find_or_start_study_run).
-_SETTLE_SECONDS = 1.0
 # a journal's lock unchanged this long belongs to a writer that was killed holding it (Optuna's default)
 JOURNAL_LOCK_GRACE_SECONDS = 30
 
@@ -160,111 +154,30 @@ def load_study(name: str, storage, seed: int = 42, pruner: str = "none"):
     )
 
 
-def _this_worker() -> dict:
-    """The user attributes that identify this worker process: `worker` (host:pid, for people),
-    `worker_machine` and `worker_start` (for _is_orphan), written in this order: `worker` last, so
-    that a reader never sees it without the other two."""
-    pid = os.getpid()
-    return {
-        "worker_machine": machine_id(),
-        "worker_start": process_start(pid),
-        "worker": f"{socket.gethostname()}:{pid}",
-    }
-
-
-def _is_orphan(study_name: str, trial) -> bool:
-    """A RUNNING trial whose worker is gone; only decidable for workers on this machine (other
-    machines' are found by the database's heartbeat). Gone: its pid is not alive, or is alive
-    but started at another time (the pid was reused, or the machine rebooted)."""
-    attrs = trial.user_attrs
-    worker = attrs.get("worker")
-    if worker is None:
-        first_seen = _unnamed_since.setdefault((study_name, trial._trial_id, trial.datetime_start), time.monotonic())
-        return time.monotonic() - first_seen > _UNNAMED_GRACE_SECONDS
-    host, _, pid = worker.rpartition(":")
-    if host != socket.gethostname() or not pid.isdigit():
-        return False
-    machine = attrs.get("worker_machine")  # absent, as the start, in a study written before they were recorded
-    if machine is not None and machine != machine_id():  # another machine of the same name
-        return False
-    if not process_alive(int(pid)):
-        return True
-    # a start that cannot be read (another user's process under /proc's hidepid) is no evidence
-    recorded, now = attrs.get("worker_start"), process_start(int(pid))
-    return bool(recorded and now) and recorded != now
-
-
 def release_orphans(study, storage) -> int:
     """Fail the RUNNING trials of dead workers (tag `interrupted`) so that they neither block the
-    study nor count against its budget; returns how many. Safe while other workers are running.
-    `storage` is the study's storage object (`make_storage`)."""
-    with warnings.catch_warnings():  # the heartbeat API is marked experimental
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        optuna.storages.fail_stale_trials(study)  # databases: no heartbeat for grace_period -> FAIL
+    study nor count against its budget; returns how many. A journal's trials are all its owner's
+    (call this only while none of the job's workers runs); a database's are those whose heartbeat
+    stopped, on any machine. `storage` is the study's storage object (`make_storage`)."""
+    if not isinstance(storage, optuna.storages.JournalStorage):
+        running = len(study.get_trials(deepcopy=False, states=(S.RUNNING,)))
+        with warnings.catch_warnings():  # the heartbeat API is marked experimental
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            optuna.storages.fail_stale_trials(study)
+        return running - len(study.get_trials(deepcopy=False, states=(S.RUNNING,)))
     n = 0
     for t in study.get_trials(deepcopy=False, states=(S.RUNNING,)):
-        if _is_orphan(study.study_name, t):
-            try:
-                storage.set_trial_user_attr(t._trial_id, "interrupted", True)
-                storage.set_trial_state_values(t._trial_id, S.FAIL)
-                n += 1
-            except (optuna.exceptions.UpdateFinishedTrialError, RuntimeError):
-                pass  # finished (or failed by another worker) in the meantime
+        storage.set_trial_user_attr(t._trial_id, "interrupted", True)
+        storage.set_trial_state_values(t._trial_id, S.FAIL)
+        n += 1
     return n
-
-
-def trial_run_name(label: str, number: int) -> str:
-    return f"{label}/trial-{number}"
-
-
-def _close_interrupted_runs(study, tracker, label) -> None:
-    """Bring the MLflow runs of failed trials in line with the study after a worker died (killed
-    job, lost node). An interrupted trial runs again: its run is tagged `superseded` and ends
-    KILLED, whether its worker died while it was RUNNING or after it FINISHED but before Optuna
-    recorded the value; a worker killed after it started the run but before it recorded the run's
-    id in the study leaves no id: that run is found by its name under the study's run. A diverged
-    trial's run left RUNNING (by a study written before `_record_failure` ended the run first)
-    ends FAILED."""
-    failed = study.get_trials(deepcopy=False, states=(S.FAIL,))
-    if not tracker.enabled or not failed:
-        return
-    parent = study.user_attrs.get("mlflow_parent_run")
-    # one search for the study's runs, not two calls per failed trial: most are closed already
-    runs = tracker.children(parent) if parent else []
-    by_id = {r.info.run_id: r for r in runs}
-    for t in failed:
-        run_id = t.user_attrs.get("mlflow_run")
-        if run_id and run_id not in by_id:  # not nested under the study's run: looked up on its own
-            if interrupted(t):
-                tracker.supersede(run_id)
-            else:
-                tracker.end_if_running(run_id, "FAILED")
-            continue
-        name = trial_run_name(label, t.number)
-        for run in [by_id[run_id]] if run_id else [r for r in runs if r.info.run_name == name]:
-            if not interrupted(t):
-                if run.info.status == "RUNNING":
-                    tracker.end(run.info.run_id, "FAILED")
-            elif run_id or run.info.status == "RUNNING":
-                tracker.supersede_run(run)
-
-
-def _anonymous(study) -> list:
-    """RUNNING trials that do not say which worker runs them (yet: see _is_orphan)."""
-    return [t for t in study.get_trials(deepcopy=False, states=(S.RUNNING,)) if "worker" not in t.user_attrs]
-
-
-def _diverged(trial) -> bool:
-    """Failed on its own (NaN loss or score, tagged `error`): it uses up budget. A trial failed
-    because its worker died (`release_orphans`, or Optuna's heartbeat) does not."""
-    return trial.state == S.FAIL and not interrupted(trial)
 
 
 def counts(study) -> tuple[int, int]:
     """(trials that use up the budget, trials running now)."""
     used = running = 0
     for t in study.get_trials(deepcopy=False):
-        if t.state in (S.COMPLETE, S.PRUNED) or _diverged(t):
+        if spent(t):
             used += 1
         elif t.state == S.RUNNING:
             running += 1
@@ -349,39 +262,43 @@ def _pruning_check(trial):
 
 @dataclass
 class _Objective:
-    """One trial: draw parameters, score them, log the trial to MLflow under the study's run."""
+    """One trial: draw parameters, score them, record in the study everything its MLflow run will
+    show (user attributes `params`, `metrics`, `history`, `device`, `seconds`, `error`: see
+    experiments.projection)."""
 
     score: object  # callable(params, epoch_callback=None) -> (value, extra metrics)
     space: dict
     fixed: dict
-    tracker: object  # a tracking.Tracker (picklable: each worker process opens its own client)
-    parent_run: str | None = None
-    label: str = ""
     pruning: bool = False  # report every epoch's validation score to the study's pruner
 
     def __call__(self, trial) -> float:
-        for key, value in _this_worker().items():
-            trial.set_user_attr(key, value)
+        trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")  # for people
         trial.set_user_attr("slot", claim_slot(trial.study, trial))  # before the first draw
         params = dict(self.fixed, **suggest(trial, self.space))
-        tracker = self.tracker
-        run = tracker.start(
-            trial_run_name(self.label, trial.number),
-            parent=self.parent_run,
-            tags={"kind": "trial", "optuna_trial": trial.number},
-        )
-        if run:  # a later job marks it KILLED if this worker dies (_close_interrupted_runs)
-            trial.set_user_attr("mlflow_run", run)
+        trial.set_user_attr("params", params)
         pause_point(f"trial-{trial.number}")
-        tracker.params(run, params)
+        history = []
+
+        def log_epoch(info):  # kept in memory: the study gets the history once the trial ends
+            history.append(
+                {
+                    "epoch": info["epoch"],
+                    "train_loss": info["loss"],
+                    "epoch_seconds": info["seconds"],
+                    "mb_per_s": info["mb_per_s"],
+                    "events_per_s": info["events_per_s"],
+                }
+            )
+
         t0 = time.perf_counter()
         pruning = {"prune": _pruning_check(trial)} if self.pruning else {}
         try:
-            value, extra = self.score(params, epoch_callback=tracker.epoch_logger(run) if run else None, **pruning)
+            value, extra = self.score(params, epoch_callback=log_epoch, **pruning)
             if value is None or math.isnan(value):
                 raise TrainingDivergedError(f"the validation score is {value}")
         except TrainingDivergedError as e:
-            _record_failure(trial, tracker, run, str(e))
+            self._record(trial, history, {}, t0)  # the run shows the loss going to NaN
+            trial.set_user_attr("error", str(e))  # failed on its own: it keeps its slot (sampling.spent)
             raise
         except RuntimeError as e:
             # this parameter set failed on its own (e.g. torch's out-of-memory on a large network): the
@@ -389,37 +306,46 @@ class _Objective:
             # of failing on the same ones again; errors of the data or the code (not RuntimeError)
             # still stop the job
             msg = f"{type(e).__name__}: {first_line(e)}"
-            _record_failure(trial, tracker, run, msg)
+            self._record(trial, history, {}, t0)
+            trial.set_user_attr("error", msg)
             raise TrialFailed(msg) from e
         except optuna.TrialPruned:
-            trial.set_user_attr("seconds", round(time.perf_counter() - t0, 2))
-            tracker.tags(run, {"pruned": "true"})
-            tracker.end(run, "KILLED")
+            self._record(trial, history, {}, t0)
             raise
-        except BaseException:
-            tracker.end(run, "KILLED")
-            raise
-        trial.set_user_attr("seconds", round(time.perf_counter() - t0, 2))
-        tracker.metrics(run, dict(extra, value=value))  # logs the numeric entries; the device is a tag
-        if "device" in extra:
-            tracker.tags(run, {"device": extra["device"]})
-        tracker.end(run)
-        pause_point(f"trial-{trial.number}:run-ended")  # killed here, the run is superseded (the trial runs again)
+        self._record(trial, history, extra, t0)
         return value
+
+    @staticmethod
+    def _record(trial, history, extra, t0):
+        if history:
+            trial.set_user_attr("history", history)
+        numbers = {k: v for k, v in extra.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+        if numbers:
+            trial.set_user_attr("metrics", numbers)
+        if "device" in extra:
+            trial.set_user_attr("device", str(extra["device"]))
+        trial.set_user_attr("seconds", round(time.perf_counter() - t0, 2))
 
 
 class TrialFailed(RuntimeError):
     """A trial's parameter set failed with a runtime error; the study goes on."""
 
 
-def _record_failure(trial, tracker, run, message: str):
-    """Tag a trial failed on its own (it keeps its slot and uses budget: see _diverged). The run
-    ends first: a job killed in between leaves an interrupted trial (run again) with a FAILED run,
-    not a diverged trial whose run stays RUNNING."""
-    tracker.tags(run, {"error": message})
-    tracker.end(run, "FAILED")
-    pause_point(f"trial-{trial.number}:run-ended")
-    trial.set_user_attr("error", message)
+class _Publish:
+    """After each trial (as optuna_integration's MLflowCallback): its run into MLflow. A store that
+    cannot be reached is a warning here; the job's last publish repairs what this one missed."""
+
+    def __init__(self, tracker, label: str, meta: dict, stats_path=None):
+        self.tracker, self.label, self.meta, self.stats_path = tracker, label, meta, stats_path
+
+    def __call__(self, study, trial):
+        pause_point(f"trial-{trial.number}:recorded")  # the trial is in the study, not yet in MLflow
+        if not self.tracker.enabled:
+            return
+        try:
+            projection.publish(study, self.tracker, self.label, self.meta, self.stats_path, only={trial.number})
+        except Exception as e:
+            print(f"warning: [{self.label}] trial {trial.number} not in MLflow yet: {first_line(e)}", file=sys.stderr)
 
 
 class _Progress:
@@ -451,7 +377,7 @@ class _Progress:
                     f"[{self.label}] trial {t.number} ({self.used}/{self.n_trials}): pruned after epoch {epoch}",
                     flush=True,
                 )
-            elif _diverged(t):
+            elif t.state == S.FAIL and not interrupted(t):
                 self.used += 1
                 print(
                     f"[{self.label}] trial {t.number} ({self.used}/{self.n_trials}): failed, {t.user_attrs['error']}",
@@ -466,7 +392,6 @@ class _StopAtBudget:
         self.n_trials, self.progress, self.parent_pid = n_trials, progress, parent_pid
 
     def __call__(self, study, trial):
-        pause_point(f"trial-{trial.number}:recorded")  # between trials: this worker runs none
         if self.progress:
             self.progress(study, trial)
         used, running = counts(study)
@@ -475,16 +400,31 @@ class _StopAtBudget:
             study.stop()
 
 
-def _work(study_name, storage, objective, n_trials, seed, progress=None, parent_pid=None, pruner="none"):
+def _die_with_parent(parent_pid: int) -> None:
+    """On Linux, a worker process is killed with its tune job (PR_SET_PDEATHSIG): the job's rerun
+    owns the journal and fails every trial it finds running, so no worker of the killed job may
+    go on. Elsewhere a worker stops after its trial (_StopAtBudget)."""
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # 1: PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != parent_pid:  # the job died before the call
+        os._exit(1)
+
+
+def _work(study_name, storage, objective, n_trials, seed, progress=None, parent_pid=None, pruner="none", publish=None):
     """One worker: run trials of the study until the budget is reached (or its parent is gone)."""
+    if parent_pid is not None:
+        _die_with_parent(parent_pid)
     study = load_study(study_name, storage, seed=seed, pruner=pruner)
+    callbacks = ([publish] if publish else []) + [_StopAtBudget(n_trials, progress, parent_pid)]
     used, running = counts(study)
     if used + running < n_trials:
         study.optimize(
             objective,
             n_trials=n_trials - used - running,
             catch=(TrainingDivergedError, TrialFailed),
-            callbacks=[_StopAtBudget(n_trials, progress, parent_pid)],
+            callbacks=callbacks,
             gc_after_trial=False,
         )
 
@@ -528,8 +468,9 @@ def run_study(
     study = load_study(study_name, store, seed=seed, pruner=pruner)
     interrupted = release_orphans(study, store)
     tracker = Tracker(tracking_uri, experiment)
-    _close_interrupted_runs(study, tracker, label)
-    parent = _study_run(study, tracker, label, n_trials, metric_name, fixed, space, stats_path)
+    meta = {"n_trials": n_trials, "metric": metric_name, "fixed": fixed, "space": space}
+    publish = _Publish(tracker, label, meta, stats_path)
+    projection.publish(study, tracker, label, meta, stats_path)  # repairs what a killed job left
     used, running = counts(study)
     print(
         f"[{label}] study '{study_name}': {used}/{n_trials} trials done"
@@ -538,103 +479,34 @@ def run_study(
         + f"; {max(0, n_trials - used - running)} to run with {workers} worker(s)",
         flush=True,
     )
-    objective = _Objective(score, space, fixed, tracker, parent, label, pruning=pruner != "none")
+    objective = _Objective(score, space, fixed, pruning=pruner != "none")
     progress = _Progress(study, label, n_trials, metric_name)
-    waiting = False
     while True:
         if workers == 1:
-            _work(study_name, storage, objective, n_trials, seed, progress, pruner=pruner)
+            _work(study_name, storage, objective, n_trials, seed, progress, pruner=pruner, publish=publish)
         elif (left := n_trials - sum(counts(study))) > 0:
             # no more processes than trials left: each loads the data, and each that starts would
             # run a trial, beyond the budget for those too many
             n_procs = min(workers, left)
             args = (study, study_name, storage, objective, n_trials, seed, n_procs, progress, poll_seconds, pruner)
-            _run_processes(*args)
-        # trials of workers (of other jobs) that died meanwhile were counted as running: released
-        # here (this host) or by the database's heartbeat, they leave budget to run
+            _run_processes(*args, publish)
+        # trials of workers that died meanwhile were counted as running: released (a journal's, now
+        # that none of this job's workers runs; a database's by the heartbeat) they leave budget to run
         release_orphans(study, store)
-        _close_interrupted_runs(study, tracker, label)
         used, running = counts(study)
-        if used + running < n_trials:
-            print(
-                f"[{label}] {n_trials - used - running} trial(s) left by workers that died meanwhile: running them",
-                flush=True,
-            )
-        elif used >= n_trials or not (unnamed := _anonymous(study)):
-            parent = _join_study_run(study, tracker, parent)
-            return _summarise(study, fixed, metric_name, tracker, parent, label)
-        else:  # a live worker names itself at once; a trial that still has no name is released once stale
-            if not waiting:
-                print(
-                    f"[{label}] {len(unnamed)} trial(s) started by a worker killed before it recorded "
-                    f"its process: taken as dead once unnamed for {_UNNAMED_GRACE_SECONDS} s, then run again",
-                    flush=True,
-                )
-            waiting = True
-            time.sleep(poll_seconds)
+        if used + running >= n_trials:
+            break
+        print(
+            f"[{label}] {n_trials - used - running} trial(s) left by workers that died meanwhile: running them",
+            flush=True,
+        )
+    projection.publish(study, tracker, label, meta, stats_path)
+    return _summarise(study, fixed, metric_name, label)
 
 
-def _study_run(study, tracker, label, n_trials, metric_name, fixed, space, stats_path):
-    """The study's MLflow parent run: created once and recorded in the study, so that resumed
-    runs and workers on other machines nest their trials under the same run."""
-    if not tracker.enabled:
-        return None
-    for _ in range(3):
-        recorded = study.user_attrs.get("mlflow_parent_run")
-        parent = _find_or_start_study_run(study, tracker, label, recorded)
-        # recorded only where no job beside this one recorded its own meanwhile: that one is kept,
-        # and this job's run (no trial runs yet) folds into it
-        if parent != recorded and study.user_attrs.get("mlflow_parent_run") == recorded:
-            study.set_user_attr("mlflow_parent_run", parent)
-        parent = _join_study_run(study, tracker, parent)
-        if tracker.exists(parent):
-            break  # else another job starting beside this one folded it away meanwhile: again
-    tracker.reopen(parent)
-    if "n_trials" not in tracker.logged_params(parent):  # logged last: a job killed before left it out
-        tracker.dataset_stats(parent, stats_path)
-        params = {"n_trials": n_trials, "metric": metric_name, "fixed": json.dumps(fixed), "space": json.dumps(space)}
-        tracker.params(parent, params)
-    return parent
-
-
-def _find_or_start_study_run(study, tracker, label, recorded) -> str:
-    """The run the study records (`recorded`), or one tagged with the key the study keeps (a job
-    killed after it created the run, before it recorded it, left it; a study of the same name
-    started afresh has another key), or a new one. Other runs with the key (of a job killed beside
-    it) are folded into the recorded one. Jobs that start one new study together each write a key,
-    wait (_SETTLE_SECONDS) and read back the last one, and keep the oldest run with it; where they
-    still chose apart, each job's run is folded into the recorded one at its end (_join_study_run)."""
-    if "mlflow_study_key" not in study.user_attrs:
-        study.set_user_attr("mlflow_study_key", uuid.uuid4().hex)
-        time.sleep(_SETTLE_SECONDS)
-    key = study.user_attrs["mlflow_study_key"]  # read back: the last job's to write its own
-    runs = tracker.tagged("study_key", key)
-    ids = [r.info.run_id for r in runs]
-    if recorded and recorded not in ids and tracker.exists(recorded):
-        tracker.tags(recorded, {"study_key": key})  # a study recorded before its run had a key
-    elif recorded not in ids:
-        if not runs:
-            tracker.start(f"{label}/study", tags={"kind": "study", "study": study.study_name, "study_key": key})
-            time.sleep(_SETTLE_SECONDS)
-            runs = tracker.tagged("study_key", key)
-        return runs[0].info.run_id
-    for run in runs:
-        if run.info.run_id != recorded:
-            tracker.fold_into(run.info.run_id, recorded)
-    return recorded
-
-
-def _join_study_run(study, tracker, parent):
-    """At a job's end: where a job started beside this one recorded another study run, this job's
-    run (with its trial runs) is folded into that one, which the job then reports to."""
-    recorded = study.user_attrs.get("mlflow_parent_run")
-    if not tracker.enabled or recorded in (None, parent) or not tracker.exists(recorded):
-        return parent
-    tracker.fold_into(parent, recorded)
-    return recorded
-
-
-def _run_processes(study, study_name, storage, objective, n_trials, seed, workers, progress, poll_seconds, pruner):
+def _run_processes(
+    study, study_name, storage, objective, n_trials, seed, workers, progress, poll_seconds, pruner, publish=None
+):
     """Workers are fresh interpreters started with the pickled job (not multiprocessing: its spawn
     re-runs the parent's main script, which for a Snakemake job is the job itself, and fork would
     share torch's threads and the stores' database connections). Their output goes to a file each
@@ -649,9 +521,8 @@ def _run_processes(study, study_name, storage, objective, n_trials, seed, worker
                 proc = subprocess.Popen(
                     [sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=out, stderr=subprocess.STDOUT, env=env
                 )
-                proc.stdin.write(
-                    pickle.dumps((study_name, str(storage), objective, n_trials, seed, None, os.getpid(), pruner))
-                )
+                job = (study_name, str(storage), objective, n_trials, seed, None, os.getpid(), pruner, publish)
+                proc.stdin.write(pickle.dumps(job))
                 proc.stdin.close()
                 procs.append((proc, out))
             while any(p.poll() is None for p, _ in procs):
@@ -678,42 +549,20 @@ def _run_processes(study, study_name, storage, objective, n_trials, seed, worker
         )
 
 
-def _summarise(study, fixed, metric_name, tracker, parent, label) -> dict:
+def _summarise(study, fixed, metric_name, label) -> dict:
     """The best trial and the trial counts; `study` reads the storage afresh, so trials of other
     workers are included."""
-    study_name = study.study_name
-    trials = study.get_trials(deepcopy=False)
-    complete = [t for t in trials if t.state == S.COMPLETE]
-    n_failed = sum(1 for t in trials if _diverged(t))
-    n_interrupted = sum(1 for t in trials if t.state == S.FAIL) - n_failed
-    n_pruned = sum(1 for t in trials if t.state == S.PRUNED)
-    if not complete:
+    summary = projection.summary(study, study.get_trials(deepcopy=False), fixed, metric_name)
+    n_failed, n_interrupted, n_pruned = summary["n_failed"], summary["n_interrupted"], summary["n_pruned"]
+    if "value" not in summary:
         raise TrainingDivergedError(
-            f"study '{study_name}': no trial succeeded ({n_failed} diverged); "
+            f"study '{study.study_name}': no trial succeeded ({n_failed} diverged); "
             "narrow the search space (e.g. lower learning rates)"
         )
-    best = study.best_trial
-    summary = {
-        "study": study_name,
-        "metric": metric_name,
-        "value": best.value,
-        "trial": best.number,
-        "n_complete": len(complete),
-        "n_failed": n_failed,
-        "n_interrupted": n_interrupted,
-        "n_pruned": n_pruned,
-        "params": dict(fixed, **as_model_params(best.params)),
-    }
-    if parent:
-        tracker.metrics(
-            parent,
-            {"best_value": best.value, "best_trial": best.number, "n_complete": len(complete), "n_failed": n_failed},
-        )
-        tracker.artifact_json(parent, summary, "best_params.json")
-        tracker.end(parent)
     print(
-        f"[{label}] done: best {metric_name}={best.value:.4f} (trial {best.number}); {len(complete)} complete, "
-        f"{n_failed} diverged, {n_interrupted} interrupted" + (f", {n_pruned} pruned" if n_pruned else ""),
+        f"[{label}] done: best {metric_name}={summary['value']:.4f} (trial {summary['trial']}); "
+        f"{summary['n_complete']} complete, {n_failed} diverged, {n_interrupted} interrupted"
+        + (f", {n_pruned} pruned" if n_pruned else ""),
         flush=True,
     )
     return summary

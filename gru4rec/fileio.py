@@ -1,8 +1,8 @@
 """Reading and writing the project's files, for every package: event tables in, results out.
 
 One reader of Parquet, CSV and TSV files (`read_table`: only the needed columns, one list of
-null tokens, every problem a one-line error naming the file), atomic writes (readers never see
-half a file) and one markdown-table writer.
+null tokens, every problem a one-line error naming the file) and atomic writes (readers never see
+half a file).
 
 Text files are UTF-8 (a byte order mark and CRLF line ends are fine), plain or compressed as the
 name says (.gz, .bz2, .zst, .lz4). The first bytes are checked before Arrow parses anything, so
@@ -13,8 +13,6 @@ a header that is not UTF-8 are each a one-line error saying what the file holds 
 from __future__ import annotations
 
 import codecs
-import glob
-import json
 import os
 import re
 import tempfile
@@ -22,14 +20,12 @@ from collections.abc import Callable
 from contextlib import contextmanager
 from pathlib import Path
 
-import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from .errors import DataError, first_line
-from .processes import process_alive
 
 # Text cells read as missing values, in every text file the project reads.
 NULL_TOKENS = ("", "NA", "N/A", "NaN", "nan", "NULL", "null", "None")
@@ -344,22 +340,11 @@ def _printable(text: str, limit: int = 200) -> str:
 def atomic_output(path):
     """Yield a temporary path next to `path`; on success it replaces `path`, on failure it is removed.
 
-    Readers never see a half-written file, and an existing file survives a failed write. A writer
-    killed outright (SIGKILL, a lost node) cannot remove its temporary file: the next write of the
-    same output does, unless the process that wrote it is alive (the pid is in the name).
+    Readers never see a half-written file, and an existing file survives a failed write. The
+    temporary file is named `.{name}.{pid}-{random}.tmp`: a writer killed outright (SIGKILL, a lost
+    node) cannot remove it, and whoever cleans up can tell by the pid whether its writer still runs.
     """
     path = Path(path)
-    # mkstemp's names for this output only (not another's, e.g. table.csv.gz beside table.csv); the
-    # pid is absent from those of earlier versions
-    mine = re.compile(rf"\.{re.escape(path.name)}\.(?:(\d{{1,10}})-)?\w+\.tmp")
-    for stale in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
-        m = mine.fullmatch(stale.name)
-        if not m:
-            continue
-        # a file named with this process's pid is a killed writer's (a container reuses pids)
-        writer = int(m.group(1)) if m.group(1) else None
-        if writer is None or writer == os.getpid() or not process_alive(writer):
-            stale.unlink(missing_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}-", suffix=".tmp", dir=path.parent)
     os.close(fd)
     try:
@@ -378,54 +363,3 @@ def write_text_atomic(path, text: str) -> None:
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     with atomic_output(path) as tmp, open(tmp, "w", encoding="utf-8") as f:
         f.write(text)
-
-
-def write_json(path, obj) -> None:
-    """Write JSON (indented; non-JSON values as text) atomically, creating the directory."""
-    write_text_atomic(path, json.dumps(obj, indent=2, default=str) + "\n")
-
-
-def markdown_table(df: pd.DataFrame, fmt: Callable[[object, str], str] = lambda value, column: str(value)) -> str:
-    """A pipe table of the DataFrame's columns (not its index); fmt(value, column) writes a cell."""
-    lines = ["| " + " | ".join(map(str, df.columns)) + " |", "|" + "---|" * len(df.columns)]
-    lines += [
-        "| " + " | ".join(fmt(v, c) for v, c in zip(row, df.columns)) + " |" for row in df.itertuples(index=False)
-    ]
-    return "\n".join(lines) + "\n"
-
-
-_LATEX_SPECIAL = {c: "\\" + c for c in "&%$#_{}"} | {"~": r"\textasciitilde{}", "^": r"\^{}", "\\": r"\textbackslash{}"}
-_LATEX_SYMBOLS = {"±": r"$\pm$", "—": "--", "Δ": r"$\Delta$"}
-
-
-def latex_escape(text: str) -> str:
-    """Text as LaTeX source: its special characters escaped, ± and — as LaTeX symbols."""
-    out = "".join(_LATEX_SPECIAL.get(c, c) for c in str(text))
-    for symbol, tex in _LATEX_SYMBOLS.items():
-        out = out.replace(symbol, tex)
-    return out
-
-
-def latex_table(
-    df: pd.DataFrame,
-    fmt: Callable[[object, str], str] = lambda value, column: str(value),
-    caption: str = "",
-    label: str = "",
-) -> str:
-    """A booktabs table (\\toprule, \\midrule, \\bottomrule; needs \\usepackage{booktabs}) of the
-    DataFrame's columns, cells written by fmt(value, column) as markdown_table does; the first
-    column left-aligned, the others right-aligned."""
-    cols = "l" + "r" * (len(df.columns) - 1)
-    lines = [r"\begin{table}[t]", r"\centering"]
-    if caption:
-        lines.append(rf"\caption{{{latex_escape(caption)}}}")
-    if label:
-        lines.append(rf"\label{{{label}}}")
-    lines += [rf"\begin{{tabular}}{{{cols}}}", r"\toprule", " & ".join(map(latex_escape, df.columns)) + r" \\"]
-    lines.append(r"\midrule")
-    lines += [
-        " & ".join(latex_escape(fmt(v, c)) for v, c in zip(row, df.columns)) + r" \\"
-        for row in df.itertuples(index=False)
-    ]
-    lines += [r"\bottomrule", r"\end{tabular}", r"\end{table}"]
-    return "\n".join(lines) + "\n"

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from gru4rec.fileio import markdown_table
+from experiments.outputs import markdown_table
 
 from .errors import PreprocessingError
 

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from gru4rec.processes import process_alive
+from experiments.processes import process_alive
 
 PG_INSTALL_HINT = "install PostgreSQL's server binaries: apt-get install -y postgresql (Debian/Ubuntu)"
 

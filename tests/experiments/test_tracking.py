@@ -79,6 +79,16 @@ def test_the_workspace_id_is_written_once_and_agreed_on_by_parallel_first_jobs(t
     assert [p.name for p in (tmp_path / "results").iterdir()] == [WORKSPACE_FILE]  # no temporary file left
 
 
+def test_the_workspace_id_is_written_where_the_file_system_has_no_hard_links(tmp_path, monkeypatch):
+    def no_links(src, dst):
+        raise PermissionError(1, "Operation not permitted")  # vfat, SMB and some FUSE mounts
+
+    monkeypatch.setattr("os.link", no_links)
+    first = workspace_id(tmp_path / "results")
+    assert re.fullmatch("[0-9a-f]{32}", first) and workspace_id(tmp_path / "results") == first
+    assert [p.name for p in (tmp_path / "results").iterdir()] == [WORKSPACE_FILE]
+
+
 def test_an_edited_workspace_file_is_a_one_line_error_naming_it(tmp_path):
     (tmp_path / WORKSPACE_FILE).write_text("my workspace\n")
     with pytest.raises(GRU4RecError, match=r"\.mlflow_workspace: expected the 32 hex digits"):

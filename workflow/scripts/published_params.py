@@ -1,7 +1,7 @@
 """mode 'reproduce': the published best parameters, in the same file format as a study's result."""
 
 from experiments.jobs import job
-from gru4rec.fileio import write_json
+from experiments.outputs import write_json
 
 p = snakemake.params
 with job(snakemake.log[0]):

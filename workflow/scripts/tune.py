@@ -2,8 +2,8 @@
 write its best parameters."""
 
 from experiments.jobs import job
+from experiments.outputs import write_json
 from experiments.tuning import ValidationScore, run_study, study_setup
-from gru4rec.fileio import write_json
 
 w, p, tuning = snakemake.wildcards, snakemake.params, snakemake.params.tuning
 with job(snakemake.log[0]):

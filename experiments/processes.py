@@ -1,5 +1,4 @@
-"""Whether a process that left something behind (a temporary file, a running trial) still runs:
-on Linux, a pid names a process only together with the time it started, since pids are reused."""
+"""Whether a process that left something behind (a temporary file, a server daemon) still runs."""
 
 from __future__ import annotations
 
@@ -29,16 +28,3 @@ def process_alive(pid: int) -> bool:
     except PermissionError:  # another user's process
         return True
     return proc_stat(pid)[:1] != ["Z"]
-
-
-def process_start(pid: int) -> str:
-    """When process `pid` started, as "boot id/clock ticks since boot" (empty where unreadable):
-    a reused pid has another start."""
-    fields = proc_stat(pid)
-    return f"{_read('/proc/sys/kernel/random/boot_id')}/{fields[19]}" if len(fields) > 19 else ""
-
-
-def machine_id() -> str:
-    """This machine's id (stable across reboots; empty where unreadable): with the host name it
-    tells two machines that happen to share a name apart."""
-    return _read("/etc/machine-id") or _read("/var/lib/dbus/machine-id")

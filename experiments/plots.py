@@ -18,42 +18,127 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from .outputs import atomic_output  # noqa: E402
-from .reporting import model_label  # noqa: E402
+from .reporting import BASELINE_ORDER, model_label  # noqa: E402
+
+# GRU4Rec's variants: one colour family (blues; the embedding mode sets the shade, the loss the
+# marker), solid lines. Each baseline: a colour of its own outside that family, dashed, a marker.
+_GRU4REC_SHADES = {"none": "#9ecae1", "separate": "#4292c6", "shared": "#08306b"}
+_GRU4REC_MARKERS = {"cross-entropy": "o", "bpr-max": "s"}
+_BASELINE_COLOURS = ("#e6550d", "#31a354", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22")
+_BASELINE_MARKERS = ("^", "v", "D", "P", "X", "*", "<", ">")
+_OTHER_BLUES = ("#6baed6", "#2171b5", "#c6dbef", "#08519c")  # a loss or mode beyond the papers'
+
+
+def _key(model: str, loss: str, embedding: str) -> tuple:
+    """A model as the plots tell models apart: a baseline by its name alone."""
+    return (model, loss, embedding) if model == "gru4rec" else (model, "", "")
+
+
+def legend_order(key: tuple) -> tuple:
+    """GRU4Rec's variants first (the papers' losses, then embedding modes), then the baselines in
+    the tables' order."""
+    model, loss, embedding = key
+    if model == "gru4rec":
+        losses, modes = list(_GRU4REC_MARKERS), list(_GRU4REC_SHADES)
+        return (
+            0,
+            losses.index(loss) if loss in losses else 9,
+            loss,
+            modes.index(embedding) if embedding in modes else 9,
+            embedding,
+        )
+    return (1, BASELINE_ORDER.index(model) if model in BASELINE_ORDER else 99, model, 0, "")
+
+
+def styles(models) -> dict:
+    """{(model, loss, embedding): matplotlib line style} for the models of one plot; no two alike."""
+    out, baselines, extra = {}, 0, 0
+    for key in sorted(set(models), key=legend_order):
+        model, loss, embedding = key
+        if model == "gru4rec":
+            colour = _GRU4REC_SHADES.get(embedding)
+            marker = _GRU4REC_MARKERS.get(loss)
+            if (
+                colour is None
+                or marker is None
+                or any(v["color"] == colour and v["marker"] == marker for v in out.values())
+            ):
+                colour, marker = _OTHER_BLUES[extra % len(_OTHER_BLUES)], "ohd^"[extra // len(_OTHER_BLUES) % 4]
+                extra += 1
+            out[key] = {"color": colour, "linestyle": "-", "marker": marker}
+        else:
+            k = baselines
+            baselines += 1
+            out[key] = {
+                "color": _BASELINE_COLOURS[k % len(_BASELINE_COLOURS)],
+                "linestyle": "--" if k < len(_BASELINE_COLOURS) else ":",
+                "marker": _BASELINE_MARKERS[k % len(_BASELINE_MARKERS)],
+            }
+    return out
 
 
 def _save(fig, path):
     fig.tight_layout()
     with atomic_output(path) as tmp:
-        fig.savefig(tmp, dpi=120, format="png")
+        fig.savefig(tmp, dpi=120, format="png", bbox_inches="tight")  # keeps a legend outside the axes
     plt.close(fig)
 
 
-def bars(df: pd.DataFrame, columns, ylabel, path, title):
-    """One group of bars per run (df.run), one bar per column; written atomically as PNG."""
-    fig, ax = plt.subplots(figsize=(max(6, 1.1 * len(df)), 4.5))
+def _run_names(df: pd.DataFrame) -> list[str]:
+    """A bar's name: the model (GRU4Rec with its loss and embedding), the dataset where there are
+    several, and the device."""
+    several = df.dataset.nunique() > 1
+    return [
+        (f"{d}\n" if several else "")
+        + (model_label(m, loss, emb).replace(" (", "\n(") if m == "gru4rec" else model_label(m))
+        + f"\n[{dev}]"
+        for d, m, loss, emb, dev in zip(df.dataset, df.model, df.loss, df.embedding, df.device.astype(str))
+    ]
+
+
+def bars(df: pd.DataFrame, columns, ylabel, path, title, log=False, colours=None):
+    """One group of bars per run (df.run), one bar per column; written atomically as PNG. `log`: a
+    logarithmic value axis, each bar labelled with its value (for values of several magnitudes);
+    `colours`: one per run, for a single column."""
+    fig, ax = plt.subplots(figsize=(max(6, 0.9 * len(df) + 1.5), 5))
     width = 0.8 / len(columns)
     for k, col in enumerate(columns):
-        ax.bar([i + k * width for i in range(len(df))], df[col], width, label=col)
+        rects = ax.bar([i + k * width for i in range(len(df))], df[col], width, label=col, color=colours)
+        if log:
+            ax.bar_label(rects, labels=[f"{v:,.0f}" for v in df[col]], fontsize=6, padding=2)
     ax.set_xticks([i + width * (len(columns) - 1) / 2 for i in range(len(df))])
-    ax.set_xticklabels(df.run, fontsize=7)
+    ax.set_xticklabels(df.run, fontsize=7, rotation=90 if len(df) > 8 else 0)
     ax.set_ylabel(ylabel)
     ax.set_title(title)
-    if len(columns) > 1:  # headroom above the bars for a one-row legend
-        ax.set_ylim(0, 1.2 * float(df[columns].max().max()))
-        ax.legend(fontsize=8, ncol=len(columns), loc="upper center")
+    ax.grid(axis="y", alpha=0.3)
+    if log:
+        ax.set_yscale("log")
+        ax.set_ylim(top=float(df[columns].max().max()) * 5)  # room for the labels
+    if len(columns) > 1:
+        ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     _save(fig, path)
 
 
 def plot_summary(summary_csv, metrics_png, speed_png) -> int:
     """The test metrics and the training speed of the runs in results/tables/summary.csv; returns
-    the number of runs."""
+    the number of runs. The speed is drawn on a log axis: counting baselines (POP, S-POP) process
+    millions of events per second, GRU4Rec thousands."""
     df = pd.read_csv(summary_csv, keep_default_na=False)
-    df["run"] = [
-        f"{d}\n{m if m != 'gru4rec' else loss + chr(10) + emb}\n({dev})"
-        for d, m, loss, emb, dev in zip(df.dataset, df.model, df.loss, df.embedding, df.device.astype(str))
-    ]
-    bars(df, ["Recall@20", "MRR@20", "Recall@5", "MRR@5"], "metric", metrics_png, "Test metrics")
-    bars(df, ["events_per_s"], "training events / s", speed_png, "Training speed (final runs)")
+    df["run"] = _run_names(df)
+    bars(df, ["Recall@20", "MRR@20", "Recall@5", "MRR@5"], "test metric", metrics_png, "Test metrics (final runs)")
+    speed = df[pd.to_numeric(df.events_per_s, errors="coerce") > 0].copy()
+    speed["events_per_s"] = speed.events_per_s.astype(float)
+    keys = [_key(m, loss, emb) for m, loss, emb in zip(speed.model, speed.loss, speed.embedding)]
+    style = styles(keys)
+    bars(
+        speed,
+        ["events_per_s"],
+        "training events / s (log scale)",
+        speed_png,
+        "Training speed of the final runs (fitting the baselines is counting, not training)",
+        log=True,
+        colours=[style[k]["color"] for k in keys],
+    )
     return len(df)
 
 
@@ -67,29 +152,34 @@ def curve(metrics: dict, metric: str) -> tuple[np.ndarray, np.ndarray]:
 
 def plot_curves(metrics_paths, path, title="") -> int:
     """Recall@N and MRR@N against N, one line (mean over the seeds) per model with a band from the
-    lowest to the highest seed; returns the number of models."""
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.5))
-    n_models = 0
+    lowest to the highest seed; GRU4Rec's variants in blues with solid lines, each baseline in its
+    own colour, dashed (`styles`); the legend outside the axes. Returns the number of models."""
+    runs = []
     for p in metrics_paths:
         m = json.loads(Path(p).read_text())
         model = m.get("model", "gru4rec")
         loss, _, emb = Path(p).parent.name.rpartition("-")
-        label = model_label(model, loss, emb)
+        runs.append((_key(model, loss, emb), m))
+    style = styles([key for key, _ in runs])
+    runs.sort(key=lambda r: legend_order(r[0]))
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.8))
+    for key, m in runs:
+        label = model_label(*key)
         for ax, metric in zip(axes, ("recall", "mrr")):
             ns, values = curve(m, metric)
-            (line,) = ax.plot(ns, values.mean(axis=0), marker=".", label=label)
+            ax.plot(ns, values.mean(axis=0), label=label, markersize=4, linewidth=1.4, **style[key])
             if len(values) > 1:
-                ax.fill_between(ns, values.min(axis=0), values.max(axis=0), color=line.get_color(), alpha=0.2)
-        n_models += 1
+                ax.fill_between(ns, values.min(axis=0), values.max(axis=0), color=style[key]["color"], alpha=0.15)
     for ax, name in zip(axes, ("Recall@N", "MRR@N")):
         ax.xaxis.get_major_locator().set_params(integer=True)  # cut-offs are whole numbers
         ax.set_xlabel("N")
         ax.set_ylabel(name)
         ax.set_title(f"{title}: {name}" if title else name)
         ax.grid(alpha=0.3)
-    axes[1].legend(fontsize=7, loc="best")
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, fontsize=8, loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False)
     _save(fig, path)
-    return n_models
+    return len(runs)
 
 
 def _message(ax, text):
@@ -111,11 +201,12 @@ def plot_study(study_name: str, storage, history_png, importance_png) -> int:
     with warnings.catch_warnings():  # optuna.visualization.matplotlib is marked experimental
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         ax = ovm.plot_optimization_history(study)
-        ax.set_title(f"{study_name}: optimisation history")  # replaces Optuna's title (same location)
+        ax.set_title(f"{study_name}\noptimisation history")  # replaces Optuna's title (same location)
         _save(ax.figure, history_png)
         try:
             ax = ovm.plot_param_importances(study)
-            ax.set_title(f"{study_name}: parameter importances", loc="left")  # Optuna's is on the left
+            ax.set_title("", loc="left")  # Optuna's, on the left, runs past the right edge for a long study name
+            ax.set_title(f"{study_name}\nparameter importances")
             fig = ax.figure
         except (RuntimeError, ValueError, ZeroDivisionError) as e:
             fig, ax = plt.subplots(figsize=(6, 3))

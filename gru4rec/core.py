@@ -306,7 +306,7 @@ class _TrainingStep:
 
 
 # Seconds a compiled loss saves per step and per score-matrix element, by device type and loss,
-# where a measurement showed a saving (README "Speed"), and the cost of a first compilation.
+# where a measurement showed a saving (benchmarks/README.md, "Compiling the loss"), and the cost of a first compilation.
 # CPU: none. A whole RetailRocket run (BPR-max, 80 x 2,128 scores) trained at 30.3 mb/s compiled
 # against 41.7 eager, and cross-entropy's softmax is one kernel already. GPU: not measured yet.
 COMPILE_SAVING_PER_ELEMENT: dict[str, dict[str, float]] = {"cpu": {}, "cuda": {}}

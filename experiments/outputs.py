@@ -68,11 +68,11 @@ def markdown_table(df: pd.DataFrame, fmt: Callable[[object, str], str] = lambda 
 
 
 _LATEX_SPECIAL = {c: "\\" + c for c in "&%$#_{}"} | {"~": r"\textasciitilde{}", "^": r"\^{}", "\\": r"\textbackslash{}"}
-_LATEX_SYMBOLS = {"±": r"$\pm$", "—": "--", "Δ": r"$\Delta$"}
+_LATEX_SYMBOLS = {"±": r"$\pm$", "—": "--", "Δ": r"$\Delta$", "†": r"$^{\dagger}$", "‡": r"$^{\ddagger}$"}
 
 
 def latex_escape(text: str) -> str:
-    """Text as LaTeX source: its special characters escaped, ± and — as LaTeX symbols."""
+    """Text as LaTeX source: its special characters escaped, ±, —, Δ, † and ‡ as LaTeX symbols."""
     out = "".join(_LATEX_SPECIAL.get(c, c) for c in str(text))
     for symbol, tex in _LATEX_SYMBOLS.items():
         out = out.replace(symbol, tex)

@@ -9,21 +9,31 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 from gru4rec import GRU4Rec, evaluate, read_events
 from gru4rec.baselines import Baseline, make_baseline
 
 from .mlflow_model import log_and_register
-from .outputs import clear_stale, write_json
+from .outputs import atomic_output, clear_stale, write_json
 from .tracking import Tracker
 
 
 def train_and_evaluate(
-    model, train, test, cutoffs=(20,), eval_targets="all", verbose=True, epoch_callback=None, mode="standard"
+    model,
+    train,
+    test,
+    cutoffs=(20,),
+    eval_targets="all",
+    verbose=True,
+    epoch_callback=None,
+    mode="standard",
+    ranks=False,
 ) -> dict:
     """Fit `model` (GRU4Rec or a baseline) on `train` and measure it on `test`: every metric of the
     evaluator at every N in `cutoffs` (recall_at_N, mrr_at_N, ...) under the tie `mode`, training
-    time and speed, device and (GRU4Rec) the last epoch's loss."""
+    time and speed, device and (GRU4Rec) the last epoch's loss; with `ranks`, also "ranks": the
+    evaluator's per-event ranks (gru4rec.evaluate(ranks=True))."""
     t0 = time.perf_counter()
     if isinstance(model, Baseline):
         model.fit(train, verbose=verbose)
@@ -31,7 +41,7 @@ def train_and_evaluate(
     else:
         history = model.fit(train, verbose=verbose, callback=epoch_callback)
     train_seconds = time.perf_counter() - t0
-    res = evaluate(model, test, cutoffs=cutoffs, targets=eval_targets, mode=mode)
+    res = evaluate(model, test, cutoffs=cutoffs, targets=eval_targets, mode=mode, ranks=ranks)
     if verbose:
         for line in res.format_lines():
             print(line, flush=True)
@@ -39,6 +49,8 @@ def train_and_evaluate(
     out = dict(res.as_dict(), train_seconds=train_seconds, events_per_s=events_per_s, device=str(model.device))
     if "loss" in history[-1]:
         out["final_loss"] = history[-1]["loss"]
+    if ranks:
+        out["ranks"] = res.ranks
     return out
 
 
@@ -88,15 +100,16 @@ def final_run(
     workspace: str | None = None,
 ) -> dict:
     """Train `model` ('gru4rec' or a baseline name) with `params` on train_full once per seed, evaluate
-    each on test; writes out_dir/metrics.json (mean, std and per-seed metrics) and params.json, and
-    for GRU4Rec model.safetensors (the first seed's model). MLflow: one parent run per model with a
+    each on test; writes out_dir/metrics.json (mean, std and per-seed metrics), params.json,
+    ranks.parquet (every test prediction's rank of its target, per seed: write_ranks) and for
+    GRU4Rec model.safetensors (the first seed's model). MLflow: one parent run per model with a
     nested run per seed. With `register_as`, the saved model is also registered as a pyfunc model.
     A rerun replaces only the earlier runs of the same `label` and `workspace` (tracking.workspace_id)."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     build, tracker = builder(model, device), Tracker(tracking_uri, experiment, workspace=workspace)
     train, test = read_events(train_path), read_events(test_path)
-    per_seed, saved = [], None
+    per_seed, saved, ranks = [], None, []
     with tracker.run(label, tags=dict(tags or {}, kind="final", model=model)) as parent:
         tracker.params(parent, dict(params, seeds=",".join(map(str, seeds)), tie_mode=mode))
         tracker.dataset_stats(parent, stats_path)
@@ -106,8 +119,16 @@ def final_run(
             with tracker.run(f"{label}/seed-{seed}", parent=parent, tags={"kind": "seed", "seed": seed}) as run:
                 tracker.params(run, dict(m.params, seed=seed, device=str(m.device)))
                 metrics = train_and_evaluate(
-                    m, train, test, cutoffs, eval_targets, epoch_callback=tracker.epoch_logger(run), mode=mode
+                    m,
+                    train,
+                    test,
+                    cutoffs,
+                    eval_targets,
+                    epoch_callback=tracker.epoch_logger(run),
+                    mode=mode,
+                    ranks=True,
                 )
+                ranks.append(metrics.pop("ranks").assign(Seed=seed))
                 tracker.metrics(run, _numeric(metrics))
             per_seed.append(dict(metrics, seed=seed))
             if saved is None and hasattr(m, "save"):
@@ -119,6 +140,7 @@ def final_run(
             summary, model=model, device=per_seed[0]["device"], tie_mode=mode, seeds=list(seeds), per_seed=per_seed
         )
         write_json(out / "params.json", m.params)
+        write_ranks(out / RANKS_FILE, ranks)
         write_json(out / "metrics.json", dict(result, params=m.params, label=label))
         tracker.metrics(parent, dict(_numeric(summary), **_std_metrics(summary["std"])))
         tracker.artifact(parent, out / "params.json")
@@ -129,6 +151,20 @@ def final_run(
                 log_and_register(saved, register_as, summary, run_id=parent, tracking_uri=tracker.uri)
     print(f"[{label}] done: {_headline(summary, cutoffs)} over {len(seeds)} seed(s)", flush=True)
     return result
+
+
+RANKS_FILE = "ranks.parquet"
+
+
+def write_ranks(path, per_seed: list[pd.DataFrame]) -> None:
+    """ranks.parquet of a final run: one row per test prediction and seed (SessionId, Position,
+    ItemId, Rank, Seed), seed by seed, each in (session, time) order; written atomically."""
+    table = pd.concat(per_seed, ignore_index=True)
+    table["Position"] = table["Position"].astype(np.int32)
+    table["Seed"] = table["Seed"].astype(np.int64)
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    with atomic_output(path) as tmp:
+        table.to_parquet(tmp, index=False)
 
 
 def _std_metrics(std: dict) -> dict:

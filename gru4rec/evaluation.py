@@ -19,6 +19,7 @@ import time
 from dataclasses import dataclass, field
 
 import numpy as np
+import pandas as pd
 import torch
 
 from .batching import SessionRunner, session_data, sort_sessions
@@ -44,6 +45,8 @@ class EvaluationResult:
     n_sessions: int = 0
     seconds: float = 0.0
     mode: str = "standard"
+    # with evaluate(ranks=True): one row per prediction (see evaluate); not part of as_dict()
+    ranks: pd.DataFrame | None = field(default=None, repr=False)
 
     def format_lines(self) -> list[str]:
         """Per cut-off, the reference implementation's line, then one with the other metrics."""
@@ -92,6 +95,7 @@ def evaluate(
     time_key: str = "Time",
     seed: int = 0,
     targets: str = "all",
+    ranks: bool = False,
 ) -> EvaluationResult:
     """Recall, MRR, NDCG, coverage and popularity of `model` on the test events in `data`, at
     every N in `cutoffs` at once (see gru4rec.metrics for the metrics and the tie modes).
@@ -99,6 +103,13 @@ def evaluate(
     targets="all" scores every next event (session-based protocol); targets="last" scores only
     each session's last event, after running the model over the rest of it (the sequence-aware
     "last item" protocol).
+
+    ranks=True also returns, as `result.ranks`, the rank of every prediction's target: a DataFrame
+    with one row per predicted event, in (session, time) order: the session id, `Position` (the
+    target's 0-based place in its session, events sorted by time, counting every test event of
+    the session, also those of unknown items), the target item id and `Rank` (float64, 1-based,
+    under the tie mode). These are the ranks the metrics count: exact up to max(cutoffs), `inf`
+    below (so Recall@N is the mean of Rank <= N and MRR@N of 1/Rank where Rank <= N, at every N).
     """
     from .data import validate_events
 
@@ -106,40 +117,45 @@ def evaluate(
     model.require_trained()
     df = validate_events(data, session_key, item_key, time_key, source="test data")
     t0 = time.perf_counter()
-    sd, n_dropped = _known_sessions(model, df, session_key, item_key, time_key)
+    sd, n_dropped, events = _known_sessions(model, df, session_key, item_key, time_key, ranks)
     dev = getattr(model, "device", torch.device("cpu"))
-    sums = MetricSums(cutoffs, mode, model.n_items, getattr(model, "item_support", None), seed, dev)
-    _run(model, sd, sums, batch_size, targets == "last", dev)
+    sums = MetricSums(cutoffs, mode, model.n_items, getattr(model, "item_support", None), seed, dev, ranks)
+    _run(model, sd, sums, batch_size, targets == "last", dev, with_ids=ranks)
     if sums.n == 0:
         raise DataError("no test session has 2 or more events with known items: nothing to evaluate")
     result = EvaluationResult(cutoffs=cutoffs, n_dropped=n_dropped, mode=mode, n_sessions=sd.n_sessions)
     result.n_predictions = sums.n
     for name, values in sums.results().items():
         setattr(result, name, values)
+    if ranks:
+        ids, values = sums.ranks()
+        result.ranks = events.iloc[ids.numpy()].reset_index(drop=True).assign(Rank=values.numpy())
     result.seconds = time.perf_counter() - t0
     return result
 
 
-def _run(model, sd, sums: MetricSums, batch_size: int, last_only: bool, dev):
-    """One session-parallel pass over the test sessions, adding every scored prediction to `sums`.
+def _run(model, sd, sums: MetricSums, batch_size: int, last_only: bool, dev, with_ids: bool = False):
+    """One session-parallel pass over the test sessions, adding every scored prediction to `sums`
+    (with_ids: named by its target's event index in `sd`).
 
     With last_only, a step scores only the slots whose target ends its session, through the
     scorer's optional step_rows(items, rows) (the hidden state still advances in every slot).
     """
     width = max(1, min(int(batch_size), MAX_SCORE_ELEMENTS // max(model.n_items, 1)))
     items = torch.from_numpy(sd.items).to(dev)
-    runner = SessionRunner(items, sd.offsets, np.arange(sd.n_sessions), width, with_events=last_only)
+    runner = SessionRunner(items, sd.offsets, np.arange(sd.n_sessions), width, with_events=last_only or with_ids)
     is_last = _is_last_event(sd, dev) if last_only else None
     scorer = model.session_scorer(max(runner.first_width, 1), dev)
     step_rows = getattr(scorer, "step_rows", None) or (lambda items, rows: scorer.step(items).index_select(0, rows))
     for _, X, T, events in runner.steps(scorer):
+        ids = None if events is None else events + 1  # the targets' events
         if is_last is None:
-            sums.add(scorer.step(X), T)
+            sums.add(scorer.step(X), T, ids if with_ids else None)
             continue
-        rows = torch.nonzero(is_last[events + 1]).squeeze(1)
+        rows = torch.nonzero(is_last[ids]).squeeze(1)
         scores = step_rows(X, rows)
         if len(rows):
-            sums.add(scores, T.index_select(0, rows))
+            sums.add(scores, T.index_select(0, rows), ids.index_select(0, rows) if with_ids else None)
 
 
 def _check_arguments(cutoffs, mode, targets, batch_size):
@@ -160,8 +176,10 @@ def _is_last_event(sd, device) -> torch.Tensor:
     return torch.from_numpy(last).to(device)
 
 
-def _known_sessions(model, df, session_key, item_key, time_key):
-    """Test sessions in model item columns, without the events of unknown items; and their count."""
+def _known_sessions(model, df, session_key, item_key, time_key, with_events=False):
+    """Test sessions in model item columns, without the events of unknown items; the number of
+    those; and with_events, the kept events (session id, Position in the whole session, item id)
+    in the same order (else None)."""
     idx = model.item_index(df[item_key].to_numpy())
     known = idx >= 0
     n_dropped = int((~known).sum())
@@ -169,5 +187,18 @@ def _known_sessions(model, df, session_key, item_key, time_key):
         raise DataError(
             f"no test event has an item known to the model ({n_dropped} events dropped): nothing to evaluate"
         )
-    df = sort_sessions(df.loc[known].assign(**{item_key: idx[known]}), session_key, time_key)
-    return session_data(df, df[item_key].to_numpy(), session_key, time_key), n_dropped
+    if not with_events:
+        df = sort_sessions(df.loc[known].assign(**{item_key: idx[known]}), session_key, time_key)
+        return session_data(df, df[item_key].to_numpy(), session_key, time_key), n_dropped, None
+    # sorted (stably) before the unknown items go: the same order of the kept events, and a
+    # target's position counts every event of its session
+    column = "model_column"  # validate_events kept only the three keys
+    df = sort_sessions(df.assign(**{column: idx}), session_key, time_key)
+    s = df[session_key].to_numpy()
+    starts = np.flatnonzero(np.r_[True, s[1:] != s[:-1]])
+    position = np.arange(len(s)) - np.repeat(starts, np.diff(np.r_[starts, len(s)]))
+    keep = df[column].to_numpy() >= 0
+    df = df.loc[keep]
+    events = pd.DataFrame({session_key: df[session_key].to_numpy(), "Position": position[keep]})
+    events[item_key] = df[item_key].to_numpy()
+    return session_data(df, df[column].to_numpy(), session_key, time_key), n_dropped, events

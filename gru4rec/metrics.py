@@ -84,6 +84,10 @@ def top_n_mask(values: torch.Tensor, bound: torch.Tensor, n, mode: str, generato
     return above | (tied & take[..., None])
 
 
+def _rows(x: torch.Tensor | None, rows: torch.Tensor) -> torch.Tensor | None:
+    return None if x is None else x[rows]
+
+
 class MetricSums:
     """Every metric at every cut-off, summed on the device over the predictions of a pass.
 
@@ -99,7 +103,7 @@ class MetricSums:
     # many elements: the lists of every cut-off are built at once, so memory grows with both
     FLUSH_ELEMENTS = 1 << 23
 
-    def __init__(self, cutoffs, mode, n_items, item_support, seed, device):
+    def __init__(self, cutoffs, mode, n_items, item_support, seed, device, keep_ranks=False):
         check_mode(mode)
         self.cutoffs, self.mode, self.n_items = tuple(cutoffs), mode, n_items
         self.k = min(max(self.cutoffs) + 1, n_items)
@@ -116,11 +120,16 @@ class MetricSums:
         # the targets' tie-breaking draws come from the seed alone, one per row in step order
         self.generator = torch.Generator(device=device).manual_seed(seed)
         self.list_generator = torch.Generator(device=device).manual_seed(seed + 1)
-        self.pending = []  # (top, top_items, target score, draws) of steps not summed yet
+        self.pending = []  # (top, top_items, target score, draws, row ids) of steps not summed yet
         self.pending_rows = 0
         self.n = 0
+        self.kept = [] if keep_ranks else None  # (row ids, ranks) of every summed row, with keep_ranks
 
-    def add(self, scores: torch.Tensor, targets: torch.Tensor):
+    def add(self, scores: torch.Tensor, targets: torch.Tensor, ids: torch.Tensor | None = None):
+        """Add one step: `scores` (rows x items), each row's target column; with keep_ranks, `ids`
+        names each row (any integers: ranks() returns them with the rows' ranks)."""
+        if self.kept is not None and ids is None:
+            raise ParameterError("MetricSums(keep_ranks=True).add needs the rows' ids")
         top, top_items = top_k(scores, self.k)
         t = scores.gather(1, targets[:, None]).squeeze(1)
         u = None
@@ -131,9 +140,9 @@ class MetricSums:
             tied_end = top[:, -1] == top[:, -2]
             if tied_end.any():
                 rows, rest = torch.nonzero(tied_end).squeeze(1), torch.nonzero(~tied_end).squeeze(1)
-                self._add_full_rows(scores.index_select(0, rows), top[rows], t[rows], None if u is None else u[rows])
-                top, top_items, t, u = top[rest], top_items[rest], t[rest], None if u is None else u[rest]
-        self.pending.append((top, top_items, t, u))
+                self._add_full_rows(scores.index_select(0, rows), top[rows], t[rows], _rows(u, rows), _rows(ids, rows))
+                top, top_items, t, u, ids = top[rest], top_items[rest], t[rest], _rows(u, rest), _rows(ids, rest)
+        self.pending.append((top, top_items, t, u, None if self.kept is None else ids))
         self.pending_rows += len(t)
         if (
             len(self.pending) >= self.FLUSH_EVERY
@@ -145,9 +154,9 @@ class MetricSums:
         """Sum the pending steps: ranks and top-N lists from their top-k alone."""
         if not self.pending:
             return
-        top, top_items, t, u = (None if p[0] is None else torch.cat(p) for p in zip(*self.pending))
+        top, top_items, t, u, ids = (None if p[0] is None else torch.cat(p) for p in zip(*self.pending))
         self.pending, self.pending_rows = [], 0
-        self._add_ranks(ranks_from_counts(*counts_above(top, t), self.mode, u=u))
+        self._add_ranks(ranks_from_counts(*counts_above(top, t), self.mode, u=u), ids)
         w, c, k = top.shape[0], len(self.cutoffs), top.shape[1]
         bound = top.gather(1, self.bound_at.expand(w, c))  # (w, C)
         mask = top_n_mask(top[:, None, :].expand(w, c, k), bound, self.n_cut[None, :], self.mode, self.list_generator)
@@ -158,13 +167,15 @@ class MetricSums:
             self.list_sums[:, 0] += torch.einsum("wck,wk->c", listed, self.support[top_items])
             self.list_sums[:, 1] += listed.sum((0, 2))
 
-    def _add_ranks(self, ranks):
+    def _add_ranks(self, ranks, ids=None):
+        if self.kept is not None:
+            self.kept.append((ids, ranks))
         gains = torch.stack([torch.ones_like(ranks), 1 / ranks, 1 / torch.log2(ranks + 1)])  # (3, w)
         self.rank_sums += (ranks[None, :] <= self.cut).to(torch.float64) @ gains.t()
 
-    def _add_full_rows(self, scores, top, t, u):
+    def _add_full_rows(self, scores, top, t, u, ids=None):
         """Ranks and top-N lists of rows whose ties may go on beyond the top-k, over every item."""
-        self._add_ranks(ranks_from_counts(*counts_above(scores, t), self.mode, u=u))
+        self._add_ranks(ranks_from_counts(*counts_above(scores, t), self.mode, u=u), ids)
         bound = top.gather(1, self.bound_at.expand(len(top), len(self.cutoffs)))
         for j, n in enumerate(self.cutoffs):
             full = top_n_mask(scores, bound[:, j], n, self.mode, self.list_generator)
@@ -183,3 +194,17 @@ class MetricSums:
             pop, listed = self.list_sums[:, 0], self.list_sums[:, 1]
             per["popularity"] = torch.where(listed > 0, pop / listed.clamp(min=1), math.nan)
         return {name: dict(zip(self.cutoffs, v.cpu().tolist())) for name, v in per.items()}
+
+    def ranks(self):
+        """(ids, ranks) of every row added, ordered by id (keep_ranks only): the float64 ranks the
+        metrics counted, exact up to the largest cut-off and `inf` beyond it (the top-k gives no
+        more: a target below the top max(N) only counts as a miss)."""
+        if self.kept is None:
+            raise ParameterError("MetricSums was made without keep_ranks: it kept no ranks")
+        self.flush()
+        if not self.kept:
+            return torch.zeros(0, dtype=torch.int64), torch.zeros(0, dtype=torch.float64)
+        ids, ranks = (torch.cat(x).cpu() for x in zip(*self.kept))
+        ranks = torch.where(ranks <= max(self.cutoffs), ranks, math.inf)
+        order = torch.argsort(ids, stable=True)
+        return ids[order], ranks[order]

@@ -4,6 +4,8 @@ aggregation, tie mode, the baselines' search spaces."""
 import json
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import pytest
 
 from experiments import tuning
@@ -83,3 +85,19 @@ def test_a_baseline_study_uses_the_study_machinery(tmp_path):
             1,
             check=BASELINES["itemknn"].validate_params,
         )
+
+
+@pytest.mark.parametrize("model", ["random", "itemknn"])
+def test_the_ranks_file_gives_the_metrics_of_every_seed(tmp_path, model):
+    # RANDOM: two seeds; Item-KNN: massive ties, counted over the whole catalogue (conservative)
+    final_run(TRAIN, TEST, {}, tmp_path, model=model, cutoffs=range(1, 21), seeds=[3, 4], mode="conservative")
+    saved = json.loads((tmp_path / "metrics.json").read_text())
+    ranks = pd.read_parquet(tmp_path / "ranks.parquet")
+    assert list(ranks.columns) == ["SessionId", "Position", "ItemId", "Rank", "Seed"]
+    for per_seed in saved["per_seed"]:
+        r = ranks[ranks.Seed == per_seed["seed"]].Rank.to_numpy()
+        assert len(r) == per_seed["n_predictions"]
+        for n in (1, 5, 20):
+            assert (r <= n).mean() == pytest.approx(per_seed[f"recall_at_{n}"], rel=1e-12)
+            assert np.where(r <= n, 1 / r, 0).mean() == pytest.approx(per_seed[f"mrr_at_{n}"], rel=1e-12)
+    assert sorted(ranks.Seed.unique()) == [3, 4]

@@ -443,3 +443,71 @@ def test_every_baseline_has_item_support_for_the_popularity_metric(markov_data):
         np.testing.assert_array_equal(model.item_support, support.reindex(model.item_ids).to_numpy())
         res = evaluate(model, test, cutoffs=(5,), mode="conservative")
         assert 0 <= res.popularity[5] <= 1 and 0 < res.coverage[5] <= 1, name
+
+
+# -- per-event ranks (evaluate(ranks=True)) ----------------------------------------------------------
+def metrics_from_ranks(rank, cutoffs):
+    """Recall, MRR and NDCG at each cut-off from a ranks column alone."""
+    rank = np.asarray(rank, dtype=np.float64)
+    out = {m: {} for m in ("recall", "mrr", "ndcg")}
+    for c in cutoffs:
+        hit = rank <= c
+        out["recall"][c] = hit.mean()
+        out["mrr"][c] = np.where(hit, 1 / rank, 0).mean()
+        out["ndcg"][c] = np.where(hit, 1 / np.log2(rank + 1), 0).mean()
+    return out
+
+
+def with_unknown_items(test, n_sessions):
+    """The first sessions of `test`, an unknown item in the middle of some, rows shuffled."""
+    test = test[test.SessionId < test.SessionId.min() + n_sessions]
+    firsts = test.groupby("SessionId").head(1).iloc[::3]
+    unknown = firsts.assign(ItemId=10**9, Time=firsts.Time + 0.5)
+    return pd.concat([test, unknown]).sample(frac=1.0, random_state=0)
+
+
+@pytest.mark.parametrize("mode", ["standard", "conservative", "median", "tiebreaking"])
+@pytest.mark.parametrize("model_name", ["gru4rec", "pop", "itemknn"])
+def test_the_ranks_are_those_the_metrics_count(small_model, markov_data, mode, model_name):
+    # POP and Item-KNN tie massively (rows counted over the whole catalogue), GRU4Rec barely
+    from gru4rec.baselines import make_baseline
+
+    train, test = markov_data
+    model = small_model if model_name == "gru4rec" else make_baseline(model_name).fit(train, verbose=False)
+    test = with_unknown_items(test, 150)
+    cutoffs = (1, 5, 10, 20)
+    res = evaluate(model, test, cutoffs=cutoffs, mode=mode, batch_size=16, ranks=True)
+    ranks = res.ranks
+    assert list(ranks.columns) == ["SessionId", "Position", "ItemId", "Rank"] and len(ranks) == res.n_predictions
+    got = metrics_from_ranks(ranks.Rank, cutoffs)
+    for metric, values in got.items():
+        assert values == pytest.approx(getattr(res, metric), rel=1e-12, abs=1e-15), metric
+    assert np.isinf(ranks.Rank).any() and (ranks.Rank[np.isfinite(ranks.Rank)] <= 20).all()
+    plain = evaluate(model, test, cutoffs=cutoffs, mode=mode, batch_size=16).as_dict()
+    assert {k: v for k, v in plain.items() if k != "eval_seconds"} == pytest.approx(
+        {k: v for k, v in res.as_dict().items() if k != "eval_seconds"}
+    )
+    if mode == "tiebreaking":
+        return
+    # each row is its event: the session, the place among all its events (the unknown ones too)
+    order = test.sort_values(["SessionId", "Time"], kind="stable")
+    order = order.assign(Position=order.groupby("SessionId").cumcount())
+    events = order[(order.ItemId != 10**9) & (order.Position > 0)]
+    merged = ranks.merge(events, on=["SessionId", "Position"], suffixes=("", "_test"), validate="1:1")
+    assert len(merged) == len(ranks) and (merged.ItemId == merged.ItemId_test).all()
+    first_known = order[order.ItemId != 10**9].groupby("SessionId").Position.min()
+    assert (ranks.Position > ranks.SessionId.map(first_known)).all()  # the first known event is never a target
+    if model_name == "gru4rec":
+        recall, mrr, n = per_session_metrics(model, test, (20,), mode)
+        assert n == len(ranks) and (ranks.Rank <= 20).mean() == pytest.approx(recall[20], abs=1e-12)
+
+
+def test_ranks_of_the_last_target_protocol_are_each_sessions_last_event(small_model, markov_data):
+    _, test = markov_data
+    test = test[test.SessionId < test.SessionId.min() + 60]
+    res = evaluate(small_model, test, cutoffs=(5, 20), targets="last", batch_size=4, ranks=True)
+    lengths = test.groupby("SessionId").size()
+    assert (res.ranks.Position == res.ranks.SessionId.map(lengths) - 1).all()
+    assert len(res.ranks) == res.n_predictions == (lengths >= 2).sum()
+    assert metrics_from_ranks(res.ranks.Rank, (5, 20))["mrr"] == pytest.approx(res.mrr, rel=1e-12)
+    assert evaluate(small_model, test, cutoffs=(20,)).ranks is None

@@ -224,6 +224,10 @@ def _check_dataset_tables(tables):
     assert tex.count(r"\\") == 9 and r"\toprule" in tex and r"$\pm$" in tex
     every = pd.read_csv(tables / "all_metrics.csv")
     assert {"Recall@1", "MRR@5", "Recall@20"} <= set(every.columns) and len(every) == 8
+    # the paired tests: every model against the best baseline, in the CSV; the note says which test
+    p = comp["Recall@20 vs best baseline p Holm"]
+    assert p.isna().sum() == 1 and p.dropna().between(0, 1).all()  # the best baseline is the reference
+    assert "paired bootstrap" in md and "Holm-Bonferroni" in md and "p Holm" not in md
 
 
 @pytest.mark.slow
@@ -257,6 +261,14 @@ def test_the_tiny_config_end_to_end(tmp_path):
     assert [m["seed"] for m in metrics["per_seed"]] == [1, 2] and metrics["tie_mode"] == "conservative"
     assert all(f"mrr_at_{n}" in metrics for n in range(1, 21))  # the curves' cut-offs
     assert metrics["recall_at_20"] == pytest.approx(sum(m["recall_at_20"] for m in metrics["per_seed"]) / 2)
+    # every final run's per-event ranks give its metrics, seed by seed
+    for run in ("bpr-max-shared", "itemknn", "pop"):
+        saved = json.loads((res / "synthetic" / "final" / run / "metrics.json").read_text())
+        ranks = pd.read_parquet(res / "synthetic" / "final" / run / "ranks.parquet")
+        for m in saved["per_seed"]:
+            r = ranks[ranks.Seed == m["seed"]].Rank
+            assert len(r) == m["n_predictions"] and (r <= 20).mean() == pytest.approx(m["recall_at_20"], rel=1e-12)
+            assert (1 / r[r <= 5]).sum() / len(r) == pytest.approx(m["mrr_at_5"], rel=1e-12)
     knn = json.loads((res / "synthetic" / "final" / "itemknn" / "metrics.json").read_text())
     tuned = json.loads((res / "synthetic" / "tuning" / "itemknn" / "best_params.json").read_text())
     assert knn["params"]["n_sims"] == tuned["params"]["n_sims"] and len(knn["per_seed"]) == 1

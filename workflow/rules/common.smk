@@ -113,6 +113,11 @@ def all_metrics():
     return gru + base
 
 
+def all_ranks():
+    """ranks.parquet beside every final run's metrics.json: the per-event ranks of the significance tests."""
+    return [os.path.join(os.path.dirname(m), "ranks.parquet") for m in all_metrics()]
+
+
 def seeds(model):
     """The seeds of a final run of `model` ('gru4rec' or a baseline key)."""
     return seeds_for(model, config["final"]["seed"], config["final"]["seeds"])

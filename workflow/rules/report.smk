@@ -1,7 +1,8 @@
 rule tables:
-    """Every run; per dataset the ICLR 2016 comparison and every metric; our figures beside the published ones."""
+    """Every run; per dataset the ICLR 2016 comparison (with paired significance tests) and every metric; our figures beside the published ones."""
     input:
         metrics=all_metrics(),
+        ranks=all_ranks(),
     output:
         summary_md=report(
             f"{RESULTS}/tables/summary.md",

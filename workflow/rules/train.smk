@@ -1,5 +1,5 @@
 rule train_final:
-    """Train the best parameters on train_full (on the GPU when there is one), evaluate on test."""
+    """Train the best parameters on train_full (on the GPU when there is one), evaluate on test (metrics and per-event ranks)."""
     input:
         best=best_params,
         train=rules.preprocess.output.train_full,
@@ -10,6 +10,7 @@ rule train_final:
         metrics=f"{RESULTS}/{{dataset}}/final/{{loss}}-{{embedding}}/metrics.json",
         model=f"{RESULTS}/{{dataset}}/final/{{loss}}-{{embedding}}/model.safetensors",
         params=f"{RESULTS}/{{dataset}}/final/{{loss}}-{{embedding}}/params.json",
+        ranks=f"{RESULTS}/{{dataset}}/final/{{loss}}-{{embedding}}/ranks.parquet",
     log:
         f"{RESULTS}/logs/final/{{dataset}}/{{loss}}-{{embedding}}.log",
     conda:
@@ -42,6 +43,7 @@ rule train_baseline:
     output:
         metrics=f"{RESULTS}/{{dataset}}/final/{{baseline}}/metrics.json",
         params=f"{RESULTS}/{{dataset}}/final/{{baseline}}/params.json",
+        ranks=f"{RESULTS}/{{dataset}}/final/{{baseline}}/ranks.parquet",
     log:
         f"{RESULTS}/logs/final/{{dataset}}/{{baseline}}.log",
     conda:

@@ -40,6 +40,27 @@ NAMES = {
 }
 
 
+# Where people ask for sampled-negative evaluation (the target ranked among N sampled items): the
+# keys are refused with the reason, before the schema would call them merely unknown.
+SAMPLED_EVALUATION_KEYS = (
+    "eval_negatives",
+    "eval_n_negatives",
+    "n_negatives",
+    "num_negatives",
+    "negative_samples",
+    "sampled_metrics",
+    "sampled_evaluation",
+    "eval_sampling",
+)
+SAMPLED_EVALUATION = (
+    "sampled-negative evaluation is refused: ranking the target among a sample of items instead of all "
+    "of them inflates the metrics and can reverse which model wins (Krichene & Rendle, 'On sampled "
+    "metrics for item recommendation', KDD 2020; Hidasi & Czapp, 'Widespread flaws in offline evaluation "
+    "of recommender systems', RecSys 2023); every evaluation here ranks the target against every item "
+    "(n_sample in the parameters is the training's negative sampling, which is fine)"
+)
+
+
 class ConfigError(GRU4RecError):
     """A user's mistake in the workflow config: the message is one line."""
 
@@ -259,9 +280,55 @@ def options_problems(name, ds):
     return [f"{at}: dataset source '{source}' takes no options (only synthetic and custom do)"]
 
 
+def sampled_evaluation_problems(config: dict) -> list:
+    """Any key asking for sampled-negative evaluation, at the top level, in tuning, final or a dataset."""
+    places = [("", config), ("tuning.", config.get("tuning")), ("final.", config.get("final"))]
+    datasets = config.get("datasets")
+    if isinstance(datasets, dict):
+        places += [(f"datasets.{name}.", ds) for name, ds in datasets.items()]
+    return [
+        f"{prefix}{key}: {SAMPLED_EVALUATION}"
+        for prefix, node in places
+        if isinstance(node, dict)
+        for key in node
+        if key in SAMPLED_EVALUATION_KEYS
+    ]
+
+
+def window_problems(name, ds) -> list:
+    """A training window needs a time split: a custom dataset with split mode 'last' has none."""
+    days, options = ds.get("train_window_days"), ds.get("options")
+    if not days or ds["source"] != "custom" or not options or set(options) == {"config"}:
+        return []
+    from preprocessing import recipes
+
+    try:
+        recipes.check_window(custom.recipe(custom.load_config(dict(options))), days)
+    except GRU4RecError as e:
+        return [f"datasets.{name}.train_window_days: {e}"]
+    return []
+
+
+def published_statistics_problems(config: dict, published: dict) -> list:
+    """A published statistic of a dataset the config uses that is not null or a positive integer:
+    said before any job, not when its preprocessing job runs."""
+    from preprocessing import checks
+
+    problems = []
+    for source in dict.fromkeys(ds["source"] for ds in config["datasets"].values()):
+        try:
+            checks.load_published(source, published)
+        except GRU4RecError as e:
+            problems.append(str(e))
+    return problems
+
+
 def check_config(config: dict, schema_path, published: dict) -> None:
     """Check the config (every problem on one line, as a ConfigError), then fill in the schema's
     defaults and the per-dataset ones, in place."""
+    refused = sampled_evaluation_problems(config)
+    if refused:
+        raise ConfigError("; ".join(refused))
     errors = schema_errors(config, schema_path)
     if errors:
         raise ConfigError("; ".join(_describe(e) for e in errors))
@@ -291,7 +358,9 @@ def check_config(config: dict, schema_path, published: dict) -> None:
             problems.append(
                 f"datasets.{name}: mode 'reproduce' is for the public datasets only (source is '{ds['source']}')"
             )
-        problems += options_problems(name, ds)
+        options = options_problems(name, ds)
+        problems += options or window_problems(name, ds)
+    problems += published_statistics_problems(config, published)
     if not problems:
         problems = parameter_problems(config, published)
     if problems:

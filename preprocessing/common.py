@@ -266,16 +266,21 @@ def split_stats(df: pd.DataFrame, unit: TimeUnit) -> dict:
     }
 
 
-def write_outputs(out_dir, df: pd.DataFrame, splits: dict, labels: dict, unit: TimeUnit, quiet=False) -> dict:
+def write_outputs(
+    out_dir, df: pd.DataFrame, splits: dict, labels: dict, unit: TimeUnit, quiet=False, columns=None, review=None
+) -> dict:
     """Write the splits (masks over df, written with the original ids), full.parquet (df) and the
     statistics into out_dir, all or nothing.
 
     Everything goes into a temporary directory beside out_dir first and is moved into place only
     when every file is complete, so a failure never leaves a mix of old and half-new files.
+    columns: extra columns of stats.tsv, the same value on every row (the raw files' hashes);
+    review(stats) -> Markdown appended to stats.md, called once the statistics are known and before
+    anything is moved into place: it may raise (a failed check with strict) and nothing is written.
     """
     out_dir = Path(out_dir)
     try:
-        return _write_outputs(out_dir, df, splits, labels, unit, quiet)
+        return _write_outputs(out_dir, df, splits, labels, unit, quiet, columns or {}, review)
     except OSError as e:  # disk full, no permission, a file where a directory should be
         where = e.filename or out_dir
         raise PreprocessingError(
@@ -283,7 +288,7 @@ def write_outputs(out_dir, df: pd.DataFrame, splits: dict, labels: dict, unit: T
         ) from None
 
 
-def _write_outputs(out_dir: Path, df, splits, labels, unit, quiet) -> dict:
+def _write_outputs(out_dir: Path, df, splits, labels, unit, quiet, columns, review) -> dict:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -304,18 +309,19 @@ def _write_outputs(out_dir: Path, df, splits, labels, unit, quiet) -> dict:
             )
             pq.write_table(table, tmp / f"{name}.parquet")
             del part, table
-        table = pd.DataFrame(stats).T.rename_axis("split")
+        for name in SPLITS:
+            s = stats[name]
+            log(
+                f"{name}: {s['events']:,} events, {s['sessions']:,} sessions, {s['items']:,} items, {s['days']} days",
+                quiet=quiet,
+            )
+        notes = review(stats) if review is not None else ""
+        table = pd.DataFrame(stats).T.rename_axis("split").assign(**columns)
         table.to_csv(tmp / "stats.tsv", sep="\t")
-        (tmp / "stats.md").write_text(markdown_table(table.reset_index()))
+        (tmp / "stats.md").write_text(markdown_table(table.drop(columns=list(columns)).reset_index()) + notes)
         out_dir.mkdir(parents=True, exist_ok=True)
         for f in sorted(tmp.iterdir()):
             os.replace(f, out_dir / f.name)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    for name in SPLITS:
-        s = stats[name]
-        log(
-            f"{name}: {s['events']:,} events, {s['sessions']:,} sessions, {s['items']:,} items, {s['days']} days",
-            quiet=quiet,
-        )
     return stats

@@ -6,8 +6,12 @@
   size, the expected header line) and only then renamed into place.
 - Kaggle datasets are fetched with the Kaggle API when the `kaggle` package is installed and
   credentials exist (~/.kaggle/kaggle.json or KAGGLE_USERNAME/KAGGLE_KEY), into a temporary
-  directory, checked the same way, then moved into place.
+  directory, checked the same way, then moved into place. Where a dataset holds large files no
+  recipe reads (RetailRocket's item properties), only the needed files are fetched.
 - Coveo and Diginetica need a sign-up on their sites: they are always placed by hand.
+- Every raw file is recorded in `{raw_dir}/PROVENANCE.tsv` (size, modification time, SHA-256,
+  source, date; provenance.py) the first time it is seen, and verified against that record on
+  every later run.
 
 Whatever cannot be fetched ends in a DownloadError whose message has one line per file: where
 to get it and the exact path to put it at.
@@ -21,11 +25,13 @@ import os
 import shutil
 import tempfile
 import urllib.request
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
 from gru4rec.errors import first_line
 
+from . import provenance
 from .errors import DownloadError
 
 CHUNK = 1 << 20
@@ -45,6 +51,8 @@ class Source:
     files: tuple
     page: str  # where a person gets the files by hand
     kaggle: str | None = None  # owner/dataset slug for the Kaggle API
+    kaggle_files: bool = False  # fetch only `files` from the Kaggle dataset, not the whole dataset
+    wrong: tuple = ()  # (file name, why it is not this dataset): files people place by mistake
 
 
 _RSC = Source(
@@ -53,6 +61,11 @@ _RSC = Source(
     "chadgostopp/recsys-challenge-2015",
 )
 _REES46_URL = "https://data.rees46.com/datasets/marketplace/{}.csv.gz"
+COVEO_SIGIR_2021 = (
+    "the SIGIR eCom 2021 Data Challenge release (browsing_train.csv, column product_sku_hash) is a "
+    "different dataset; the coveo recipe expects the 2020 shopper-intent release "
+    "(release_10_23_2020.csv, column product_skus_hash)"
+)
 SOURCES = {
     "yoochoose": _RSC,
     "rsc15": Source(_RSC.files[:1], _RSC.page, _RSC.kaggle),
@@ -61,30 +74,38 @@ SOURCES = {
             RawFile(f"{m}.csv", size, "event_time,event_type,product_id", _REES46_URL.format(m))
             for m, size in (("2019-Oct", 5_000_000_000), ("2019-Nov", 8_000_000_000))
         ),
-        "https://rees46.com/en/open-cdp (or https://www.kaggle.com/datasets/mkechinov/"
-        "ecommerce-behavior-data-from-multi-category-store)",
+        # the page the GRU4Rec README links for Rees46 (its direct URLs above come first)
+        "https://www.kaggle.com/datasets/mkechinov/ecommerce-behavior-data-from-multi-category-store",
         "mkechinov/ecommerce-behavior-data-from-multi-category-store",
     ),
     "retailrocket": Source(
         (RawFile("events.csv", 90_000_000, "timestamp,visitorid,event,itemid"),),
-        "https://www.kaggle.com/datasets/retailrocket/ecommerce-dataset",
+        "https://www.kaggle.com/datasets/retailrocket/ecommerce-dataset (events.csv only)",
         "retailrocket/ecommerce-dataset",
+        kaggle_files=True,  # not the ~1 GB of item_properties_part*.csv and category_tree.csv
     ),
     "coveo": Source(
-        (RawFile("release_10_23_2020.csv", 100_000_000),),
-        "https://github.com/coveooss/shopper-intent-prediction-nature-2020 (browsing data, after sign-up)",
+        (RawFile("release_10_23_2020.csv", 100_000_000, "session_id_hash"),),
+        "https://github.com/coveooss/shopper-intent-prediction-nature-2020 (the 2020 shopper-intent "
+        "release: browsing data after sign-up, release_10_23_2020.csv; not the SIGIR eCom 2021 challenge data)",
+        wrong=(("browsing_train.csv", COVEO_SIGIR_2021),),
     ),
     "diginetica": Source(
         (RawFile("train-item-views.csv", 10_000_000),),
-        "https://competitions.codalab.org/competitions/11161 (CIKM Cup 2016 track 2, after sign-up)",
+        "CodaLab competition 11161, CIKM Cup 2016 Track 2 (DIGINETICA), after sign-up: CodaLab Competitions "
+        "moved from competitions.codalab.org to https://codalab.lisn.upsaclay.fr; train-item-views.csv "
+        "is in dataset-train-diginetica.zip",
     ),
 }
 
 
-def download(dataset: str, raw_dir, options: dict | None = None, quiet: bool = False) -> list[Path]:
+def download(
+    dataset: str, raw_dir, options: dict | None = None, quiet: bool = False, verify_raw: bool = False
+) -> list[Path]:
     """Make sure the raw files of `dataset` are in raw_dir, fetching them where possible.
 
-    Returns the paths of the raw files. For 'custom' (given its config as `options`) it checks
+    Returns the paths of the raw files. verify_raw: hash every recorded file again, whatever its
+    modification time (provenance.verify). For 'custom' (given its config as `options`) it checks
     that the configured files exist; for 'synthetic' there is nothing to fetch.
     """
     raw = Path(raw_dir)
@@ -95,11 +116,19 @@ def download(dataset: str, raw_dir, options: dict | None = None, quiet: bool = F
     if dataset not in SOURCES:
         raise DownloadError(f"no download source for dataset '{dataset}'; known: {', '.join(SOURCES)}")
     source = SOURCES[dataset]
-    problems = {}
+    # files already there are verified against their record before anything is fetched (files
+    # placed by hand are recorded by the first preprocessing run that reads them)
+    absent = _missing(raw, source.files)
+    recorded = provenance.load(raw)
+    verified = provenance.entries_for(
+        raw, [f.name for f in source.files if f not in absent and f.name in recorded], rehash=verify_raw
+    )
+    problems, fetched = {}, {}
     for f in _missing(raw, source.files):
         if f.url:
             try:
                 fetch_url(f.url, raw / f.name, f, quiet=quiet)
+                fetched[f.name] = f.url
             except DownloadError as e:
                 problems[f.name] = str(e)
     missing = _missing(raw, source.files)
@@ -107,11 +136,20 @@ def download(dataset: str, raw_dir, options: dict | None = None, quiet: bool = F
         why = _kaggle_unavailable()
         if why is None:
             try:
-                fetch_kaggle(source.kaggle, raw, missing, quiet=quiet)
+                fetch_kaggle(source.kaggle, raw, missing, quiet=quiet, only_files=source.kaggle_files)
+                fetched.update({f.name: f"kaggle:{source.kaggle}" for f in missing})
             except DownloadError as e:
                 why = str(e)
         problems.update({f.name: problems.get(f.name, why) for f in missing})
+    new = provenance.entries_for(raw, list(fetched), fetched)
+    if new:
+        provenance.record(raw, verified + new)
+    else:  # only modification times to refresh: a read-only raw directory is no reason to stop
+        provenance.record_or_warn(raw, verified)
     missing = _missing(raw, source.files)
+    for name, why in source.wrong:
+        if missing and (raw / name).is_file():
+            problems.update({f.name: f"found {name} instead: {why}" for f in missing})
     if missing:
         raise missing_files_error(dataset, raw, missing, source.page, problems)
     return [raw / f.name for f in source.files]
@@ -224,21 +262,42 @@ def _kaggle_unavailable() -> str | None:
     return None
 
 
-def fetch_kaggle(slug: str, raw: Path, files, quiet=False):
+def fetch_kaggle(slug: str, raw: Path, files, quiet=False, only_files=False):
+    """The Kaggle dataset `slug` (only `files` of it with only_files) into a temporary directory,
+    unzipped, checked, then moved into raw."""
     raw.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".download.", dir=raw))
     try:
         import kaggle
 
+        what = ", ".join(f.name for f in files) if only_files else "the dataset"
         if not quiet:
-            print(f"Downloading {slug} from Kaggle into {raw} ...", flush=True)
+            print(f"Downloading {what} of {slug} from Kaggle into {raw} ...", flush=True)
         try:
-            kaggle.api.dataset_download_files(slug, path=str(tmp), unzip=True, quiet=quiet)
+            if only_files:
+                for f in files:  # one file each; Kaggle may send it zipped (NAME.zip)
+                    kaggle.api.dataset_download_file(slug, f.name, path=str(tmp), quiet=quiet)
+                _unzip_all(tmp)
+            else:
+                kaggle.api.dataset_download_files(slug, path=str(tmp), unzip=True, quiet=quiet)
+        except DownloadError:
+            raise
         except Exception as e:
             raise DownloadError(f"the Kaggle download failed ({first_line(e)})") from None
         move_verified(tmp, raw, files, f"kaggle:{slug}")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _unzip_all(directory: Path):
+    """Extract every .zip that arrived in `directory` beside it (then delete the archive)."""
+    for archive in sorted(directory.rglob("*.zip")):
+        try:
+            with zipfile.ZipFile(archive) as z:
+                z.extractall(archive.parent)
+        except (zipfile.BadZipFile, OSError) as e:
+            raise DownloadError(f"{archive.name}: the Kaggle download is not a readable ZIP ({e})") from None
+        archive.unlink()
 
 
 def move_verified(tmp: Path, raw: Path, files, origin):

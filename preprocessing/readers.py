@@ -197,18 +197,37 @@ def read_coveo(raw: Path, files=("release_10_23_2020.csv",), quiet=False) -> pd.
     server_timestamp_epoch_ms. Sessions are built on ALL events (a pageview without a product
     bridges a gap), so every event is kept here with its action."""
     path = raw / files[0]
+    _not_the_sigir_2021_release(raw, path)
     t = read_csv(
         path,
         {
             "User": ["session_id_hash"],
             "Event": ["product_action"],
-            "ItemId": ["product_skus_hash", "product_sku_hash"],
+            "ItemId": ["product_skus_hash"],
             "Time": ["server_timestamp_epoch_ms"],
         },
         {"User": STRING_IDS, "Event": STRING_IDS, "ItemId": STRING_IDS, "Time": pa.int64()},
     )
     t = require_numeric(t, "Time", path, 1000, "server_timestamp_epoch_ms")
     return to_frame(drop_null_ids(t, ("User",), path, quiet))
+
+
+def _not_the_sigir_2021_release(raw: Path, path: Path):
+    """Coveo published two browsing logs: the 2020 shopper-intent release the recipe is for, and the
+    SIGIR eCom 2021 Data Challenge data (browsing_train.csv, product_sku_hash), which differs in
+    sessions, period and size. Refuse the second, whatever its file is called."""
+    from .fetch import COVEO_SIGIR_2021
+
+    if not path.exists() and (raw / "browsing_train.csv").is_file():
+        raise PreprocessingError(f"{path}: not found, but {raw / 'browsing_train.csv'} is: {COVEO_SIGIR_2021}")
+    try:
+        with open(path, "rb") as f:
+            header = f.readline(4096).decode("utf-8", errors="replace").lstrip("\ufeff").strip()
+    except OSError:
+        return  # the reader says what is wrong with the file
+    columns = [c.strip().strip('"') for c in header.split(",")]
+    if "product_sku_hash" in columns and "product_skus_hash" not in columns:
+        raise PreprocessingError(f"{path}: has the column product_sku_hash: {COVEO_SIGIR_2021}")
 
 
 def read_retailrocket(raw: Path, files=("events.csv",), quiet=False) -> pd.DataFrame:

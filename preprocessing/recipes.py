@@ -13,7 +13,7 @@ Facts per dataset (the papers' preprocessing, Hidasi & Czapp 2023 and Hidasi et 
 All of them: sort by (session, time, item), drop consecutive duplicates, then repeat "drop
 length-1 sessions, drop items with fewer than 5 events" until stable; test = sessions starting
 in the last D before t_split; train_tr/train_valid the same with 2D. RSC15 keeps the first
-paper's recipe (rsc15()).
+paper's recipe (rsc15()). A training window limits train_full and train_tr only (split()).
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from . import common, readers
+from . import checks, common, readers
 from .common import EVENT, USER, I, S, T, TimeUnit, log
 from .errors import PreprocessingError
 
@@ -119,8 +119,22 @@ def clean(df: pd.DataFrame, recipe: Recipe, quiet=False):
     return df, labels
 
 
-def split(df: pd.DataFrame, recipe: Recipe) -> dict:
-    """The four splits as boolean masks over the cleaned events."""
+def check_window(recipe: Recipe, window_days: float | None):
+    """A training window needs a time split."""
+    if window_days and recipe.split == "last":
+        raise PreprocessingError(
+            f"{recipe.name}: train_window_days needs a time split (this dataset holds out each sequence's "
+            "last event: split mode 'last')"
+        )
+
+
+def split(df: pd.DataFrame, recipe: Recipe, window_days: float | None = None) -> dict:
+    """The four splits as boolean masks over the cleaned events. window_days: train_full keeps only
+    the sessions starting in the last window_days before the test period, and train_tr those in the
+    last window_days before the validation period (checks.window). The tuning split is made from
+    train_full before its window, so the window changes train_full and train_tr only: test and
+    train_valid are the same with and without it (whatever W is, also W <= D)."""
+    check_window(recipe, window_days)
     if recipe.split == "last":
         train_full, test = common.last_event_split(df)
         train_tr, train_valid = common.last_event_split(df, within=train_full)
@@ -130,7 +144,12 @@ def split(df: pd.DataFrame, recipe: Recipe) -> dict:
         d = recipe.test_days * recipe.unit.day
         train_full, test = common.time_split(df, t_split - d)
         train_tr, train_valid = common.time_split(df, t_split - 2 * d, within=train_full)
+        if window_days:
+            train_full = checks.window(df, train_full, t_split - d, window_days, recipe.unit)
+            train_tr = checks.window(df, train_tr, t_split - 2 * d, window_days, recipe.unit)
         why = f"the data must cover more than {2 * recipe.test_days:g} days before the split point"
+        if window_days:
+            why += f", and the {window_days:g}-day training window must hold sessions"
     return _nonempty(
         recipe.name, {"train_full": train_full, "test": test, "train_tr": train_tr, "train_valid": train_valid}, why
     )
@@ -143,11 +162,40 @@ def _nonempty(name: str, splits: dict, why: str) -> dict:
     return splits
 
 
-def run(recipe: Recipe, df: pd.DataFrame, out_dir, quiet=False) -> dict:
-    """Clean, split and write one dataset; the whole recipe in one place."""
+def window_note(days: float | None) -> str | None:
+    if not days:
+        return None
+    return (
+        f"Training window: {days:g} days (train_full: sessions starting in the {days:g} days before the test "
+        "period; train_tr: before the validation period; test and train_valid unchanged)"
+    )
+
+
+def raw_columns(raw_files) -> dict:
+    """The raw files' hashes as a column of stats.tsv (the same value on every row)."""
+    return {"raw_sha256": " ".join(f"{e.name}:{e.sha256}" for e in raw_files)} if raw_files else {}
+
+
+def run(
+    recipe: Recipe, df: pd.DataFrame, out_dir, quiet=False, settings: checks.Settings | None = None, raw_files=()
+) -> dict:
+    """Clean, split, check and write one dataset; the whole recipe in one place."""
+    settings = settings or checks.Settings()
     df, labels = clean(df, recipe, quiet)
-    splits = split(df, recipe)
-    stats = common.write_outputs(out_dir, df, splits, labels, recipe.unit, quiet)
+    splits = split(df, recipe, settings.train_window_days)
+    review = checks.prepare(
+        recipe.name,
+        df,
+        splits,
+        settings,
+        quiet,
+        time_split=recipe.split != "last",
+        window_note=window_note(settings.train_window_days),
+        raw_files=raw_files,
+    )
+    stats = common.write_outputs(
+        out_dir, df, splits, labels, recipe.unit, quiet, columns=raw_columns(raw_files), review=review
+    )
     log(
         f"Done: {recipe.name} -> {out_dir}: train_full {stats['train_full']['events']:,} events, "
         f"test {stats['test']['events']:,} events, {stats['full']['items']:,} items",
@@ -157,9 +205,13 @@ def run(recipe: Recipe, df: pd.DataFrame, out_dir, quiet=False) -> dict:
 
 
 # ------------------------------------------------------------------------------------------------
-def rsc15(raw: Path, out_dir, quiet=False) -> dict:
+def rsc15(raw: Path, out_dir, quiet=False, settings: checks.Settings | None = None, raw_files=()) -> dict:
     """The first paper's RSC15 recipe: clicks only, no dedup, one pass of each filter (sessions of
-    length 1, items below 5, sessions below 2), split on each session's LAST event."""
+    length 1, items below 5, sessions below 2), split on each session's LAST event. With a training
+    window the splits are made as without it (the test's unknown-item filter included) and only
+    then are train_full and train_tr limited to the window: test and train_valid do not change."""
+    settings = settings or checks.Settings()
+    days = settings.train_window_days
     df = readers.read_yoochoose(Path(raw), files=("yoochoose-clicks.dat",), seconds="float", quiet=quiet)
     labels = {I: common.encode(df, I), S: common.encode(df, S)}
     log("Read rsc15", df, quiet)
@@ -169,14 +221,31 @@ def rsc15(raw: Path, out_dir, quiet=False) -> dict:
     log("Filtered sessions < 2, items < 5, sessions < 2 (one pass each)", df, quiet)
     common.require_events(df, "after filtering short sessions and rare items")
     df = common.sort_events(df)
-    train_full, test = _rsc15_split(df)
-    train_tr, train_valid = _rsc15_split(df, within=train_full)
+    train_full, test, boundary, dropped_test = _rsc15_split(df)
+    train_tr, train_valid, boundary_tr, dropped_valid = _rsc15_split(df, within=train_full)
+    if days:
+        train_full = checks.window(df, train_full, boundary, days, SECONDS)
+        train_tr = checks.window(df, train_tr, boundary_tr, days, SECONDS)
     splits = _nonempty(
         "rsc15",
         {"train_full": train_full, "test": test, "train_tr": train_tr, "train_valid": train_valid},
-        "the data must cover more than two days",
+        "the data must cover more than two days"
+        + (f" and the {days:g}-day training window hold sessions" if days else ""),
     )
-    stats = common.write_outputs(out_dir, df, splits, labels, SECONDS, quiet)
+    review = checks.prepare(
+        "rsc15",
+        df,
+        splits,
+        settings,
+        quiet,
+        window_note=window_note(days),
+        raw_files=raw_files,
+        dropped={("train_full", "test"): dropped_test, ("train_tr", "train_valid"): dropped_valid},
+        overlap_hours=SECONDS.hour,
+    )
+    stats = common.write_outputs(
+        out_dir, df, splits, labels, SECONDS, quiet, columns=raw_columns(raw_files), review=review
+    )
     log(
         f"Done: rsc15 -> {out_dir}: train_full {stats['train_full']['events']:,} events, "
         f"test {stats['test']['events']:,} events",
@@ -186,8 +255,10 @@ def rsc15(raw: Path, out_dir, quiet=False) -> dict:
 
 
 def _rsc15_split(df: pd.DataFrame, within: np.ndarray | None = None):
-    """(train, test) masks: test = sessions ending in the last day (of `within`), less the items
-    unknown to train, then sessions of at least 2 events; train = the sessions ending before."""
+    """(train, test, boundary, dropped): test = sessions ending in the last day (of `within`), less
+    the items unknown to train, then sessions of at least 2 events; train = the sessions ending
+    before; boundary: the start of that last day; dropped: checks.unknown_items of the test events
+    the item filter dropped (of the sessions ending in the last day)."""
     within = np.ones(len(df), dtype=bool) if within is None else within
     s, t, i = df[S].to_numpy(), df[T].to_numpy(), df[I].to_numpy()
     start = np.ones(len(df), dtype=bool)
@@ -195,7 +266,8 @@ def _rsc15_split(df: pd.DataFrame, within: np.ndarray | None = None):
     last = np.maximum.reduceat(t, np.flatnonzero(start))[np.cumsum(start) - 1]  # each event's session end
     boundary = t[within].max() - 86400
     train = within & (last < boundary)
-    test = within & (last >= boundary)
-    test &= np.bincount(i[train], minlength=int(i.max()) + 1)[i] > 0
+    ending = within & (last >= boundary)
+    dropped = checks.unknown_items(df, train, ending)
+    test = ending & (np.bincount(i[train], minlength=int(i.max()) + 1)[i] > 0)
     test &= np.bincount(s[test], minlength=int(s.max()) + 1)[s] >= 2
-    return train, test
+    return train, test, boundary, dropped

@@ -75,6 +75,31 @@ def test_a_search_space_is_checked_as_the_jobs_will_check_it():
     assert "tuning.baseline_space.vsknn: parameter weighting='cubic' of baseline V-SkNN is not valid" in error(config)
 
 
+def test_sampled_negative_evaluation_is_refused_with_the_reason():
+    name = next(iter(DEMO["datasets"]))
+    for path in (["datasets", name, "eval_negatives"], ["final", "n_negatives"]):
+        message = error(with_(path, 100))
+        assert message.startswith(f"{'.'.join(path)}: sampled-negative evaluation is refused: ")
+        assert "inflates the metrics and can reverse which model wins" in message and "against every item" in message
+    check(with_(["tuning", "overrides", "n_sample"], 64))  # the training's negative sampling stays allowed
+
+
+def test_the_checks_and_the_training_window():
+    assert check(DEMO)["checks"] == {"strict": False, "tolerance": 0.01}
+    name = next(iter(DEMO["datasets"]))
+    assert check(with_(["datasets", name, "train_window_days"], 14))["datasets"][name]["train_window_days"] == 14
+    message = error(with_(["datasets", name, "train_window_days"], 0))
+    assert message.startswith(f"datasets.{name}.train_window_days: expected a number > 0, got 0")
+    assert error(with_(["checks", "tolerance"], -0.1)).startswith("checks.tolerance: expected a number >= 0")
+    last = {
+        "source": "custom",
+        "train_window_days": 7,
+        "options": {"files": "a.csv", "columns": {"session": "s", "item": "i", "time": "t"}, "split": {"mode": "last"}},
+    }
+    message = error(with_(["datasets", "seq"], last))
+    assert message.startswith("datasets.seq.train_window_days: ") and "needs a time split" in message
+
+
 def test_checking_a_config_loads_neither_torch_optuna_nor_mlflow():
     """Snakemake runs the check whenever it parses the DAG (every dry run, every job's start)."""
     code = (
@@ -85,3 +110,19 @@ def test_checking_a_config_loads_neither_torch_optuna_nor_mlflow():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO)
     assert out.stdout.strip() == "[]"
+
+
+def test_a_bad_published_statistic_stops_the_config_check_naming_it():
+    published = copy.deepcopy(PUBLISHED)
+    published["statistics"]["rsc15"]["train_full"]["events"] = "31.6M"
+    config = {"datasets": {"r": {"source": "rsc15"}, "s": {"source": "synthetic"}}}
+    with pytest.raises(ConfigError) as e:
+        check_config(copy.deepcopy(config), SCHEMA, published)
+    assert str(e.value) == (
+        "config/published.yaml: statistics.rsc15.train_full.events: '31.6M' is not a published figure "
+        "(expected a positive integer, e.g. 31637239, or null where no source gives it)"
+    )
+    published["statistics"]["rsc15"]["train_full"]["events"] = 0
+    with pytest.raises(ConfigError, match=r"statistics.rsc15.train_full.events: 0 is not a published figure"):
+        check_config(copy.deepcopy(config), SCHEMA, published)
+    check_config(copy.deepcopy(config), SCHEMA, PUBLISHED)  # the shipped figures pass

@@ -12,6 +12,7 @@ One logical scenario is rendered into every raw format. Hand-checked expectation
       two length-1 sessions that are dropped.
 """
 
+import shutil
 from collections import Counter
 from datetime import datetime, timezone
 
@@ -180,7 +181,8 @@ def test_rsc15_keeps_its_own_recipe(tmp_path):
 
 
 def test_diginetica_real_sample_end_to_end(tmp_path, data_dir):
-    raw = data_dir / "diginetica-sample"
+    raw = tmp_path / "raw"  # a copy: preprocessing records the raw file's provenance beside it
+    shutil.copytree(data_dir / "diginetica-sample", raw)
     stats = preprocessing.preprocess("diginetica", raw, tmp_path / "out", quiet=True)
     full = pd.read_parquet(tmp_path / "out" / "full.parquet")
     # the reference recipe repeats the filters until stable: every item >= 5 events, every session >= 2

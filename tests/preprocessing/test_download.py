@@ -99,7 +99,7 @@ def test_kaggle_files_are_checked_before_they_are_moved(tmp_path, monkeypatch):
     raw = tmp_path / "raw"
     monkeypatch.setattr(fetch, "_kaggle_unavailable", lambda: None)
 
-    def fake_kaggle(slug, raw_dir, files, quiet=False):  # what fetch_kaggle does after the API call
+    def fake_kaggle(slug, raw_dir, files, quiet=False, only_files=False):  # fetch_kaggle after the API call
         arrived = tmp_path / "arrived" / "sub"
         arrived.mkdir(parents=True, exist_ok=True)
         (arrived / "events.csv").write_text(content)

@@ -70,7 +70,7 @@ SPACE = ["tuning", "space", "cross-entropy"]
                 (["datasets", "synthetic", "options"], None, "optons"),
             ),
             [
-                "top level: unknown key 'tunning' (did you mean 'tuning'?); known keys: datasets, final,",
+                "top level: unknown key 'tunning' (did you mean 'tuning'?); known keys: checks, datasets, final,",
                 "final: unknown key 'sedes' (did you mean 'seeds'?)",
                 "datasets.synthetic: unknown key 'optons' (did you mean 'options'?)",
             ],

@@ -145,6 +145,11 @@ def raw_dir(dataset):
     return config["datasets"][dataset].get("raw") or f"{RAW}/{dataset}"
 
 
+def published_statistics(source):
+    """The published statistics of one dataset only (a change to another's reruns nothing here)."""
+    return {"statistics": {source: (PUBLISHED.get("statistics") or {}).get(source)}}
+
+
 def split_file(split):
     """Input function: a split of the job's dataset."""
     return lambda wildcards: f"{RESULTS}/{wildcards.dataset}/splits/{split}.parquet"

@@ -38,5 +38,9 @@ rule preprocess:
         source=lambda w: dataset_config(w)["source"],
         options=lambda w: dataset_config(w).get("options") or {},
         raw=lambda w: raw_dir(w.dataset),
+        strict=config["checks"]["strict"],
+        tolerance=config["checks"]["tolerance"],
+        train_window_days=lambda w: dataset_config(w).get("train_window_days"),
+        published=lambda w: published_statistics(dataset_config(w)["source"]),
     script:
         "../scripts/preprocess.py"

@@ -38,7 +38,6 @@ INTEGER_COLUMNS = ("seeds", "test_predictions", "events_per_s")
 SIGNIFICANCE_CUTOFF = 20
 # the references of the significance tests: (name in the columns, marker in the tables)
 REFERENCES = {"best baseline": "†", "best GRU4Rec": "‡"}
-RANKS_FILE = "ranks.parquet"  # beside metrics.json (experiments.runs.RANKS_FILE)
 
 
 def metric_label(key: str) -> str | None:
@@ -85,7 +84,7 @@ def collect(metrics_paths) -> pd.DataFrame:
             device=m.get("device", ""),
             test_predictions=m.get("n_predictions"),
             tie_mode=m.get("tie_mode", ""),
-            ranks=str(p.parent / RANKS_FILE),
+            ranks=str(p.parent / sig.RANKS_FILE),
         )
         rows.append(row)
     df = pd.DataFrame(rows)

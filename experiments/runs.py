@@ -16,6 +16,7 @@ from gru4rec.baselines import Baseline, make_baseline
 
 from .mlflow_model import log_and_register
 from .outputs import atomic_output, clear_stale, write_json
+from .significance import RANKS_FILE
 from .tracking import Tracker
 
 
@@ -151,9 +152,6 @@ def final_run(
                 log_and_register(saved, register_as, summary, run_id=parent, tracking_uri=tracker.uri)
     print(f"[{label}] done: {_headline(summary, cutoffs)} over {len(seeds)} seed(s)", flush=True)
     return result
-
-
-RANKS_FILE = "ranks.parquet"
 
 
 def write_ranks(path, per_seed: list[pd.DataFrame]) -> None:

@@ -28,12 +28,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from gru4rec.errors import DataError, first_line
+
 N_RESAMPLES = 10_000
 SEED = 20160502  # ICLR 2016
 ALPHA = 0.05
 CONFIDENCE = 0.95
 CHUNK_ELEMENTS = 1 << 22  # random numbers drawn at once: bounds the memory of a test
 KEYS = ["SessionId", "Position"]  # an event of the test set
+RANKS_FILE = "ranks.parquet"  # beside a final run's metrics.json (experiments.runs writes it)
 
 
 @dataclass(frozen=True)
@@ -124,8 +127,7 @@ def read_ranks(path) -> pd.DataFrame | None:
     try:
         return pd.read_parquet(path, columns=[*KEYS, "Rank"])
     except Exception as e:  # a truncated file, another table: one line naming the file
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise ValueError(f"{path}: not a ranks file of a final run ({first})") from None
+        raise DataError(f"{path}: not a ranks file of a final run ({first_line(e)})") from None
 
 
 def paired(a: pd.DataFrame, b: pd.DataFrame, column: str) -> tuple[np.ndarray, np.ndarray]:

@@ -187,18 +187,18 @@ def _known_sessions(model, df, session_key, item_key, time_key, with_events=Fals
         raise DataError(
             f"no test event has an item known to the model ({n_dropped} events dropped): nothing to evaluate"
         )
-    if not with_events:
-        df = sort_sessions(df.loc[known].assign(**{item_key: idx[known]}), session_key, time_key)
-        return session_data(df, df[item_key].to_numpy(), session_key, time_key), n_dropped, None
-    # sorted (stably) before the unknown items go: the same order of the kept events, and a
-    # target's position counts every event of its session
+    # sorted (stably) before the unknown items go: the order of the kept events is the same, and
+    # a target's position counts every event of its session
     column = "model_column"  # validate_events kept only the three keys
     df = sort_sessions(df.assign(**{column: idx}), session_key, time_key)
-    s = df[session_key].to_numpy()
-    starts = np.flatnonzero(np.r_[True, s[1:] != s[:-1]])
-    position = np.arange(len(s)) - np.repeat(starts, np.diff(np.r_[starts, len(s)]))
-    keep = df[column].to_numpy() >= 0
+    keep = df[column].to_numpy() >= 0  # `known` in the sorted order
+    events = None
+    if with_events:
+        s = df[session_key].to_numpy()
+        starts = np.flatnonzero(np.r_[True, s[1:] != s[:-1]])
+        position = np.arange(len(s)) - np.repeat(starts, np.diff(np.r_[starts, len(s)]))
+        events = pd.DataFrame(
+            {session_key: s[keep], "Position": position[keep], item_key: df[item_key].to_numpy()[keep]}
+        )
     df = df.loc[keep]
-    events = pd.DataFrame({session_key: df[session_key].to_numpy(), "Position": position[keep]})
-    events[item_key] = df[item_key].to_numpy()
     return session_data(df, df[column].to_numpy(), session_key, time_key), n_dropped, events

@@ -37,6 +37,8 @@ import gru4rec.core as core  # noqa: E402
 import gru4rec.model as model_module  # noqa: E402
 from benchmarks.train_speed import PRESETS, first_steps, synthetic  # noqa: E402
 from gru4rec import GRU4Rec  # noqa: E402
+from gru4rec.compiled import NativeKernels  # noqa: E402
+from gru4rec.compiled import native as native_kernels  # noqa: E402
 from gru4rec.losses import Loss  # noqa: E402
 from gru4rec.model import EMBEDDING_MODES, GRU4RecNetwork  # noqa: E402
 from gru4rec.optim import AdagradM  # noqa: E402
@@ -130,17 +132,22 @@ def install(timer: PieceTimer, uniques: list):
         return flops, F32 * (7 * b * n + 3 * n * n)
 
     def forward_cost(result, net, X, Y, H, *rest):
-        O, cache = result
-        b, n, u, d1 = O.shape[0], O.shape[1], len(cache.out.ids), cache.h_aug.shape[1]
+        O_u, cache = result
+        b, u, d1 = O_u.shape[0], len(cache.out.ids), cache.h_aug.shape[1]
         uniques.append(u)
-        # O_u = h_aug W_u^T, spread to the n scored columns
-        return _mm(b, d1, u), F32 * (u * d1 + b * d1 + b * u + b * n)
+        # O_u = h_aug W_u^T
+        return _mm(b, d1, u), F32 * (u * d1 + b * d1 + b * u)
 
-    def backward_cost(_, net, cache, dO):
-        b, n = dO.shape
-        u, d1 = len(cache.out.ids), cache.h_aug.shape[1]
-        # dO summed per item (b x u), g_out = dO_u^T h_aug, d_x = dO_u Wy_u
-        flops, nbytes = _mm(u, b, d1) + _mm(b, u, d1 - 1), F32 * (b * n + b * u + 2 * u * d1 + b * d1)
+    def spread_cost(O, O_u, cache):
+        return 0.0, F32 * (O_u.numel() + O.numel())
+
+    def gather_columns_cost(dO_u, dO, cache):
+        return 0.0, F32 * (dO.numel() + dO_u.numel())
+
+    def backward_cost(_, net, cache, dO_u):
+        b, u, d1 = dO_u.shape[0], len(cache.out.ids), cache.h_aug.shape[1]
+        # g_out = dO_u^T h_aug, d_x = dO_u Wy_u
+        flops, nbytes = _mm(u, b, d1) + _mm(b, u, d1 - 1), F32 * (b * u + 2 * u * d1 + b * d1)
         for i in range(1, len(net.layers)):  # dWx and dx of the upper layers, done in backward() itself
             n_in, n3 = net.params[f"Wx{i}"].shape
             flops += 2 * _mm(b, n_in, n3)
@@ -163,6 +170,13 @@ def install(timer: PieceTimer, uniques: list):
         rows = touched.rows.numel()
         return 0.0, F32 * (2 * rows + g.numel() + rows)  # update in place, then write back to the table
 
+    def compiled_loss_cost(result, kernels, spec, O_u, scored, offset, scale):
+        return 0.0, 2.0 * F32 * O_u.numel()  # read O_u, write dO_u
+
+    def compiled_sparse_cost(_, opt, table, touched, g):
+        state = 2 if opt.momentum > 0 else 1
+        return 0.0, F32 * g.numel() * (1 + 2 * (1 + state))  # read g, read + write the row and its state
+
     timer.wrap(core._TrainingStep, "__call__", "other (schedule, log-Q offsets, glue)")
     timer.wrap(SampleStore, "next", "negative samples (drawn in bulk)")
     timer.wrap(net_cls, "gather_rows", "unique ids + row gather", gather_cost)
@@ -172,12 +186,17 @@ def install(timer: PieceTimer, uniques: list):
         timer.wrap(adapter, "gather", "input rows + embedding dropout multiply")
         timer.wrap(adapter, "backward", "input backward", input_backward_cost)
     timer.wrap(model_module, "_dropout_mask", "dropout masks (random numbers)")
-    timer.wrap(net_cls, "forward_train", "score product + column spread", forward_cost)
+    timer.wrap(net_cls, "forward_train", "score product", forward_cost)
+    timer.wrap(net_cls, "spread", "score columns spread + summed back", spread_cost)
+    timer.wrap(net_cls, "gather_columns", "score columns spread + summed back", gather_columns_cost)
     timer.wrap(Loss, "__call__", "loss (activation, value, gradient)", loss_cost)
-    timer.wrap(net_cls, "backward", "output backward products + column sum", backward_cost)
+    timer.wrap(NativeKernels, "loss", "loss (activation, value, gradient)", compiled_loss_cost)
+    timer.wrap(net_cls, "backward", "output backward products", backward_cost)
     timer.wrap(net_cls, "_gru_backward", "GRU backward", gru_backward_cost)
     timer.wrap(AdagradM, "_dense_step", "Adagrad, dense parameters", dense_cost)
-    timer.wrap(AdagradM, "_sparse_step", "Adagrad, touched rows + write-back", sparse_cost)
+    timer.wrap(AdagradM, "_compiled_dense_step", "Adagrad, dense parameters", dense_cost)
+    timer.wrap(AdagradM, "_sparse_step", "Adagrad, touched rows", sparse_cost)
+    timer.wrap(AdagradM, "_compiled_sparse_step", "Adagrad, touched rows", compiled_sparse_cost)
 
 
 def best_seconds(fn, reps: int, rounds: int = 5) -> float:
@@ -209,19 +228,19 @@ def copy_bandwidth(n_bytes: float, budget_s=0.02) -> float:
     return 2 * n * F32 / best_seconds(lambda: dst.copy_(src), reps) / 1e9
 
 
-def profile_epoch(p: dict, df, steps: int = 0):
+def profile_epoch(p: dict, df, steps: int = 0, compile=False):
     """Train one epoch (its first `steps` steps if given) with the pieces timed, after an untimed
-    warm-up epoch. Returns (timer, n_steps, epoch seconds, mean unique scored items, n_items);
-    the library is restored afterwards."""
+    warm-up epoch, eagerly or with the compiled step (`compile`, fit's option). Returns (timer,
+    n_steps, epoch seconds, mean unique scored items, n_items); the library is restored afterwards."""
     p = dict(p, n_epochs=1)
     timer, uniques = PieceTimer(), []
     with first_steps(steps):
         # the warm-up epoch, so that the timed one sees warm caches and a warm allocator
-        GRU4Rec(p, device="cpu", seed=42).fit(df, verbose=False, compile=False)
+        GRU4Rec(p, device="cpu", seed=42).fit(df, verbose=False, compile=compile)
         try:
             install(timer, uniques)
             model = GRU4Rec(p, device="cpu", seed=42)
-            hist = model.fit(df, verbose=False, compile=False)
+            hist = model.fit(df, verbose=False, compile=compile)
         finally:
             timer.restore()
     total = hist[0]["seconds"]  # the epoch: every step and the runner around them
@@ -258,18 +277,21 @@ def main(argv=None):
     ap.add_argument("--items", type=int, default=5000)
     ap.add_argument("--steps", type=int, default=0, help="stop the epoch after this many steps (default: whole)")
     ap.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's choice)")
+    ap.add_argument("--compile", choices=["on", "off"], default="on", help="the compiled step (on) or eager (off)")
     a = ap.parse_args(argv)
     if a.threads:
         torch.set_num_threads(a.threads)
     df = synthetic(a.events, a.items, seed=1)
     p = PRESETS[a.preset]
 
-    timer, n_steps, total, mean_u, n_items = profile_epoch(p, df, a.steps)
+    timer, n_steps, total, mean_u, n_items = profile_epoch(p, df, a.steps, compile=a.compile == "on")
     gflops = peak_gflops()
     print(
         f"{a.preset}: {n_steps} steps, {n_items} items, batch {p['batch_size']}, layers {p['layers']}, "
         f"{p['batch_size'] + p['n_sample']} scored columns; {mean_u:.0f} unique rows of WyBy gathered per step; "
-        f"torch threads {torch.get_num_threads()}; load average {os.getloadavg()[0]:.1f}"
+        f"torch threads {torch.get_num_threads()}; "
+        f"{'compiled' if a.compile == 'on' and native_kernels() is not None else 'eager'} step; "
+        f"load average {os.getloadavg()[0]:.1f}"
     )
     print(f"machine: {gflops:.0f} GFLOPS (1024^3 product); {total / n_steps * 1e6:.0f} us per step (with timers)")
     print()

@@ -10,6 +10,8 @@ import pandas as pd
 import torch
 
 from .batching import SessionData, SessionRunner, index_training_events, item_positions
+from .compiled import loss_spec, warn_eager_once
+from .compiled import native as native_kernels
 from .device import resolve_device
 from .errors import DataError, GRU4RecError, ParameterError, TrainingDivergedError
 from .losses import Loss
@@ -90,9 +92,11 @@ class GRU4Rec:
         returned history: epoch, loss, seconds, mb_per_s, events_per_s, n_steps, n_events. During
         the callback the model is usable as it is after that epoch (it may be evaluated, e.g. to
         prune a tuning trial early); if the callback raises, training stops there.
-        compile: True fuses the loss's element-wise passes with torch.compile (inductor, whose
-        on-disk cache spares a later run with the same shapes the compilation), False keeps the eager
-        path, "auto" compiles when the estimated saving exceeds the compile time (see loss_compilation).
+        compile: on a CPU, True and "auto" train with the compiled step (gru4rec.compiled: native
+        code for the loss and the optimiser, built once per machine and cached on disk; where it
+        cannot be built, training runs eagerly and says so once). On a GPU, True compiles the loss
+        with torch.compile, and "auto" keeps the eager step until a saving is measured there.
+        False is the eager step everywhere. Every choice trains the same model within float tolerance.
         Raises TrainingDivergedError if the loss becomes NaN; the model is then unusable.
         """
         p = self.params
@@ -100,11 +104,23 @@ class GRU4Rec:
         sd = self._index_items(data, session_key, item_key, time_key)
         g = self._generator()
         self.net = GRU4RecNetwork(self.n_items, p["layers"], p["embedding"], p["constrained_embedding"], self.device, g)
-        step = _TrainingStep(self.net, p, self.item_support, g)
         items = torch.from_numpy(sd.items).to(self.device)
         rng = np.random.default_rng(self.seed)
         runner = self._epoch_runner(sd, items, rng)
-        if use_compiled_loss(compile, p, runner.n_steps * p["n_epochs"], self.device):
+        how = compilation(compile, p, runner.n_steps * p["n_epochs"], self.device)
+        if how == "native":
+            self.net.kernels = native_kernels()
+            self.net.kernels.set_threads(torch.get_num_threads())
+        try:
+            return self._fit_epochs(sd, items, rng, runner, how, g, verbose, callback)
+        finally:
+            if self.net is not None:
+                self.net.kernels = None  # a trained model holds no handle on the native library (pickle)
+
+    def _fit_epochs(self, sd, items, rng, runner, how, g, verbose, callback):
+        p = self.params
+        step = _TrainingStep(self.net, p, self.item_support, g)
+        if how == "loss":
             step.compile_loss()
         if verbose:
             print(
@@ -263,18 +279,27 @@ class _TrainingStep:
             self.log_q = (log_support, log_support * p["sample_alpha"])
         self.store = None
         self.compiled_loss = None  # used for full-width steps only: a narrower one would recompile
+        self.native_loss = None if net.kernels is None else loss_spec(p["loss"], p["final_act"], p["bpreg"])
 
     def compile_loss(self):
         self.compiled_loss = torch.compile(self.loss._fn, dynamic=False)
 
-    def _loss(self, O, offset):
+    def _loss(self, O_u, cache, offset):
+        """(loss, dLoss/dO_u): the compiled loss reads the unique items' scores as they are; the
+        others spread them to the score matrix and sum the gradient's columns back."""
+        if self.native_loss is not None:
+            return self.net.kernels.loss(self.native_loss, O_u, cache.scored, offset, self.scale)
+        O = self.net.spread(O_u, cache)
+        loss = None
         if self.compiled_loss is not None and O.shape[0] == self.p["batch_size"]:
             try:
-                return self.compiled_loss(O, offset, self.scale)
+                loss, dO = self.compiled_loss(O, offset, self.scale)
             except Exception as e:  # no C++ compiler, an unsupported platform: train on, eagerly
                 print(f"torch.compile failed ({type(e).__name__}); the loss runs uncompiled", file=sys.stderr)
                 self.compiled_loss = None
-        return self.loss(O, offset, self.scale)
+        if loss is None:
+            loss, dO = self.loss(O, offset, self.scale)
+        return loss, self.net.gather_columns(dO, cache)
 
     def size_sample_store(self, n_steps_total: int):
         """Create the sample store once; larger than all the epochs need would only cost drawing time."""
@@ -292,7 +317,7 @@ class _TrainingStep:
         """Train on inputs X -> targets T with hidden states H (replaced); returns the summed loss."""
         S = self.store.next() if self.store is not None else None
         Y = T if S is None else torch.cat([T, S])
-        O, cache = self.net.forward_train(
+        O_u, cache = self.net.forward_train(
             X, Y, H, self.p["dropout_p_embed"], self.p["dropout_p_hidden"], self.generator
         )
         offset = None
@@ -300,29 +325,38 @@ class _TrainingStep:
             offset = self.log_q[0].index_select(0, T)
             if S is not None:
                 offset = torch.cat([offset, self.log_q[1].index_select(0, S)])
-        loss, dO = self._loss(O, offset)
-        self.optimiser.step(*self.net.backward(cache, dO))
+        loss, dO_u = self._loss(O_u, cache, offset)
+        self.optimiser.step(*self.net.backward(cache, dO_u))
         return loss
 
 
-# Seconds a compiled loss saves per step and per score-matrix element, by device type and loss,
-# where a measurement showed a saving (benchmarks/README.md, "Compiling the loss"), and the cost of a first compilation.
-# CPU: none. A whole RetailRocket run (BPR-max, 80 x 2,128 scores) trained at 30.3 mb/s compiled
-# against 41.7 eager, and cross-entropy's softmax is one kernel already. GPU: not measured yet.
-COMPILE_SAVING_PER_ELEMENT: dict[str, dict[str, float]] = {"cpu": {}, "cuda": {}}
+# Seconds a compiled loss saves per step and per score-matrix element on a GPU, by loss, where a
+# measurement showed a saving, and the cost of a first compilation. GPU: not measured yet, so
+# "auto" keeps the eager step there. (On a CPU "auto" means the compiled step: benchmarks/README.md,
+# "The compiled step".)
+COMPILE_SAVING_PER_ELEMENT: dict[str, float] = {}
 COMPILE_SECONDS = 60.0
 
 
-def use_compiled_loss(compile, p: dict, n_steps: int, device: torch.device) -> bool:
-    """Resolve fit's `compile` option: True / False force it, "auto" compiles when the planned
-    steps' estimated saving exceeds the compile time (with no measured saving: never)."""
+def compilation(compile, p: dict, n_steps: int, device: torch.device) -> str | None:
+    """Resolve fit's `compile` option: "native" (the compiled step, on a CPU), "loss" (the loss
+    compiled with torch.compile, on a GPU) or None (eager)."""
     if compile not in (True, False, "auto"):
         raise ParameterError(f"compile must be True, False or 'auto', got {compile!r}")
-    if compile != "auto":
-        return compile
-    per_element = COMPILE_SAVING_PER_ELEMENT.get(device.type, {}).get(p["loss"], 0.0)
+    if compile is False:
+        return None
+    if device.type == "cpu":
+        if torch.get_default_dtype() != torch.float32:
+            return None  # the kernels are float32 code
+        if native_kernels() is None:
+            warn_eager_once()
+            return None
+        return "native"
+    if compile is True:
+        return "loss"
     elements = p["batch_size"] * (p["batch_size"] + p["n_sample"])
-    return n_steps * elements * per_element > COMPILE_SECONDS
+    saving = n_steps * elements * COMPILE_SAVING_PER_ELEMENT.get(p["loss"], 0.0)
+    return "loss" if saving > COMPILE_SECONDS else None
 
 
 def _progress(total, epoch, verbose):

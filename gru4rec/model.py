@@ -251,6 +251,7 @@ class GRU4RecNetwork:
         self.embedding = self.input.embedding_size(self.layers, embedding)
         self.device = device
         self.params: dict[str, torch.Tensor] = {}
+        self.kernels = None  # the compiled step's kernels (gru4rec.compiled.NativeKernels) when training with them
         if init:
             self._init_params(generator)
 
@@ -334,6 +335,12 @@ class GRU4RecNetwork:
         return [torch.zeros((batch_size, n), device=self.device) for n in self.layers]
 
     def gather_rows(self, name, ids_in_use) -> TouchedRows:
+        """The rows a step uses. Eager: every slot of the row table (the optimiser updates the
+        gathered rows and writes them back). Compiled (self.kernels set, see gru4rec.compiled): the
+        parameter slot only, since the optimiser updates the rows where they are."""
+        if self.kernels is not None:
+            ids, where = self.kernels.unique(ids_in_use, self.n_items)
+            return TouchedRows(ids=ids, rows=self.kernels.gather(self.tables[name], ids), where=where)
         ids, where = torch.unique(ids_in_use, return_inverse=True)
         return TouchedRows(ids=ids, rows=self.tables[name].index_select(0, ids), where=where)
 
@@ -377,7 +384,8 @@ class GRU4RecNetwork:
         """Training forward pass of one step.
 
         X: input items (b,), Y: scored items (n,) whose first b are the targets, H: hidden states
-        (replaced by the new, dropped-out states). Returns the score matrix O (b, n) and the cache.
+        (replaced by the new, dropped-out states). Returns the scores of the unique scored items
+        O_u (b, u) and the cache; the score matrix O (b, n) is `spread(O_u, cache)`.
         """
         b = X.shape[0]
         out, scored, inp, x, embed_mask = self.input.gather(self, X, Y, p_embed, generator)
@@ -393,22 +401,29 @@ class GRU4RecNetwork:
             H[i] = h_new  # the dropped-out output is also the state carried to the next step
             x = h_new
         cache.h_aug = torch.cat([x, torch.ones((b, 1), device=self.device)], dim=1)
-        # scores of the unique scored items, then spread to the n columns (repeats share a column)
-        O = (cache.h_aug @ out.rows[:, 0].t()).index_select(1, scored)
-        return O, cache
+        # scores of the unique touched items only: repeated samples share a column of O_u
+        return cache.h_aug @ out.rows[:, 0].t(), cache
+
+    @staticmethod
+    def spread(O_u, cache: StepCache):
+        """The score matrix O (b, n) of a step: column j holds the scores of scored item j."""
+        return O_u.index_select(1, cache.scored)
+
+    @staticmethod
+    def gather_columns(dO, cache: StepCache):
+        """dLoss/dO (b, n) -> dLoss/dO_u (b, u): the columns of the same item add up."""
+        return dO.new_zeros((cache.b, len(cache.out.ids))).index_add_(1, cache.scored, dO)
 
     # ----------------------------------------------------------------------------------------
     # backward
-    def backward(self, cache: StepCache, dO):
-        """Gradients of the loss given dLoss/dO.
+    def backward(self, cache: StepCache, dO_u):
+        """Gradients of the loss given dLoss/dO_u, the gradient of forward_train's unique-item scores.
 
         Returns (dense, sparse): dense maps parameter name -> gradient; sparse maps item-matrix
         name -> (TouchedRows, gradient of its unique rows), repeated uses already summed.
         """
         out = cache.out
-        # O = h_aug W_u^T spread to columns: columns of the same item add up in dO_u (b, u);
-        # then dW_u = dO_u^T h_aug (Wy rows and By together) and dh = dO_u Wy_u
-        dO_u = dO.new_zeros((cache.b, len(out.ids))).index_add_(1, cache.scored, dO)
+        # O_u = h_aug W_u^T: dW_u = dO_u^T h_aug (Wy rows and By together) and dh = dO_u Wy_u
         g_out = dO_u.t() @ cache.h_aug
         dense, sparse = {}, {"WyBy": (out, g_out)}
         d_x = dO_u @ out.rows[:, 0, :-1]

@@ -24,6 +24,7 @@ class AdagradM:
     """Adagrad with momentum over a network's dense parameters and its item-matrix row tables."""
 
     def __init__(self, net, learning_rate: float, momentum: float = 0.0, eps: float = 1e-6):
+        self.kernels = net.kernels  # compiled: one native pass per parameter, touched rows updated in place
         self.lr = float(learning_rate)
         self.momentum = float(momentum)
         self.eps = float(eps)
@@ -35,9 +36,30 @@ class AdagradM:
         self.tables = net.make_row_tables(2 if self.momentum > 0 else 1)
 
     def step(self, dense_grads: dict[str, torch.Tensor], sparse_grads: dict):
+        if self.kernels is not None:
+            self._compiled_step(dense_grads, sparse_grads)
+            return
         self._dense_step(dense_grads)
         for name, (touched, g) in sparse_grads.items():
             self._sparse_step(self.tables[name], touched, g)
+
+    def _compiled_step(self, dense_grads, sparse_grads):
+        """The same update by the compiled kernels: each dense parameter in one pass; the touched
+        rows in place in their row table (their rows in `touched` hold the parameter slot only)."""
+        self._compiled_dense_step(dense_grads)
+        for name, (touched, g) in sparse_grads.items():
+            self._compiled_sparse_step(self.tables[name], touched, g)
+
+    def _compiled_dense_step(self, grads):
+        for n in self.dense_names:
+            if n in grads:
+                self.kernels.adagrad_dense(
+                    self.params[n], grads[n], self.acc[n], self.vel.get(n), self.lr, self.momentum, self.eps
+                )
+
+    def _compiled_sparse_step(self, table, touched, g):
+        idle = touched.idle_last_col if self.momentum > 0 else None
+        self.kernels.adagrad_rows(table, touched.ids, g, idle, self.lr, self.momentum, self.eps)
 
     @torch.no_grad()
     def _dense_step(self, grads):

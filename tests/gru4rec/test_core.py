@@ -97,12 +97,13 @@ def test_random_session_order_is_seeded(markov_data):
 
 def test_nan_loss_stops_training_and_nothing_is_usable(markov_data, monkeypatch, tmp_path):
     train, test = markov_data
-    from gru4rec import losses
+    from gru4rec import compiled, losses
 
     def exploding(O, offset=None, scale=1.0):
         return torch.tensor(float("nan")), torch.zeros_like(O)
 
     monkeypatch.setattr(losses.Loss, "__call__", lambda self, O, offset=None, scale=1.0: exploding(O))
+    monkeypatch.setattr(compiled.NativeKernels, "loss", lambda self, spec, O_u, *args: exploding(O_u))
     model = GRU4Rec(layers=[8], n_epochs=1, batch_size=8, n_sample=0, device="cpu")
     with pytest.raises(TrainingDivergedError, match="nan"):
         model.fit(train.iloc[:2000], verbose=False)
@@ -201,34 +202,3 @@ def test_model_file_with_a_wrong_tensor_shape_is_a_data_error(markov_data, tmp_p
     save_model_file(tmp_path / "bad.safetensors", header, tensors, item_ids)
     with pytest.raises(DataError, match=r"bad.safetensors: model file is inconsistent .*Wh0"):
         GRU4Rec.load(tmp_path / "bad.safetensors", device="cpu")
-
-
-@pytest.mark.slow  # the compilation takes 30-60 s on 2 cores
-def test_compiled_loss_trains_the_same_model_as_the_eager_one(markov_data, capsys):
-    train, _ = markov_data
-    train = train[train.SessionId < train.SessionId.min() + 300]
-    params = dict(loss="bpr-max", final_act="elu-0.5", bpreg=1.0, layers=[16], batch_size=16, n_sample=8, n_epochs=2)
-    compiled = GRU4Rec(params, device="cpu", seed=3)
-    compiled.fit(train, verbose=False, compile=True)
-    assert "torch.compile failed" not in capsys.readouterr().err  # the compiled path did run
-    eager = GRU4Rec(params, device="cpu", seed=3)
-    eager.fit(train, verbose=False, compile=False)
-    assert eager.history[0]["n_steps"] > 50  # enough full-width steps for the compiled path to matter
-    for name in eager.net.params:
-        torch.testing.assert_close(compiled.net.params[name], eager.net.params[name], rtol=1e-4, atol=1e-5)
-    assert compiled.history[-1]["loss"] == pytest.approx(eager.history[-1]["loss"], rel=1e-4)
-
-
-def test_compile_auto_only_when_the_saving_exceeds_the_compile_time(monkeypatch):
-    from gru4rec import core
-    from gru4rec.errors import ParameterError
-
-    cpu, rr = torch.device("cpu"), dict(loss="bpr-max", batch_size=80, n_sample=2048)
-    assert not core.use_compiled_loss("auto", rr, 10 * 22_000, cpu)  # measured: no saving on a CPU
-    monkeypatch.setitem(core.COMPILE_SAVING_PER_ELEMENT, "cpu", {"bpr-max": 2e-9})
-    assert not core.use_compiled_loss("auto", rr, 3 * 800, cpu)  # 0.8 s saved < 60 s of compiling
-    assert core.use_compiled_loss("auto", rr, 10 * 22_000, cpu)  # 75 s saved
-    assert not core.use_compiled_loss("auto", dict(rr, loss="cross-entropy"), 10**9, cpu)
-    assert core.use_compiled_loss(True, rr, 1, cpu) and not core.use_compiled_loss(False, rr, 10**9, cpu)
-    with pytest.raises(ParameterError, match="compile must be True, False or 'auto', got 'yes'"):
-        core.use_compiled_loss("yes", rr, 1, cpu)

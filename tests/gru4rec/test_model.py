@@ -48,10 +48,11 @@ def test_backward_matches_autograd(mode, embedding, constrained, layers, loss, a
     Y = torch.tensor([1, 3, 1, 9, 3, 10, 1])  # targets (b) + samples, with repeats and overlap with X
     H0 = [torch.randn(b, n, dtype=torch.float64) for n in layers]
     H = [h.clone() for h in H0]
-    O, cache = net.forward_train(X, Y, H, dropout, dropout, torch.Generator().manual_seed(5))
+    O_u, cache = net.forward_train(X, Y, H, dropout, dropout, torch.Generator().manual_seed(5))
+    O = net.spread(O_u, cache)  # the score matrix: repeated items share a column of O_u
     lossfn = Loss(loss, act, bpreg=0.5)
     value, dO = lossfn(O.clone())
-    dense, sparse = net.backward(cache, dO)
+    dense, sparse = net.backward(cache, net.gather_columns(dO, cache))
 
     P = {k: v.clone().requires_grad_(True) for k, v in net.params.items()}
     masks = [lay.mask for lay in cache.layers]

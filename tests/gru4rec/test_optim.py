@@ -65,9 +65,9 @@ def test_shared_embedding_moves_only_the_output_bias_of_scored_items():
     H = net.init_hidden(2)
 
     def step(X, Y):
-        O, cache = net.forward_train(torch.tensor(X), torch.tensor(Y), H, 0.0, 0.0, None)
-        _, dO = loss(O, None, 0.5)
-        opt.step(*net.backward(cache, dO))
+        O_u, cache = net.forward_train(torch.tensor(X), torch.tensor(Y), H, 0.0, 0.0, None)
+        _, dO = loss(net.spread(O_u, cache), None, 0.5)
+        opt.step(*net.backward(cache, net.gather_columns(dO, cache)))
 
     step([0, 1], [4, 2])  # item 4 is scored: its bias gets a velocity
     table = opt.tables["WyBy"]

@@ -138,10 +138,10 @@ def install(timer: PieceTimer, uniques: list):
         # O_u = h_aug W_u^T
         return _mm(b, d1, u), F32 * (u * d1 + b * d1 + b * u)
 
-    def spread_cost(O, O_u, cache):
+    def spread_cost(O, net, O_u, cache):
         return 0.0, F32 * (O_u.numel() + O.numel())
 
-    def gather_columns_cost(dO_u, dO, cache):
+    def gather_columns_cost(dO_u, net, dO, cache):
         return 0.0, F32 * (dO.numel() + dO_u.numel())
 
     def backward_cost(_, net, cache, dO_u):

@@ -404,13 +404,11 @@ class GRU4RecNetwork:
         # scores of the unique touched items only: repeated samples share a column of O_u
         return cache.h_aug @ out.rows[:, 0].t(), cache
 
-    @staticmethod
-    def spread(O_u, cache: StepCache):
+    def spread(self, O_u, cache: StepCache):
         """The score matrix O (b, n) of a step: column j holds the scores of scored item j."""
         return O_u.index_select(1, cache.scored)
 
-    @staticmethod
-    def gather_columns(dO, cache: StepCache):
+    def gather_columns(self, dO, cache: StepCache):
         """dLoss/dO (b, n) -> dLoss/dO_u (b, u): the columns of the same item add up."""
         return dO.new_zeros((cache.b, len(cache.out.ids))).index_add_(1, cache.scored, dO)
 

@@ -68,7 +68,9 @@ def _cpu_identity() -> str:
     so that a cache shared between machines (a cluster's home directory) keeps one build per CPU."""
     try:
         text = Path("/proc/cpuinfo").read_text()
-        return "\n".join(sorted({ln for ln in text.splitlines() if ln.startswith(("model name", "flags"))}))
+        # x86: model name, flags; ARM: CPU implementer / part, Features
+        keys = ("model name", "flags", "CPU implementer", "CPU part", "Features")
+        return "\n".join(sorted({ln for ln in text.splitlines() if ln.startswith(keys)}))
     except OSError:
         return platform.processor() + platform.machine()
 

@@ -160,6 +160,16 @@ SCALAR static inline void spread_back(float *dOu_i, const Columns *c, const floa
     for (int64_t k = 0; k < c->n_rep; k++) dOu_i[c->rep_item[k]] += d[c->rep_col[k]];
 }
 
+/* The loss summed over the rows in row order (the same sum for any thread count); frees the
+ * per-row losses and the column map. */
+static double total_loss(double *row_loss, int64_t b, Columns *cols) {
+    double loss = 0.0;
+    for (int64_t i = 0; i < b; i++) loss += row_loss[i];
+    free(row_loss);
+    free(cols->item);
+    return loss;
+}
+
 /* Cross-entropy: loss_i = -log(softmax(o_i)_i + eps); dO = scale * (X - I) * x_ii / (x_ii + eps)
  * (the eager cross_entropy's gradient). Writes dO_u (b x u), returns the loss summed over rows. */
 double xe_loss(const float *Ou, int64_t b, int64_t u, const int64_t *scored, int64_t n, const float *offset,
@@ -192,11 +202,7 @@ double xe_loss(const float *Ou, int64_t b, int64_t u, const int64_t *scored, int
         }
         free(t);
     }
-    double loss = 0.0;
-    for (int64_t i = 0; i < b; i++) loss += row_loss[i];
-    free(row_loss);
-    free(cols.item);
-    return loss;
+    return total_loss(row_loss, b, &cols);
 }
 
 /* BPR-max over A = f(o), f = elu with alpha (elu_alpha > 0) or the identity (elu_alpha = 0):
@@ -266,11 +272,7 @@ double bprmax_loss(const float *Ou, int64_t b, int64_t u, const int64_t *scored,
         }
         free(A);
     }
-    double loss = 0.0;
-    for (int64_t i = 0; i < b; i++) loss += row_loss[i];
-    free(row_loss);
-    free(cols.item);
-    return loss;
+    return total_loss(row_loss, b, &cols);
 }
 
 /* Adagrad with momentum on one row: p slot 0, accumulator slot 1, velocity slot 2 (momentum > 0). */

@@ -36,19 +36,12 @@ class AdagradM:
         self.tables = net.make_row_tables(2 if self.momentum > 0 else 1)
 
     def step(self, dense_grads: dict[str, torch.Tensor], sparse_grads: dict):
-        if self.kernels is not None:
-            self._compiled_step(dense_grads, sparse_grads)
-            return
-        self._dense_step(dense_grads)
+        """One update. Compiled (self.kernels set): each dense parameter in one native pass, and the
+        touched rows in place in their row table (their rows in `touched` hold the parameter slot only)."""
+        compiled = self.kernels is not None
+        (self._compiled_dense_step if compiled else self._dense_step)(dense_grads)
         for name, (touched, g) in sparse_grads.items():
-            self._sparse_step(self.tables[name], touched, g)
-
-    def _compiled_step(self, dense_grads, sparse_grads):
-        """The same update by the compiled kernels: each dense parameter in one pass; the touched
-        rows in place in their row table (their rows in `touched` hold the parameter slot only)."""
-        self._compiled_dense_step(dense_grads)
-        for name, (touched, g) in sparse_grads.items():
-            self._compiled_sparse_step(self.tables[name], touched, g)
+            (self._compiled_sparse_step if compiled else self._sparse_step)(self.tables[name], touched, g)
 
     def _compiled_dense_step(self, grads):
         for n in self.dense_names:

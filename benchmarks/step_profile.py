@@ -113,7 +113,7 @@ def install(timer: PieceTimer, uniques: list):
     def gather_cost(touched, net, name, ids):
         return 0.0, 2.0 * touched.rows.numel() * F32  # read the rows, write the copy
 
-    def gru_cost(_, net, i, a, h):
+    def gru_cost(_, net, i, a, h, *rest):
         b, n = h.shape
         return _mm(b, n, 2 * n) + _mm(b, n, n), F32 * (a.numel() + 3 * h.numel() + 3 * n * n)
 
@@ -170,7 +170,7 @@ def install(timer: PieceTimer, uniques: list):
         rows = touched.rows.numel()
         return 0.0, F32 * (2 * rows + g.numel() + rows)  # update in place, then write back to the table
 
-    def compiled_loss_cost(result, kernels, spec, O_u, scored, offset, scale):
+    def compiled_loss_cost(result, kernels, spec, O_u, scored, b, off_t, off_u, scale):
         return 0.0, 2.0 * F32 * O_u.numel()  # read O_u, write dO_u
 
     def compiled_sparse_cost(_, opt, table, touched, g):
@@ -181,7 +181,7 @@ def install(timer: PieceTimer, uniques: list):
     timer.wrap(SampleStore, "next", "negative samples (drawn in bulk)")
     timer.wrap(net_cls, "gather_rows", "unique ids + row gather", gather_cost)
     timer.wrap(net_cls, "_preactivation", "GRU forward", pre_cost)
-    timer.wrap(net_cls, "_gru", "GRU forward", gru_cost)
+    timer.wrap(net_cls, "_gru_train", "GRU forward", gru_cost)
     for adapter in {type(a) for a in EMBEDDING_MODES.adapters.values()}:
         timer.wrap(adapter, "gather", "input rows + embedding dropout multiply")
         timer.wrap(adapter, "backward", "input backward", input_backward_cost)

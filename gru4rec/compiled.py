@@ -1,12 +1,17 @@
 """The compiled training step on a CPU: the step's element-wise and row-wise pieces as native code.
 
-A GRU4Rec step on a CPU is bound by the number of passes over its data, not by arithmetic: eager
-PyTorch runs the loss as a dozen passes over the score matrix, and the sparse Adagrad update as a
-gather of every touched row with its optimiser state, several passes, and a write-back. The
-pieces in `compiled_step.c` do each of these in one pass: the loss reads the scores of the unique
-items and writes their gradient (no score matrix per column, no column sum), the optimiser updates
-the touched rows where they are (only the parameter slot is gathered, for the products), and the
-dense parameters take their Adagrad step in one pass each. The matrix products stay torch's.
+A GRU4Rec step on a CPU is bound by the number of passes over its data and by per-operation
+overhead, not by arithmetic: eager PyTorch runs the loss as a dozen passes over the score matrix,
+each GRU layer as a dozen small element-wise operations per direction, and the sparse Adagrad
+update as a gather of every touched row with its optimiser state, several passes, and a
+write-back. The pieces in `compiled_step.c` do each of these in one pass: the loss reads the
+scores of the unique items and writes their gradient (no score matrix per column, no column sum),
+a GRU layer's gates, output and dropout forward, and its gradient's element-wise part backward,
+are two kernels each way around torch's products, the input embedding is gathered and dropped out
+in one pass, the optimiser updates the touched rows where they are (only the parameter slot is
+gathered, for the products), the dense parameters take their Adagrad step in one pass each, and
+the dropout masks and negative samples are drawn in the kernels (the same numbers as
+gru4rec.rng's eager draws). The matrix products stay torch's.
 
 The file is plain C (no torch headers: it builds in about a second) and is built once per
 machine with the C compiler ($CC, else cc, gcc or clang), then loaded from the on-disk cache
@@ -38,6 +43,8 @@ import warnings
 from pathlib import Path
 
 import torch
+
+from .rng import keep_scale, keep_threshold
 
 SOURCE = Path(__file__).with_name("compiled_step.c")
 # the first set of flags that builds wins: native instructions and OpenMP where the compiler has them
@@ -140,6 +147,9 @@ def warn_eager_once():
         warnings.warn(f"the compiled training step is unavailable: {why_not_native()}; training eagerly", stacklevel=4)
 
 
+F32 = torch.float32  # the kernels' float type; their outputs are float32 whatever the default dtype
+
+
 def _p(t: torch.Tensor) -> int:
     return t.data_ptr()
 
@@ -149,14 +159,22 @@ class NativeKernels:
 
     def __init__(self, lib: ctypes.CDLL):
         self.lib = lib
-        i64, f32, dbl, ptr = ctypes.c_int64, ctypes.c_float, ctypes.c_double, ctypes.c_void_p
+        i64, u32, f32, ptr = ctypes.c_int64, ctypes.c_uint32, ctypes.c_float, ctypes.c_void_p
         sig = {  # pointers are passed as addresses (Tensor.data_ptr()), None for NULL
             "unique_ids": (i64, [ptr, i64, ptr, ptr, ptr]),
             "gather_rows": (None, [ptr, i64, i64, ptr, i64, ptr]),
-            "xe_loss": (dbl, [ptr, i64, i64, ptr, i64, ptr, f32, ptr]),
-            "bprmax_loss": (dbl, [ptr, i64, i64, ptr, i64, ptr, f32, f32, f32, ptr]),
+            "xe_loss": (ctypes.c_int, [ptr, i64, i64, ptr, i64, ptr, ptr, f32, ptr, ptr]),
+            "bprmax_loss": (ctypes.c_int, [ptr, i64, i64, ptr, i64, ptr, ptr, f32, f32, f32, ptr, ptr]),
             "adagrad_rows": (None, [ptr, i64, i64, ptr, i64, ptr, ptr, f32, f32, f32]),
             "adagrad_dense": (None, [ptr, ptr, ptr, ptr, i64, f32, f32, f32]),
+            "dropout_draw": (None, [u32, u32, i64, u32, f32, ptr]),
+            "sample_draw": (None, [u32, u32, i64, ptr, i64, ptr, i64, ptr]),
+            "embed_rows": (None, [ptr, i64, ptr, i64, i64, u32, u32, u32, f32, ptr, ptr]),
+            "add_rows": (None, [ptr, i64, ptr, i64, i64, ptr, ptr]),
+            "gru_gates": (None, [ptr, ptr, i64, ptr, ptr, i64, i64]),
+            "gru_output": (None, [ptr, ptr, i64, ptr, ptr, i64, i64, ptr, u32, u32, u32, f32, ptr]),
+            "gru_backward_out": (None, [ptr, ptr, ptr, ptr, ptr, i64, i64, ptr]),
+            "gru_backward_r": (None, [ptr, ptr, ptr, i64, i64, ptr, ptr]),
             "set_threads": (None, [ctypes.c_int]),
         }
         for name, (restype, argtypes) in sig.items():
@@ -184,23 +202,29 @@ class NativeKernels:
     def gather(self, table: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
         """table[ids, 0:1]: the parameter slot of the rows ids, as (u, 1, dim)."""
         u, (_, slots, dim) = len(ids), table.shape
-        out = torch.empty((u, 1, dim))
+        out = torch.empty((u, 1, dim), dtype=F32)
         self.lib.gather_rows(_p(table), slots, dim, _p(ids), u, _p(out))
         return out
 
-    def loss(self, spec, O_u, scored, offset, scale):
-        """(loss summed over rows, dLoss/dO_u * scale) of the loss `spec` (see loss_spec)."""
-        b, u = O_u.shape
-        n = len(scored)
-        dO_u = torch.empty((b, u))
-        offset = None if offset is None else offset.contiguous()  # kept alive for the call
-        scored = scored.contiguous()
-        args = (_p(O_u), b, u, _p(scored), n, None if offset is None else _p(offset))
+    def loss(self, spec, O_u, scored, b, off_t, off_u, scale):
+        """(loss summed over rows, dLoss/dO_u * scale) of the loss `spec` (see loss_spec).
+
+        O_u (b, u): the scores of the unique items; column j of the score matrix scores unique item
+        scored[j]: the first b columns the targets, the others the samples. The log-Q offset of
+        target column j is off_t[j] (b,), that of a sample column of item r off_u[r] (u,): a
+        sample's offset depends on its item only. None: no offset."""
+        u = O_u.shape[1]
+        dO_u, value = torch.empty((b, u), dtype=F32), ctypes.c_double()
+        O_u, scored = O_u.contiguous(), scored.contiguous()  # these names keep them alive for the call
+        off_t, off_u = (None if t is None else t.contiguous() for t in (off_t, off_u))
+        args = (_p(O_u), b, u, _p(scored), len(scored), *(None if t is None else _p(t) for t in (off_t, off_u)))
         if spec[0] == "cross-entropy":
-            value = self.lib.xe_loss(*args, scale, _p(dO_u))
+            failed = self.lib.xe_loss(*args, scale, _p(dO_u), ctypes.byref(value))
         else:
-            value = self.lib.bprmax_loss(*args, spec[1], spec[2], scale, _p(dO_u))
-        return torch.tensor(value, dtype=torch.float32), dO_u
+            failed = self.lib.bprmax_loss(*args, spec[1], spec[2], scale, _p(dO_u), ctypes.byref(value))
+        if failed:
+            raise MemoryError("the compiled loss ran out of memory")
+        return torch.tensor(value.value, dtype=torch.float32), dO_u
 
     def adagrad_rows(self, table, ids, g, idle, lr, momentum, eps):
         _, slots, dim = table.shape
@@ -211,6 +235,72 @@ class NativeKernels:
     def adagrad_dense(self, p, g, acc, vel, lr, momentum, eps):
         g = g.contiguous()
         self.lib.adagrad_dense(_p(p), _p(g), _p(acc), None if vel is None else _p(vel), p.numel(), lr, momentum, eps)
+
+    def categorical(self, keys, n, cdf, guide):
+        """n draws of the items with cumulative probabilities cdf (gru4rec.rng.CounterRandom.categorical),
+        searched from the guide table `guide` (rng.guide_table)."""
+        out = torch.empty(n, dtype=torch.int64)
+        self.lib.sample_draw(*keys, n, _p(cdf), len(cdf), _p(guide), len(guide), _p(out))
+        return out
+
+    def dropout_mask(self, keys, shape, threshold, scale):
+        """The inverted-dropout mask of the draw with these keys (gru4rec.rng.CounterRandom.dropout_mask)."""
+        out = torch.empty(shape, dtype=F32)
+        self.lib.dropout_draw(*keys, out.numel(), threshold, scale, _p(out))
+        return out
+
+    @staticmethod
+    def _draw(p, random):
+        """The arguments of a kernel that draws a dropout mask: keys, threshold, scale (none: 0)."""
+        return (*random.next_keys(), keep_threshold(p), keep_scale(p)) if p > 0 else (0, 0, 0, 1.0)
+
+    def embed_rows(self, rows, where, p, random):
+        """GRU4RecNetwork.embed_rows: rows (u, dim) with unit column stride."""
+        assert rows.stride(1) == 1
+        b, dim = len(where), rows.shape[1]
+        where = where.contiguous()
+        x, mask = torch.empty((b, dim), dtype=F32), torch.empty((b, dim), dtype=F32) if p > 0 else None
+        mask_p = None if mask is None else _p(mask)
+        self.lib.embed_rows(_p(rows), rows.stride(0), _p(where), b, dim, *self._draw(p, random), mask_p, _p(x))
+        return x, mask
+
+    def add_rows(self, dst, where, d, mask):
+        """GRU4RecNetwork.add_rows: dst (u, dim) with unit column stride, in place."""
+        assert dst.stride(1) == 1
+        where, d = where.contiguous(), d.contiguous()
+        mask_p = None if mask is None else _p(mask)
+        self.lib.add_rows(_p(dst), dst.stride(0), _p(where), len(where), dst.shape[1], _p(d), mask_p)
+
+    def gru_forward(self, a, h, Wrz, Wh, p_hidden, random):
+        """A GRU layer in training (GRU4RecNetwork._gru_train): the products by torch, the gates,
+        the output and its dropout mask (drawn here from `random`) by the kernels."""
+        n = h.shape[1]
+        h = h.contiguous()
+        assert a.stride(1) == 1
+        # the kernels add the preactivation's slices (an addmm with a strided addend is slow)
+        rz = h @ Wrz
+        rh = torch.empty_like(h)
+        self.lib.gru_gates(_p(rz), _p(a[:, n:]), a.stride(0), _p(h), _p(rh), *h.shape)
+        c = rh @ Wh
+        out, mask = torch.empty_like(h), torch.empty_like(h) if p_hidden > 0 else None
+        draw = self._draw(p_hidden, random)
+        mask_p = None if mask is None else _p(mask)
+        self.lib.gru_output(_p(c), _p(a), a.stride(0), _p(h), _p(rz), *h.shape, _p(out), *draw, mask_p)
+        return out, rz, rh, c, mask
+
+    def gru_backward(self, lc, d_out, Wh):
+        """(d_a, dWh, dWrz, dBh) of a GRU layer (GRU4RecNetwork._gru_backward) from the gradient of
+        its output d_out; the products by torch."""
+        b, n = lc.h.shape
+        d_out, h = d_out.contiguous(), lc.h.contiguous()  # (rz, c and the mask are gru_forward's own)
+        d_a = torch.empty((b, 3 * n), dtype=F32)
+        mask = None if lc.mask is None else _p(lc.mask)
+        self.lib.gru_backward_out(_p(d_out), mask, _p(lc.rz), _p(lc.c), _p(h), b, n, _p(d_a))
+        d_ac = d_a[:, :n]
+        d_rh = d_ac @ Wh.t()
+        dBh = torch.empty(3 * n, dtype=F32)
+        self.lib.gru_backward_r(_p(d_rh), _p(lc.rz), _p(h), b, n, _p(d_a), _p(dBh))
+        return d_a, lc.rh.t() @ d_ac, h.t() @ d_a[:, n:], dBh
 
 
 def loss_spec(loss: str, final_act: str, bpreg: float):

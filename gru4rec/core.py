@@ -17,6 +17,7 @@ from .errors import DataError, GRU4RecError, ParameterError, TrainingDivergedErr
 from .losses import Loss
 from .model import GRU4RecNetwork, HiddenState, SessionScorer
 from .optim import AdagradM
+from .rng import CounterRandom
 from .sampling import SampleStore
 
 NAN_CHECK_EVERY = 256  # steps between checks of the running loss (a check is a device sync)
@@ -268,7 +269,9 @@ class _TrainingStep:
     """One training step: sampled negatives, forward, log-Q offsets, loss, backward, update."""
 
     def __init__(self, net: GRU4RecNetwork, p: dict, item_support: np.ndarray, generator):
-        self.net, self.p, self.generator = net, p, generator
+        self.net, self.p = net, p
+        self.random = CounterRandom(generator)  # the dropout masks and the samples
+        self.random.kernels = net.kernels
         self.optimiser = AdagradM(net, p["learning_rate"], p["momentum"])
         self.loss = Loss(p["loss"], p["final_act"], p["bpreg"])
         self.scale = 1.0 / p["batch_size"]  # a step's loss is divided by the configured batch size
@@ -284,11 +287,21 @@ class _TrainingStep:
     def compile_loss(self):
         self.compiled_loss = torch.compile(self.loss._fn, dynamic=False)
 
-    def _loss(self, O_u, cache, offset):
-        """(loss, dLoss/dO_u): the compiled loss reads the unique items' scores as they are; the
-        others spread them to the score matrix and sum the gradient's columns back."""
+    def _loss(self, O_u, cache, T, S):
+        """(loss, dLoss/dO_u). The native loss reads the unique items' scores as they are, with the
+        log-Q offsets of the targets and of the sampled items; the others spread the scores to the
+        score matrix (targets, then samples: an offset per column) and sum the gradient's columns back."""
         if self.native_loss is not None:
-            return self.net.kernels.loss(self.native_loss, O_u, cache.scored, offset, self.scale)
+            off_t = off_u = None
+            if self.log_q is not None:
+                off_t = self.log_q[0].index_select(0, T)
+                off_u = None if S is None else self.log_q[1].index_select(0, cache.out.ids)
+            return self.net.kernels.loss(self.native_loss, O_u, cache.scored, cache.b, off_t, off_u, self.scale)
+        offset = None
+        if self.log_q is not None:
+            offset = self.log_q[0].index_select(0, T)
+            if S is not None:
+                offset = torch.cat([offset, self.log_q[1].index_select(0, S)])
         O = self.net.spread(O_u, cache)
         loss = None
         if self.compiled_loss is not None and O.shape[0] == self.p["batch_size"]:
@@ -306,9 +319,7 @@ class _TrainingStep:
         p = self.p
         if self.store is None and p["n_sample"] > 0:
             rows = min(p["sample_store_size"] // p["n_sample"], n_steps_total)
-            self.store = SampleStore(
-                self.support, p["n_sample"], p["sample_alpha"], rows * p["n_sample"], self.generator
-            )
+            self.store = SampleStore(self.support, p["n_sample"], p["sample_alpha"], rows * p["n_sample"], self.random)
 
     def new_state(self, width: int) -> HiddenState:
         return HiddenState(self.net, width)
@@ -317,15 +328,8 @@ class _TrainingStep:
         """Train on inputs X -> targets T with hidden states H (replaced); returns the summed loss."""
         S = self.store.next() if self.store is not None else None
         Y = T if S is None else torch.cat([T, S])
-        O_u, cache = self.net.forward_train(
-            X, Y, H, self.p["dropout_p_embed"], self.p["dropout_p_hidden"], self.generator
-        )
-        offset = None
-        if self.log_q is not None:
-            offset = self.log_q[0].index_select(0, T)
-            if S is not None:
-                offset = torch.cat([offset, self.log_q[1].index_select(0, S)])
-        loss, dO_u = self._loss(O_u, cache, offset)
+        O_u, cache = self.net.forward_train(X, Y, H, self.p["dropout_p_embed"], self.p["dropout_p_hidden"], self.random)
+        loss, dO_u = self._loss(O_u, cache, T, S)
         self.optimiser.step(*self.net.backward(cache, dO_u))
         return loss
 

@@ -54,15 +54,16 @@ def _gate_blocks(n_in, n_hidden, n_blocks, generator, device):
     return torch.cat([_uniform((n_in, n_hidden), n_in, n_hidden, generator, device) for _ in range(n_blocks)], dim=1)
 
 
-def _dropout_mask(shape, p, generator, device):
-    """Inverted dropout: keep with probability 1-p and scale by 1/(1-p), so inference needs no rescaling."""
-    keep = 1.0 - p
-    return (torch.rand(shape, device=device, generator=generator) < keep).to(torch.float32).div_(keep)
+def _dropout_mask(shape, p, random, device):
+    """Inverted dropout: keep with probability 1-p and scale by 1/(1-p), so inference needs no rescaling.
+    `random`: the training's gru4rec.rng.CounterRandom."""
+    return random.dropout_mask(shape, p, device)
 
 
-def _scatter_rows(touched, d_used):
-    """Sum the gradients of every use of a row: (m, dim) per use -> (u, dim) per unique row."""
-    return d_used.new_zeros((len(touched.ids), d_used.shape[1])).index_add_(0, touched.where, d_used)
+def _scatter_rows(net, touched, d_used, mask=None):
+    """Sum the gradients of every use of a row: (m, dim) per use, times `mask` if given -> (u, dim)
+    per unique row."""
+    return net.add_rows(d_used.new_zeros((len(touched.ids), d_used.shape[1])), touched.where, d_used, mask)
 
 
 @dataclass
@@ -73,9 +74,16 @@ class TouchedRows:
     ids: torch.Tensor  # (u,) unique item indices
     rows: torch.Tensor  # (u, k, dim) gathered row-table entries; rows[:, 0] is the parameter
     where: torch.Tensor  # (m,) position in `ids` of each used item, in order of use
-    # (u,) True for rows whose last column got no gradient and must not move: in shared mode, the
-    # output bias of items that were only inputs (no reference touches the bias of unscored items)
-    idle_last_col: torch.Tensor | None = None
+    # shared mode: the positions in `ids` of the scored items (the others were only inputs); None:
+    # every row was scored
+    scored: torch.Tensor | None = None
+
+    def idle_last_col(self) -> torch.Tensor | None:
+        """(u,) True for rows whose last column got no gradient and must not move: in shared mode, the
+        output bias of items that were only inputs (no reference touches the bias of unscored items)."""
+        if self.scored is None:
+            return None
+        return torch.ones(len(self.ids), dtype=torch.bool, device=self.ids.device).index_fill_(0, self.scored, False)
 
 
 @dataclass
@@ -118,7 +126,7 @@ class OneHotInput:
     def init_params(self, net, generator):
         pass
 
-    def gather(self, net, X, Y, p_embed, generator):
+    def gather(self, net, X, Y, p_embed, random):
         """-> (rows of WyBy, scored positions, input rows, first-layer input, embedding mask)."""
         out = net.gather_rows("WyBy", Y)
         inp = net.gather_rows("Wx0", X)
@@ -132,7 +140,7 @@ class OneHotInput:
 
     def backward(self, net, cache, d_a, dense, sparse, g_out):
         # a = x_onehot Wx0 + Bh0: the gradient of the used Wx0 rows is d_a, summed per item
-        sparse["Wx0"] = (cache.inp, _scatter_rows(cache.inp, d_a))
+        sparse["Wx0"] = (cache.inp, _scatter_rows(net, cache.inp, d_a))
 
 
 class _EmbeddedInput:
@@ -143,19 +151,11 @@ class _EmbeddedInput:
     def preactivation(self, net, x):
         return torch.addmm(net.params["Bh0"], x, net.params["Wx0"])
 
-    def _dropout(self, x, p_embed, generator, device):
-        if p_embed <= 0:
-            return x, None
-        mask = _dropout_mask(x.shape, p_embed, generator, device)
-        return x * mask, mask
-
     def backward(self, net, cache, d_a, dense, sparse, g_out):
         # a = x Wx0 + Bh0  ->  dWx0 = x^T d_a,  dx = d_a Wx0^T; then through the dropout mask
         dense["Wx0"] = cache.layers[0].x.t() @ d_a
         d_x = d_a @ net.params["Wx0"].t()
-        if cache.embed_mask is not None:
-            d_x = d_x * cache.embed_mask
-        self._embedding_backward(cache, d_x, sparse, g_out)
+        self._embedding_backward(net, cache, d_x, sparse, g_out)
 
 
 class SeparateEmbedding(_EmbeddedInput):
@@ -170,17 +170,17 @@ class SeparateEmbedding(_EmbeddedInput):
     def init_params(self, net, generator):
         net.params["E"] = _uniform((net.n_items, net.embedding), net.n_items, net.embedding, generator, net.device)
 
-    def gather(self, net, X, Y, p_embed, generator):
+    def gather(self, net, X, Y, p_embed, random):
         out = net.gather_rows("WyBy", Y)
         inp = net.gather_rows("E", X)
-        x, mask = self._dropout(inp.rows[:, 0].index_select(0, inp.where), p_embed, generator, net.device)
+        x, mask = net.embed_rows(inp.rows[:, 0], inp.where, p_embed, random)
         return out, out.where, inp, x, mask
 
     def lookup(self, net, X):
         return net.params["E"].index_select(0, X)
 
-    def _embedding_backward(self, cache, d_x, sparse, g_out):
-        sparse["E"] = (cache.inp, _scatter_rows(cache.inp, d_x))
+    def _embedding_backward(self, net, cache, d_x, sparse, g_out):
+        sparse["E"] = (cache.inp, _scatter_rows(net, cache.inp, d_x, cache.embed_mask))
 
 
 class SharedEmbedding(_EmbeddedInput):
@@ -195,19 +195,19 @@ class SharedEmbedding(_EmbeddedInput):
     def init_params(self, net, generator):
         pass
 
-    def gather(self, net, X, Y, p_embed, generator):
+    def gather(self, net, X, Y, p_embed, random):
         b = X.shape[0]
         out = net.gather_rows("WyBy", torch.cat([X, Y]))
         scored = out.where[b:]
-        out.idle_last_col = torch.ones(len(out.ids), dtype=torch.bool, device=net.device).index_fill_(0, scored, False)
-        x, mask = self._dropout(out.rows[:, 0, :-1].index_select(0, out.where[:b]), p_embed, generator, net.device)
+        out.scored = scored
+        x, mask = net.embed_rows(out.rows[:, 0, :-1], out.where[:b], p_embed, random)
         return out, scored, None, x, mask
 
     def lookup(self, net, X):
         return net.params["WyBy"].index_select(0, X)[:, :-1]
 
-    def _embedding_backward(self, cache, d_x, sparse, g_out):
-        g_out[:, :-1].index_add_(0, cache.out.where[: cache.b], d_x)
+    def _embedding_backward(self, net, cache, d_x, sparse, g_out):
+        net.add_rows(g_out[:, :-1], cache.out.where[: cache.b], d_x, cache.embed_mask)
 
 
 class _Modes(tuple):
@@ -344,6 +344,25 @@ class GRU4RecNetwork:
         ids, where = torch.unique(ids_in_use, return_inverse=True)
         return TouchedRows(ids=ids, rows=self.tables[name].index_select(0, ids), where=where)
 
+    def embed_rows(self, rows, where, p, random):
+        """The input embedding of a step: x = rows[where] (rows: the gathered rows, (u, dim)), times an
+        inverted-dropout mask with probability p; returns (x, mask or None)."""
+        if self.kernels is not None:  # the gather and the mask in one pass
+            return self.kernels.embed_rows(rows, where, p, random)
+        x = rows.index_select(0, where)
+        if p <= 0:
+            return x, None
+        mask = _dropout_mask(x.shape, p, random, self.device)
+        return x * mask, mask
+
+    def add_rows(self, dst, where, d, mask=None):
+        """dst[where[k]] += d[k] (times mask[k] if given) for every k: the gradient of embed_rows'
+        rows, repeated uses summed. Returns dst."""
+        if self.kernels is not None:
+            self.kernels.add_rows(dst, where, d, mask)
+            return dst
+        return dst.index_add_(0, where, d if mask is None else d * mask)
+
     def _preactivation(self, i, x):
         """a = x Wx + Bh of layer i; the first layer's input comes from the input adapter."""
         if i == 0:
@@ -357,6 +376,18 @@ class GRU4RecNetwork:
         c = torch.tanh(torch.addmm(a[:, :n], rh, p[f"Wh{i}"]))
         h_new = torch.addcmul(h, rz[:, n:], c - h)  # (1 - z) h + z c
         return h_new, rz, rh, c
+
+    def _gru_train(self, i, a, h, p_hidden, random):
+        """Layer i in training: (output times the dropout mask, rz, rh, c, mask or None)."""
+        if self.kernels is not None:  # the same, with the element-wise passes compiled
+            p = self.params
+            return self.kernels.gru_forward(a, h, p[f"Wrz{i}"], p[f"Wh{i}"], p_hidden, random)
+        h_new, rz, rh, c = self._gru(i, a, h)
+        mask = None
+        if p_hidden > 0:
+            mask = _dropout_mask(h_new.shape, p_hidden, random, self.device)
+            h_new = h_new * mask
+        return h_new, rz, rh, c, mask
 
     def forward_hidden(self, X, H):
         """Inference: feed items X (b,) with hidden states H (updated in place); returns the last layer output."""
@@ -380,23 +411,20 @@ class GRU4RecNetwork:
             return s.unsqueeze(0)
         return torch.mm(F.pad(h, (0, 1), value=1.0), W.t(), out=out)
 
-    def forward_train(self, X, Y, H, p_embed, p_hidden, generator):
+    def forward_train(self, X, Y, H, p_embed, p_hidden, random):
         """Training forward pass of one step.
 
         X: input items (b,), Y: scored items (n,) whose first b are the targets, H: hidden states
-        (replaced by the new, dropped-out states). Returns the scores of the unique scored items
+        (replaced by the new, dropped-out states), random: the training's gru4rec.rng.CounterRandom
+        (the dropout masks). Returns the scores of the unique scored items
         O_u (b, u) and the cache; the score matrix O (b, n) is `spread(O_u, cache)`.
         """
         b = X.shape[0]
-        out, scored, inp, x, embed_mask = self.input.gather(self, X, Y, p_embed, generator)
+        out, scored, inp, x, embed_mask = self.input.gather(self, X, Y, p_embed, random)
         cache = StepCache(b=b, out=out, scored=scored, inp=inp, embed_mask=embed_mask)
         for i in range(len(self.layers)):
             h = H[i]
-            h_new, rz, rh, c = self._gru(i, self._preactivation(i, x), h)
-            mask = None
-            if p_hidden > 0:
-                mask = _dropout_mask(h_new.shape, p_hidden, generator, self.device)
-                h_new = h_new * mask
+            h_new, rz, rh, c, mask = self._gru_train(i, self._preactivation(i, x), h, p_hidden, random)
             cache.layers.append(LayerCache(x=x, h=h, rz=rz, rh=rh, c=c, mask=mask))
             H[i] = h_new  # the dropped-out output is also the state carried to the next step
             x = h_new
@@ -441,6 +469,11 @@ class GRU4RecNetwork:
         [r, z] = sigmoid(a_rz + h Wrz):      d(pre_rz) = [d(r h) h, dz] * s (1 - s) = d_rz
         dWh = (r h)^T d_ac,  dWrz = h^T d_rz,  dBh = column sums of d_a = [d_ac | d_rz].
         """
+        if self.kernels is not None:  # the same, with the element-wise passes compiled
+            d_a, dense[f"Wh{i}"], dense[f"Wrz{i}"], dense[f"Bh{i}"] = self.kernels.gru_backward(
+                lc, d_out, self.params[f"Wh{i}"]
+            )
+            return d_a
         n = lc.h.shape[1]
         if lc.mask is not None:  # the output was multiplied by the dropout mask
             d_out = d_out * lc.mask

@@ -51,7 +51,7 @@ class AdagradM:
                 )
 
     def _compiled_sparse_step(self, table, touched, g):
-        idle = touched.idle_last_col if self.momentum > 0 else None
+        idle = touched.idle_last_col() if self.momentum > 0 else None
         self.kernels.adagrad_rows(table, touched.ids, g, idle, self.lr, self.momentum, self.eps)
 
     @torch.no_grad()
@@ -81,7 +81,7 @@ class AdagradM:
         port's rule, see the module docstring).
         """
         rows = touched.rows
-        idle = touched.idle_last_col if self.momentum > 0 else None  # without momentum a zero gradient moves nothing
+        idle = touched.idle_last_col() if self.momentum > 0 else None  # without momentum a zero gradient moves nothing
         if idle is not None:
             last_col = rows[:, :, -1].clone()
         param, acc = rows[:, 0], rows[:, 1]

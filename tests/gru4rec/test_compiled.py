@@ -14,8 +14,9 @@ import torch
 
 from gru4rec import GRU4Rec, compiled
 from gru4rec.losses import Loss
-from gru4rec.model import GRU4RecNetwork
+from gru4rec.model import GRU4RecNetwork, LayerCache
 from gru4rec.optim import AdagradM
+from gru4rec.rng import CounterRandom, guide_table
 
 REPO = Path(__file__).resolve().parents[2]
 KERNELS = compiled.native()
@@ -36,23 +37,36 @@ LOSSES = [("cross-entropy", "softmax"), ("bpr-max", "elu-0.5"), ("bpr-max", "elu
 SHAPES = [(32, 2048, 300, 0), (7, 50, 20, 5), (4, 0, 9, 3), (1, 6, 4, 0)]  # b, samples, items, input-only rows
 
 
+@pytest.fixture
+def threads():
+    """The kernels' thread count for one test (fit sets torch's; 2 takes the parallel paths)."""
+    yield KERNELS.set_threads
+    KERNELS.set_threads(1)
+
+
 @needs_kernels
 @pytest.mark.parametrize("loss,act", LOSSES)
 @pytest.mark.parametrize("b,n_sample,n_items,extra", SHAPES)
 @pytest.mark.parametrize("with_offset", [False, True])
+@pytest.mark.parametrize("n_threads", [1, 2])
 def test_the_compiled_loss_equals_the_eager_loss_and_its_column_sum(
-    loss, act, b, n_sample, n_items, extra, with_offset
+    loss, act, b, n_sample, n_items, extra, with_offset, n_threads, threads
 ):  # noqa: E501
+    threads(n_threads)
     ids, scored = _step_columns(b, n_sample, n_items, extra, seed=b + n_sample)
     g = torch.Generator().manual_seed(1)
     O_u = torch.randn((b, len(ids)), generator=g) * 4  # wide scores: softmax tails, elu's negative branch
-    offset = torch.randn(len(scored), generator=g) if with_offset else None
+    # log-Q offsets as a step has them: one per target column, one per sampled item for its columns
+    off_t, off_u, offset = None, None, None
+    if with_offset:
+        off_t, off_u = torch.randn(b, generator=g), torch.randn(len(ids), generator=g)
+        offset = torch.cat([off_t, off_u.index_select(0, scored[b:])])
     eager = Loss(loss, act, bpreg=1.9)
     value, dO = eager(O_u.index_select(1, scored), offset, 1 / b)
     expected = torch.zeros_like(O_u).index_add_(1, scored, dO)  # repeated columns add up; unscored rows stay 0
 
     spec = compiled.loss_spec(loss, act, 1.9)
-    got_value, dO_u = KERNELS.loss(spec, O_u, scored, offset, 1 / b)
+    got_value, dO_u = KERNELS.loss(spec, O_u, scored, b, off_t, off_u, 1 / b)
     assert float(got_value) == pytest.approx(float(value), rel=2e-6)
     torch.testing.assert_close(dO_u, expected, rtol=1e-4, atol=2e-6)
 
@@ -62,12 +76,134 @@ def test_the_compiled_loss_equals_the_eager_loss_and_its_column_sum(
 def test_a_nan_or_infinite_score_gives_a_nan_loss_as_eagerly(loss, act):
     # fit stops a diverged training by the loss; the compiled loss must not hide a NaN score
     ids, scored = _step_columns(6, 20, 15, 2, seed=0)
+    spec = compiled.loss_spec(loss, act, 1.0)
     for bad in (float("nan"), float("inf")):
-        O_u = torch.randn((6, len(ids)))
-        O_u[2, scored[2]] = bad  # a target's score
-        eager, _ = Loss(loss, act, bpreg=1.0)(O_u.index_select(1, scored), None, 1 / 6)
-        value, _ = KERNELS.loss(compiled.loss_spec(loss, act, 1.0), O_u, scored, None, 1 / 6)
-        assert torch.isfinite(value) == torch.isfinite(eager) == False  # noqa: E712
+        for column in (2, 10):  # a target's score, a sample's
+            O_u = torch.randn((6, len(ids)))
+            O_u[2, scored[column]] = bad
+            eager, _ = Loss(loss, act, bpreg=1.0)(O_u.index_select(1, scored), None, 1 / 6)
+            value, _ = KERNELS.loss(spec, O_u, scored, 6, None, None, 1 / 6)
+            assert torch.isfinite(value) == torch.isfinite(eager), (bad, column)
+            if column == 2 or bad != bad:  # a NaN anywhere, an infinite target
+                assert not torch.isfinite(value)
+
+
+@needs_kernels
+@pytest.mark.parametrize("loss,act", LOSSES)
+@pytest.mark.parametrize("target,negatives", [(0.0, -100.0), (88.5, 0.0), (300.0, -5.0)])
+def test_a_target_far_above_its_negatives_gives_the_eager_loss(loss, act, target, negatives):
+    # exp(negatives - target) underflows: no 0 * inf may turn a finite loss into NaN
+    ids, scored = _step_columns(3, 40, 30, 2, seed=1)
+    O_u = torch.full((3, len(ids)), negatives)
+    O_u[torch.arange(3), scored[:3]] = target
+    eager_value, dO = Loss(loss, act, bpreg=1.0)(O_u.index_select(1, scored), None, 1 / 3)
+    expected = torch.zeros_like(O_u).index_add_(1, scored, dO)
+    value, dO_u = KERNELS.loss(compiled.loss_spec(loss, act, 1.0), O_u, scored, 3, None, None, 1 / 3)
+    assert torch.isfinite(value) == torch.isfinite(eager_value)
+    if torch.isfinite(eager_value):
+        assert float(value) == pytest.approx(float(eager_value), rel=1e-5, abs=1e-6)
+        torch.testing.assert_close(dO_u, expected, rtol=1e-4, atol=1e-6)
+
+
+@needs_kernels
+@pytest.mark.parametrize("loss,act", LOSSES)
+def test_an_unscored_row_s_bad_score_is_not_read(loss, act):
+    # shared mode gathers input-only items' rows too; their scores are no column of the score matrix
+    ids, scored = _step_columns(6, 20, 15, 4, seed=0)
+    unscored = sorted(set(range(len(ids))) - set(scored.tolist()))
+    assert unscored
+    O_u = torch.randn((6, len(ids)))
+    O_u[:, unscored] = float("nan")
+    value, dO_u = KERNELS.loss(compiled.loss_spec(loss, act, 1.0), O_u, scored, 6, None, None, 1 / 6)
+    assert torch.isfinite(value) and torch.isfinite(dO_u).all()
+    assert (dO_u[:, unscored] == 0).all()
+
+
+@needs_kernels
+@pytest.mark.parametrize("n_threads", [1, 2])
+def test_the_compiled_random_numbers_are_the_eager_ones(n_threads, threads):
+    # a model trained with and without the compiled step sees the same dropout masks and samples
+    g = torch.Generator().manual_seed(3)
+    support = torch.randint(1, 50, (4101,), generator=g).float() ** 0.75
+    support[[0, 7, 4100]] = 0.0  # items never drawn, at both ends
+    cdf = torch.cumsum(support.double(), 0)
+    cdf = (cdf / cdf[-1]).float()
+    cdf[-1] = 1.0
+
+    threads(n_threads)
+
+    def draws(kernels):
+        r = CounterRandom(torch.Generator().manual_seed(7))
+        r.kernels = kernels
+        return [
+            r.dropout_mask((6, 9), 1.0 - 2.0**-26, "cpu"),  # rounds to keeping nothing: all 0
+            r.categorical(cdf, 100_003, guide_table(cdf)),
+            r.dropout_mask((33, 70), 0.3, "cpu"),
+            r.dropout_mask((400, 100), 0.05, "cpu"),  # drawn in parallel with 2 threads
+            r.categorical(torch.tensor([1.0]), 5, guide_table(torch.tensor([1.0]))),
+        ]
+
+    for compiled_draw, eager_draw in zip(draws(KERNELS), draws(None)):
+        assert torch.equal(compiled_draw, eager_draw)
+
+
+@needs_kernels
+@pytest.mark.parametrize(
+    "b,n,p_hidden",
+    [(32, 100, 0.0), (7, 19, 0.3), (1, 3, 0.05), (80, 224, 0.5), (4, 5, 1.0 - 2.0**-26), (320, 224, 0.2)],
+)
+def test_the_compiled_gru_layer_is_the_eager_one(b, n, p_hidden, threads):
+    threads(2)  # (320, 224): shared among threads
+    g = torch.Generator().manual_seed(b + n)
+    net = GRU4RecNetwork(50, [n, n], 0, True, torch.device("cpu"), g)
+    a = torch.randn((b, 3 * n), generator=g) * 3  # wide pre-activations: saturated gates, tanh near 0 and 1
+    a[0, :4] = torch.tensor([1e-5, -3e-4, 0.0, 0.1])
+    h = torch.randn((b, n), generator=g)
+    d_out = torch.randn((b, n), generator=g)
+
+    def layer(kernels):
+        net.kernels = kernels
+        random = CounterRandom(torch.Generator().manual_seed(9))
+        h_new, rz, rh, c, mask = net._gru_train(1, a, h, p_hidden, random)
+        lc = LayerCache(x=None, h=h, rz=rz, rh=rh, c=c, mask=mask)
+        dense = {}
+        d_a = net._gru_backward(1, lc, d_out, dense)
+        return [h_new, rz, rh, c, d_a] + [dense[k] for k in ("Wh1", "Wrz1", "Bh1")], mask
+
+    compiled_values, compiled_mask = layer(KERNELS)
+    eager_values, eager_mask = layer(None)
+    if p_hidden == 0:
+        assert compiled_mask is None and eager_mask is None
+    else:
+        assert torch.equal(compiled_mask, eager_mask)  # the same draw
+    for k, (got, expected) in enumerate(zip(compiled_values, eager_values)):
+        if k < 4:  # element-wise: tanh and sigmoid within float rounding
+            torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-6)
+        else:  # gradients, sums over the batch of products of those
+            torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-5)
+
+
+@needs_kernels
+@pytest.mark.parametrize("p", [0.0, 0.5, 1.0 - 2.0**-26])
+def test_the_compiled_input_embedding_is_the_eager_one(p):
+    # the shared mode reads the embedding from WyBy's rows without their bias column: a strided view
+    g = torch.Generator().manual_seed(4)
+    net = GRU4RecNetwork(30, [6], 0, True, torch.device("cpu"), g)
+    table = torch.randn((9, 7), generator=g)
+    where = torch.tensor([3, 0, 3, 8, 5])  # a repeated row
+    d = torch.randn((5, 6), generator=g)
+
+    def embed(kernels):
+        net.kernels = kernels
+        x, mask = net.embed_rows(table[:, :-1], where, p, CounterRandom(torch.Generator().manual_seed(2)))
+        grad = net.add_rows(torch.ones((9, 7))[:, :-1], where, d, mask)
+        return x, mask, grad
+
+    (x_c, mask_c, grad_c), (x_e, mask_e, grad_e) = embed(KERNELS), embed(None)
+    assert torch.equal(x_c, x_e)
+    assert (mask_c is None and mask_e is None) if p == 0 else torch.equal(mask_c, mask_e)
+    torch.testing.assert_close(grad_c, grad_e)
+    assert torch.equal(grad_c[[1, 2, 4, 6, 7]], torch.ones((5, 6)))  # rows no step used stay as they were
 
 
 def test_compile_resolves_per_device_type(monkeypatch):
@@ -129,8 +265,10 @@ def test_the_in_place_row_update_equals_the_eager_gathered_update(momentum, idle
         g_rows = torch.empty_like(grad)
         g_rows[order] = grad
         if idle:  # items 3 and 39 were only inputs
-            touched.idle_last_col = torch.empty(5, dtype=torch.bool)
-            touched.idle_last_col[order] = torch.tensor([False, True, False, False, True])
+            idle_rows = torch.empty(5, dtype=torch.bool)
+            idle_rows[order] = torch.tensor([False, True, False, False, True])
+            touched.scored = torch.nonzero(~idle_rows).flatten()
+            assert torch.equal(touched.idle_last_col(), idle_rows)
         opt = AdagradM.__new__(AdagradM)
         opt.__dict__.update(eager.__dict__, kernels=net.kernels)
         opt.step({}, {"WyBy": (touched, g_rows)})

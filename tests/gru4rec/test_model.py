@@ -6,6 +6,7 @@ import torch.nn.functional as F
 
 from gru4rec.losses import Loss
 from gru4rec.model import GRU4RecNetwork
+from gru4rec.rng import CounterRandom
 
 
 def reference_forward(P, mode, layers, n_items, X, Y, H, embed_mask, hidden_masks):
@@ -48,7 +49,7 @@ def test_backward_matches_autograd(mode, embedding, constrained, layers, loss, a
     Y = torch.tensor([1, 3, 1, 9, 3, 10, 1])  # targets (b) + samples, with repeats and overlap with X
     H0 = [torch.randn(b, n, dtype=torch.float64) for n in layers]
     H = [h.clone() for h in H0]
-    O_u, cache = net.forward_train(X, Y, H, dropout, dropout, torch.Generator().manual_seed(5))
+    O_u, cache = net.forward_train(X, Y, H, dropout, dropout, CounterRandom(torch.Generator().manual_seed(5)))
     O = net.spread(O_u, cache)  # the score matrix: repeated items share a column of O_u
     lossfn = Loss(loss, act, bpreg=0.5)
     value, dO = lossfn(O.clone())

@@ -17,9 +17,10 @@
  *
  * The losses read the scores of the unique items, O_u (b x u), and write dLoss/dO_u: column j of
  * the score matrix is O_u[:, scored[j]], and a sampled item's columns are all alike, so they are
- * summed once per item (times their count) and no score matrix is ever spread out. Every function is plain C on float32 / int64 arrays; rows are
- * shared among OpenMP threads (the runtime torch itself uses), and each row is written by one
- * thread, so results do not depend on the thread count.
+ * summed once per item (times their count) and no score matrix is ever spread out. Every
+ * function is plain C on float32 / int64 arrays; rows are shared among OpenMP threads (the runtime
+ * torch itself uses), and each row is written by one thread, so results do not depend on the
+ * thread count.
  */
 #include <math.h>
 #include <stdint.h>
@@ -243,9 +244,10 @@ static inline vf act_grad_v(vf a, float alpha) {
 }
 
 /* BPR-max's sweep of one segment, given the row's max m over its negatives and the target's
- * activation a_ii: x = exp(A - m), e = w x (0 where w = 0), sig = sigmoid(a_ii - A) =
- * 1 / (1 + x K) with K = exp(m - a_ii) (one exponential per lane; K < 0: exp(A - a_ii) itself,
- * where K would overflow). Writes e and sig; adds the sums of e, e sig, e A^2, e sig^2 to s. */
+ * activation a_ii: x = exp(A - m), e = w x, sig = sigmoid(a_ii - A) = 1 / (1 + x K) with
+ * K = exp(m - a_ii) (one exponential per lane; K < 0: exp(A - a_ii) itself, where K would
+ * overflow); e and sig are 0 where w = 0. Writes e and sig; adds the sums of e, e sig, e A^2,
+ * e sig^2 to s. */
 static inline void bpr_sweep(const float *A, const float *w, float *e, float *sig, int64_t len, float m, float a_ii,
                              float K, vf s[4]) {
     for (int64_t k = 0; k < len; k += VW) {
@@ -351,7 +353,7 @@ int bprmax_loss(const float *Ou, int64_t b, int64_t u, const int64_t *scored, in
     return failed;
 }
 
-/* The training's counter-based random numbers (gru4rec/rng.py, which draws the same with torch):
+/* The training's counter-based random numbers (gru4rec/rng.py, which draws the same with NumPy):
  * number j of the draw with keys (k1, k2) is the top 24 bits of mix(mix(j + k1) ^ k2). */
 static inline uint32_t mix32(uint32_t x) {
     x ^= x >> 16;

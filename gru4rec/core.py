@@ -94,8 +94,9 @@ class GRU4Rec:
         the callback the model is usable as it is after that epoch (it may be evaluated, e.g. to
         prune a tuning trial early); if the callback raises, training stops there.
         compile: on a CPU, True and "auto" train with the compiled step (gru4rec.compiled: native
-        code for the loss and the optimiser, built once per machine and cached on disk; where it
-        cannot be built, training runs eagerly and says so once). On a GPU, True compiles the loss
+        code for the loss, the GRU layers' element-wise passes, the input embedding, the random
+        numbers and the optimiser, built once per machine and cached on disk; where it cannot be
+        built, training runs eagerly and says so once). On a GPU, True compiles the loss
         with torch.compile, and "auto" keeps the eager step until a saving is measured there.
         False is the eager step everywhere. Every choice trains the same model within float tolerance.
         Raises TrainingDivergedError if the loss becomes NaN; the model is then unusable.

@@ -6,8 +6,9 @@ here, and the compiled step (gru4rec/compiled_step.c), which draws its masks ins
 that apply them. A model trained on a CPU with and without the compiled step saw the same masks
 and the same samples. Drawing them costs about what torch's CPU generator (mt19937) costs, 8 ns a
 number, with NumPy, and well under 1 ns in the compiled step (a RetailRocket step draws 36,000
-numbers for its masks). On other devices the numbers come from torch's generator for the device,
-as they did before: there a kernel launch per operation would make the hash the slower way.
+numbers for its masks). On other devices the numbers come from torch's generator for the device
+(not the numbers of earlier versions: the keys are taken from it first): there a kernel launch
+per operation would make the hash the slower way.
 
 The hash is a 32-bit integer mixer of two xor-shift-multiply rounds (from Chris Wellons' hash
 prospector), applied twice with the draw's keys in between: number j of the draw with keys

@@ -3,8 +3,9 @@
 Items are drawn with probability proportional to support^sample_alpha (alpha 0: uniform,
 1: popularity). Drawing per step would interrupt the device for every mini-batch, so, as in the
 references, a store of `sample_store_size` ids is drawn at once and handed out `n_sample` at a time,
-then redrawn when used up. The uniform numbers are the training's counter-based ones
-(gru4rec.rng), the same on every device and with or without the compiled step.
+then redrawn when used up. On a CPU the uniform numbers are the training's counter-based ones
+(gru4rec.rng), the same with or without the compiled step; on other devices they come from
+torch's generator.
 """
 
 from __future__ import annotations

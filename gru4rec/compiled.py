@@ -150,8 +150,9 @@ def warn_eager_once():
 F32 = torch.float32  # the kernels' float type; their outputs are float32 whatever the default dtype
 
 
-def _p(t: torch.Tensor) -> int:
-    return t.data_ptr()
+def _p(t: torch.Tensor | None) -> int | None:
+    """A tensor's address for the kernels, None (NULL) for no tensor."""
+    return None if t is None else t.data_ptr()
 
 
 class NativeKernels:
@@ -217,7 +218,7 @@ class NativeKernels:
         dO_u, value = torch.empty((b, u), dtype=F32), ctypes.c_double()
         O_u, scored = O_u.contiguous(), scored.contiguous()  # these names keep them alive for the call
         off_t, off_u = (None if t is None else t.contiguous() for t in (off_t, off_u))
-        args = (_p(O_u), b, u, _p(scored), len(scored), *(None if t is None else _p(t) for t in (off_t, off_u)))
+        args = (_p(O_u), b, u, _p(scored), len(scored), _p(off_t), _p(off_u))
         if spec[0] == "cross-entropy":
             failed = self.lib.xe_loss(*args, scale, _p(dO_u), ctypes.byref(value))
         else:
@@ -228,13 +229,12 @@ class NativeKernels:
 
     def adagrad_rows(self, table, ids, g, idle, lr, momentum, eps):
         _, slots, dim = table.shape
-        idle_p = None if idle is None else _p(idle)
         g = g.contiguous()
-        self.lib.adagrad_rows(_p(table), slots, dim, _p(ids), len(ids), _p(g), idle_p, lr, momentum, eps)
+        self.lib.adagrad_rows(_p(table), slots, dim, _p(ids), len(ids), _p(g), _p(idle), lr, momentum, eps)
 
     def adagrad_dense(self, p, g, acc, vel, lr, momentum, eps):
         g = g.contiguous()
-        self.lib.adagrad_dense(_p(p), _p(g), _p(acc), None if vel is None else _p(vel), p.numel(), lr, momentum, eps)
+        self.lib.adagrad_dense(_p(p), _p(g), _p(acc), _p(vel), p.numel(), lr, momentum, eps)
 
     def categorical(self, keys, n, cdf, guide):
         """n draws of the items with cumulative probabilities cdf (gru4rec.rng.CounterRandom.categorical),
@@ -260,16 +260,14 @@ class NativeKernels:
         b, dim = len(where), rows.shape[1]
         where = where.contiguous()
         x, mask = torch.empty((b, dim), dtype=F32), torch.empty((b, dim), dtype=F32) if p > 0 else None
-        mask_p = None if mask is None else _p(mask)
-        self.lib.embed_rows(_p(rows), rows.stride(0), _p(where), b, dim, *self._draw(p, random), mask_p, _p(x))
+        self.lib.embed_rows(_p(rows), rows.stride(0), _p(where), b, dim, *self._draw(p, random), _p(mask), _p(x))
         return x, mask
 
     def add_rows(self, dst, where, d, mask):
         """GRU4RecNetwork.add_rows: dst (u, dim) with unit column stride, in place."""
         assert dst.stride(1) == 1
         where, d = where.contiguous(), d.contiguous()
-        mask_p = None if mask is None else _p(mask)
-        self.lib.add_rows(_p(dst), dst.stride(0), _p(where), len(where), dst.shape[1], _p(d), mask_p)
+        self.lib.add_rows(_p(dst), dst.stride(0), _p(where), len(where), dst.shape[1], _p(d), _p(mask))
 
     def gru_forward(self, a, h, Wrz, Wh, p_hidden, random):
         """A GRU layer in training (GRU4RecNetwork._gru_train): the products by torch, the gates,
@@ -284,8 +282,7 @@ class NativeKernels:
         c = rh @ Wh
         out, mask = torch.empty_like(h), torch.empty_like(h) if p_hidden > 0 else None
         draw = self._draw(p_hidden, random)
-        mask_p = None if mask is None else _p(mask)
-        self.lib.gru_output(_p(c), _p(a), a.stride(0), _p(h), _p(rz), *h.shape, _p(out), *draw, mask_p)
+        self.lib.gru_output(_p(c), _p(a), a.stride(0), _p(h), _p(rz), *h.shape, _p(out), *draw, _p(mask))
         return out, rz, rh, c, mask
 
     def gru_backward(self, lc, d_out, Wh):
@@ -294,8 +291,7 @@ class NativeKernels:
         b, n = lc.h.shape
         d_out, h = d_out.contiguous(), lc.h.contiguous()  # (rz, c and the mask are gru_forward's own)
         d_a = torch.empty((b, 3 * n), dtype=F32)
-        mask = None if lc.mask is None else _p(lc.mask)
-        self.lib.gru_backward_out(_p(d_out), mask, _p(lc.rz), _p(lc.c), _p(h), b, n, _p(d_a))
+        self.lib.gru_backward_out(_p(d_out), _p(lc.mask), _p(lc.rz), _p(lc.c), _p(h), b, n, _p(d_a))
         d_ac = d_a[:, :n]
         d_rh = d_ac @ Wh.t()
         dBh = torch.empty(3 * n, dtype=F32)

@@ -159,11 +159,41 @@ static inline float weighted_max(const float *v, const float *w, int64_t len, fl
     return hmax(vm, m);
 }
 
-/* The loss summed over the rows in row order (the same sum for any thread count). */
-static double total_loss(const double *row_loss, int64_t b) {
-    double loss = 0.0;
-    for (int64_t i = 0; i < b; i++) loss += row_loss[i];
-    return loss;
+/* A loss's buffers for the whole call: the samples' counts per item and the per-row losses.
+ * Returns 0, or 1 if out of memory (nothing left allocated). */
+static int loss_buffers(const int64_t *scored, int64_t b, int64_t n, int64_t u, float **cnt, double **row_loss) {
+    *cnt = sample_counts(scored, b, n, u);
+    *row_loss = malloc(b * sizeof(double));
+    if (*cnt && *row_loss) return 0;
+    free(*cnt);
+    free(*row_loss);
+    return 1;
+}
+
+/* A thread's scratch of `size` floats, zeroed, whose last bp hold the target columns' weights (1
+ * for the b columns, 0 for the padding); NULL if out of memory, which sets *failed. */
+static float *row_scratch(int64_t size, int64_t b, int64_t bp, int *failed) {
+    float *s = calloc(size, sizeof(float));
+    if (!s) {
+#pragma omp atomic write
+        *failed = 1;
+        return NULL;
+    }
+    for (int64_t j = 0; j < b; j++) s[size - bp + j] = 1.0f;
+    return s;
+}
+
+/* The end of a loss call: the loss summed over the rows in row order (the same sum for any
+ * thread count) unless a thread ran out of memory; frees the buffers; returns failed. */
+static int loss_done(int failed, float *cnt, double *row_loss, int64_t b, double *loss) {
+    if (!failed) {
+        double total = 0.0;
+        for (int64_t i = 0; i < b; i++) total += row_loss[i];
+        *loss = total;
+    }
+    free(cnt);
+    free(row_loss);
+    return failed;
 }
 
 /* v = w exp(v - m), 0 where w = 0; returns the sum (softmax's denominator). */
@@ -185,24 +215,15 @@ static inline float xe_exp(float *v, const float *w, int64_t len, float m) {
 int xe_loss(const float *Ou, int64_t b, int64_t u, const int64_t *scored, int64_t n, const float *off_t,
             const float *off_u, float scale, float *dOu, double *loss) {
     const int64_t up = padded(u), bp = padded(b);
-    float *cnt = sample_counts(scored, b, n, u);
-    double *row_loss = malloc(b * sizeof(double));
-    if (!cnt || !row_loss) {
-        free(cnt);
-        free(row_loss);
-        return 1;
-    }
+    float *cnt;
+    double *row_loss;
+    if (loss_buffers(scored, b, n, u, &cnt, &row_loss)) return 1;
     int failed = 0;
 #pragma omp parallel num_threads(threads) if (b * n >= PARALLEL_ELEMENTS)
     {
         /* per thread: the sample columns by item (T), the target columns (tv) and their weights */
-        float *T = calloc(up + 2 * bp, sizeof(float));
-        if (!T) {
-#pragma omp atomic write
-            failed = 1;
-        }
+        float *T = row_scratch(up + 2 * bp, b, bp, &failed);
         float *tv = T + up, *wt = tv + bp;
-        for (int64_t j = 0; T && j < b; j++) wt[j] = 1.0f;
 #pragma omp for schedule(static)
         for (int64_t i = 0; i < b; i++) {
             if (!T) continue;
@@ -226,10 +247,7 @@ int xe_loss(const float *Ou, int64_t b, int64_t u, const int64_t *scored, int64_
         }
         free(T);
     }
-    if (!failed) *loss = total_loss(row_loss, b);
-    free(cnt);
-    free(row_loss);
-    return failed;
+    return loss_done(failed, cnt, row_loss, b, loss);
 }
 
 /* f(x) per lane: elu with alpha (alpha > 0; NaN stays NaN) or the identity (alpha = 0) */
@@ -290,25 +308,16 @@ static inline void bpr_grad(const float *A, const float *w, const float *e, floa
 int bprmax_loss(const float *Ou, int64_t b, int64_t u, const int64_t *scored, int64_t n, const float *off_t,
                 const float *off_u, float elu_alpha, float bpreg, float scale, float *dOu, double *loss) {
     const int64_t up = padded(u), bp = padded(b);
-    float *cnt = sample_counts(scored, b, n, u);
-    double *row_loss = malloc(b * sizeof(double));
-    if (!cnt || !row_loss) {
-        free(cnt);
-        free(row_loss);
-        return 1;
-    }
+    float *cnt;
+    double *row_loss;
+    if (loss_buffers(scored, b, n, u, &cnt, &row_loss)) return 1;
     int failed = 0;
 #pragma omp parallel num_threads(threads) if (b * n >= PARALLEL_ELEMENTS)
     {
         /* per thread, for the sample columns by item and for the target columns: activations A,
          * softmax weights e (times the weight), sigmoids and then the gradient; the targets' weights */
-        float *A = calloc(3 * up + 4 * bp, sizeof(float));
-        if (!A) {
-#pragma omp atomic write
-            failed = 1;
-        }
+        float *A = row_scratch(3 * up + 4 * bp, b, bp, &failed);
         float *e = A + up, *sig = e + up, *At = sig + up, *et = At + bp, *st = et + bp, *wt = st + bp;
-        for (int64_t j = 0; A && j < b; j++) wt[j] = 1.0f;
 #pragma omp for schedule(static)
         for (int64_t i = 0; i < b; i++) {
             if (!A) continue;
@@ -341,16 +350,12 @@ int bprmax_loss(const float *Ou, int64_t b, int64_t u, const int64_t *scored, in
             bpr_grad(At, wt, et, st, bp, inv_z, c, inv, k, elu_alpha);
             for (int64_t r = 0; r < u; r += VW) vstore(d + r, vload(sig + r, VW), u - r < VW ? u - r : VW);
             for (int64_t j = 0; j < b; j++) d[scored[j]] += st[j];
-            float dii = (R - P) * inv * (elu_alpha > 0.0f && a_ii <= 0.0f ? a_ii + elu_alpha : 1.0f);
-            d[scored[i]] += dii;
+            d[scored[i]] += (R - P) * inv * act_grad_v(splat(a_ii), elu_alpha)[0];
             wt[i] = 1.0f;
         }
         free(A);
     }
-    if (!failed) *loss = total_loss(row_loss, b);
-    free(cnt);
-    free(row_loss);
-    return failed;
+    return loss_done(failed, cnt, row_loss, b, loss);
 }
 
 /* The training's counter-based random numbers (gru4rec/rng.py, which draws the same with NumPy):

@@ -292,17 +292,12 @@ class _TrainingStep:
         """(loss, dLoss/dO_u). The native loss reads the unique items' scores as they are, with the
         log-Q offsets of the targets and of the sampled items; the others spread the scores to the
         score matrix (targets, then samples: an offset per column) and sum the gradient's columns back."""
+        off_t = None if self.log_q is None else self.log_q[0].index_select(0, T)
+        sampled = self.log_q is not None and S is not None
         if self.native_loss is not None:
-            off_t = off_u = None
-            if self.log_q is not None:
-                off_t = self.log_q[0].index_select(0, T)
-                off_u = None if S is None else self.log_q[1].index_select(0, cache.out.ids)
+            off_u = self.log_q[1].index_select(0, cache.out.ids) if sampled else None
             return self.net.kernels.loss(self.native_loss, O_u, cache.scored, cache.b, off_t, off_u, self.scale)
-        offset = None
-        if self.log_q is not None:
-            offset = self.log_q[0].index_select(0, T)
-            if S is not None:
-                offset = torch.cat([offset, self.log_q[1].index_select(0, S)])
+        offset = torch.cat([off_t, self.log_q[1].index_select(0, S)]) if sampled else off_t
         O = self.net.spread(O_u, cache)
         loss = None
         if self.compiled_loss is not None and O.shape[0] == self.p["batch_size"]:
